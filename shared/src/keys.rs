@@ -1,0 +1,374 @@
+//! Where a dataset lives: lumibot's relative path, the remote key, the reserved areas, and
+//! the strict way back from a key to its dataset.
+//!
+//! ```text
+//! <provider>/<asset_type>/<timespan lower>/<datastyle lower>/
+//!     <asset_type>_<UNIQ>_<timespan as given>_<datastyle as given>.parquet
+//! UNIQ = SYMBOL | SYMBOL_<expiration %y%m%d>_<strike as Python str()>_<RIGHT>
+//! ```
+
+use chrono::{Datelike, NaiveDate};
+
+use crate::dataset::{
+    AssetType, Dataset, DatasetError, Datastyle, OptionContract, Provider, Right, Strike, Timespan,
+};
+
+pub const PARQUET_SUFFIX: &str = ".parquet";
+pub const SIDECAR_SUFFIX: &str = ".meta.json";
+pub const MANIFEST_AREA: &str = "_manifest";
+pub const QUARANTINE_AREA: &str = "_quarantine";
+pub const LEASE_AREA: &str = "_leases";
+pub const AUDIT_AREA: &str = "_audit";
+/// lumibot's readwrite uploads go to `<key>.tmp-<secs>-<rand>` before the copy.
+pub const TEMP_MARKER: &str = ".tmp-";
+
+/// The file name of a dataset's parquet.
+pub fn file_name(dataset: &Dataset) -> String {
+    let uniq = match &dataset.contract {
+        None => dataset.symbol.clone(),
+        Some(c) => format!(
+            "{}_{}_{}_{}",
+            dataset.symbol,
+            c.expiration.format("%y%m%d"),
+            c.strike.as_str(),
+            c.right.as_str()
+        ),
+    };
+    format!(
+        "{}_{}_{}_{}{PARQUET_SUFFIX}",
+        dataset.asset_type.as_str(),
+        uniq,
+        dataset.timespan.as_str(),
+        dataset.datastyle.as_str()
+    )
+}
+
+/// The path under the lumibot cache root (and under `<prefix>/<version>/` remotely).
+pub fn relative_path(dataset: &Dataset) -> String {
+    format!(
+        "{}/{}/{}/{}/{}",
+        dataset.provider.as_str(),
+        dataset.asset_type.as_str(),
+        dataset.timespan.folder(),
+        dataset.datastyle.folder(),
+        file_name(dataset)
+    )
+}
+
+/// lumibot's `"/".join(c.strip("/") for c in [prefix or None, version, rel] if c)`.
+pub fn join_key(parts: &[&str]) -> String {
+    parts
+        .iter()
+        .filter(|part| !part.is_empty())
+        .map(|part| part.trim_matches('/'))
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The prefix and version every key of one cache lives under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyLayout {
+    prefix: String,
+    version: String,
+}
+
+/// What a key in the bucket is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyKind {
+    /// A dataset's parquet.
+    Data(Dataset),
+    /// A dataset's `.meta.json` sidecar.
+    Sidecar(Dataset),
+    /// `_manifest/`, `_quarantine/`, `_leases/` or `_audit/`: never data.
+    Reserved(&'static str),
+    /// A lumibot upload in flight (`.tmp-` in the key).
+    Temporary,
+    /// Outside this layout's prefix and version.
+    Foreign,
+}
+
+impl KeyLayout {
+    /// Prefix and version are cleaned as lumibot cleans its settings (spaces and `/` stripped;
+    /// an empty version means `v1`).
+    pub fn new(prefix: &str, version: &str) -> Self {
+        let version = version.trim().trim_matches('/');
+        KeyLayout {
+            prefix: prefix.trim().trim_matches('/').to_string(),
+            version: if version.is_empty() { "v1" } else { version }.to_string(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// `<prefix>/<version>`, the root of data and reserved areas.
+    pub fn root(&self) -> String {
+        join_key(&[&self.prefix, &self.version])
+    }
+
+    /// The remote key of a path relative to the cache root.
+    pub fn key_for_relative(&self, relative: &str) -> String {
+        join_key(&[&self.prefix, &self.version, relative])
+    }
+
+    pub fn data_key(&self, dataset: &Dataset) -> String {
+        self.key_for_relative(&relative_path(dataset))
+    }
+
+    pub fn sidecar_key(&self, dataset: &Dataset) -> String {
+        format!("{}{SIDECAR_SUFFIX}", self.data_key(dataset))
+    }
+
+    pub fn manifest_key(&self, dataset: &Dataset) -> String {
+        join_key(&[
+            &self.root(),
+            MANIFEST_AREA,
+            &format!("{}.json", relative_path(dataset)),
+        ])
+    }
+
+    pub fn lease_key(&self, dataset: &Dataset) -> String {
+        join_key(&[
+            &self.root(),
+            LEASE_AREA,
+            &format!("{}.lease", relative_path(dataset)),
+        ])
+    }
+
+    /// Folder (ending in `/`) of a dataset's quarantined versions.
+    pub fn quarantine_prefix(&self, dataset: &Dataset) -> String {
+        format!(
+            "{}/",
+            join_key(&[&self.root(), QUARANTINE_AREA, &relative_path(dataset)])
+        )
+    }
+
+    /// Folder (ending in `/`) of the audit records of day `date`.
+    pub fn audit_prefix(&self, date: NaiveDate) -> String {
+        format!(
+            "{}/",
+            join_key(&[
+                &self.prefix,
+                AUDIT_AREA,
+                &format!("dt={}", date.format("%Y-%m-%d"))
+            ])
+        )
+    }
+
+    /// The path relative to the cache root of a key under this layout.
+    pub fn relative_of<'k>(&self, key: &'k str) -> Option<&'k str> {
+        let root = self.root();
+        key.strip_prefix(root.as_str())?.strip_prefix('/')
+    }
+
+    /// Say what a key is. Data and sidecar keys must parse back to exactly themselves.
+    pub fn classify(&self, key: &str) -> Result<KeyKind, DatasetError> {
+        if !self.prefix.is_empty() {
+            let audit = join_key(&[&self.prefix, AUDIT_AREA]);
+            if key.starts_with(&format!("{audit}/")) {
+                return Ok(KeyKind::Reserved(AUDIT_AREA));
+            }
+        } else if key.starts_with(&format!("{AUDIT_AREA}/")) {
+            return Ok(KeyKind::Reserved(AUDIT_AREA));
+        }
+        let Some(relative) = self.relative_of(key) else {
+            return Ok(KeyKind::Foreign);
+        };
+        for area in [MANIFEST_AREA, QUARANTINE_AREA, LEASE_AREA] {
+            if relative.starts_with(&format!("{area}/")) {
+                return Ok(KeyKind::Reserved(area));
+            }
+        }
+        if key.contains(TEMP_MARKER) {
+            return Ok(KeyKind::Temporary);
+        }
+        if let Some(data) = relative.strip_suffix(SIDECAR_SUFFIX) {
+            return parse_relative_path(data).map(KeyKind::Sidecar);
+        }
+        parse_relative_path(relative).map(KeyKind::Data)
+    }
+
+    /// The dataset of a data key under this layout.
+    pub fn parse_data_key(&self, key: &str) -> Result<Dataset, DatasetError> {
+        match self.classify(key)? {
+            KeyKind::Data(dataset) => Ok(dataset),
+            KeyKind::Foreign => Err(DatasetError(format!(
+                "key '{key}' is not under '{}/'",
+                self.root()
+            ))),
+            other => Err(DatasetError(format!(
+                "key '{key}' is not a dataset's parquet ({other:?})"
+            ))),
+        }
+    }
+}
+
+fn key_error(path: &str, why: impl std::fmt::Display) -> DatasetError {
+    DatasetError(format!("'{path}' is not a cache path: {why}"))
+}
+
+/// Parse `<provider>/<asset_type>/<timespan>/<datastyle>/<file>.parquet` strictly: the
+/// result rebuilds exactly the same path, or the path is rejected.
+pub fn parse_relative_path(path: &str) -> Result<Dataset, DatasetError> {
+    if path.chars().any(char::is_control) {
+        return Err(key_error(path, "contains a control character"));
+    }
+    let segments: Vec<&str> = path.split('/').collect();
+    if segments.iter().any(|s| s.is_empty()) {
+        return Err(key_error(path, "empty path segment"));
+    }
+    if segments.contains(&"..") || segments.contains(&".") {
+        return Err(key_error(path, "'.' or '..' segment"));
+    }
+    let [
+        provider,
+        asset_folder,
+        timespan_folder,
+        datastyle_folder,
+        file,
+    ] = segments[..]
+    else {
+        return Err(key_error(
+            path,
+            "expected <provider>/<asset_type>/<timespan>/<datastyle>/<file>.parquet",
+        ));
+    };
+    let provider = Provider::parse(provider).map_err(|e| key_error(path, e))?;
+    let asset_type = AssetType::parse(asset_folder).map_err(|e| key_error(path, e))?;
+    if asset_type.as_str() != asset_folder {
+        return Err(key_error(path, "asset folder must be lower-case"));
+    }
+    let stem = file
+        .strip_suffix(PARQUET_SUFFIX)
+        .ok_or_else(|| key_error(path, "file name must end in .parquet"))?;
+    let stem = stem
+        .strip_prefix(asset_type.as_str())
+        .and_then(|s| s.strip_prefix('_'))
+        .ok_or_else(|| {
+            key_error(
+                path,
+                format!("file name must start with '{}_'", asset_type.as_str()),
+            )
+        })?;
+    // Timespan and datastyle have no '_', so they are the last two parts; the symbol may.
+    let mut parts: Vec<&str> = stem.rsplitn(3, '_').collect();
+    if parts.len() != 3 {
+        return Err(key_error(path, "file name lacks timespan or datastyle"));
+    }
+    let (datastyle_text, timespan_text, uniq) = (parts.remove(0), parts.remove(0), parts.remove(0));
+    let timespan = Timespan::parse(timespan_text).map_err(|e| key_error(path, e))?;
+    let datastyle = Datastyle::parse(datastyle_text).map_err(|e| key_error(path, e))?;
+    let (symbol, contract) = if asset_type == AssetType::Option {
+        let mut parts: Vec<&str> = uniq.rsplitn(4, '_').collect();
+        if parts.len() != 4 {
+            return Err(key_error(
+                path,
+                "an option file name needs SYMBOL_YYMMDD_STRIKE_RIGHT",
+            ));
+        }
+        let (right, strike, expiry, symbol) = (
+            parts.remove(0),
+            parts.remove(0),
+            parts.remove(0),
+            parts.remove(0),
+        );
+        let expiration = parse_yymmdd(expiry)
+            .ok_or_else(|| key_error(path, format!("expiration '{expiry}' is not YYMMDD")))?;
+        if right != right.to_ascii_uppercase() {
+            return Err(key_error(path, "right must be upper-case"));
+        }
+        let contract = OptionContract {
+            expiration,
+            strike: Strike::from_json_number(strike).map_err(|e| key_error(path, e))?,
+            right: Right::parse(right).map_err(|e| key_error(path, e))?,
+        };
+        (symbol, Some(contract))
+    } else {
+        (uniq, None)
+    };
+    let dataset = Dataset::new(
+        provider,
+        asset_type,
+        symbol.to_string(),
+        timespan,
+        datastyle,
+        contract,
+    )
+    .map_err(|e| key_error(path, e))?;
+    let rebuilt = relative_path(&dataset);
+    if rebuilt != path || dataset.timespan.folder() != timespan_folder {
+        return Err(key_error(
+            path,
+            format!("not in canonical form (expected '{rebuilt}')"),
+        ));
+    }
+    if dataset.datastyle.folder() != datastyle_folder {
+        return Err(key_error(
+            path,
+            "datastyle folder does not match the file name",
+        ));
+    }
+    Ok(dataset)
+}
+
+fn parse_yymmdd(text: &str) -> Option<NaiveDate> {
+    if text.len() != 6 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let yy: i32 = text[..2].parse().ok()?;
+    let date =
+        NaiveDate::from_ymd_opt(2000 + yy, text[2..4].parse().ok()?, text[4..].parse().ok()?)?;
+    debug_assert!(date.year() >= 2000);
+    Some(date)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dataset(json: &str) -> Dataset {
+        Dataset::from_json(json).unwrap_or_else(|e| panic!("{json}: {e}"))
+    }
+
+    #[test]
+    fn design_examples_byte_for_byte() {
+        let staged = KeyLayout::new("stage/cache", "v3");
+        let cases = [
+            (
+                r#"{"provider":"thetadata","asset_type":"stock","symbol":"SPY","timespan":"minute","datastyle":"ohlc"}"#,
+                "stage/cache/v3/thetadata/stock/minute/ohlc/stock_SPY_minute_ohlc.parquet",
+            ),
+            (
+                r#"{"provider":"thetadata","asset_type":"stock","symbol":"SPY","timespan":"1D","datastyle":"quote"}"#,
+                "stage/cache/v3/thetadata/stock/1d/quote/stock_SPY_1D_quote.parquet",
+            ),
+            (
+                r#"{"provider":"thetadata","asset_type":"option","symbol":"SPY","timespan":"1D","datastyle":"ohlc","expiration":"2023-08-01","strike":100,"right":"CALL"}"#,
+                "stage/cache/v3/thetadata/option/1d/ohlc/option_SPY_230801_100_CALL_1D_ohlc.parquet",
+            ),
+            (
+                r#"{"provider":"thetadata","asset_type":"option","symbol":"tsla","timespan":"minute","datastyle":"quote","expiration":"2024-11-22","strike":340,"right":"put"}"#,
+                "stage/cache/v3/thetadata/option/minute/quote/option_TSLA_241122_340_PUT_minute_quote.parquet",
+            ),
+        ];
+        for (json, key) in cases {
+            let d = dataset(json);
+            assert_eq!(staged.data_key(&d), key);
+            assert_eq!(staged.parse_data_key(key).unwrap(), d, "{key}");
+            assert_eq!(staged.sidecar_key(&d), format!("{key}.meta.json"));
+        }
+        let index = dataset(
+            r#"{"provider":"thetadata","asset_type":"index","symbol":"SPX","timespan":"day","datastyle":"ohlc"}"#,
+        );
+        let bare = KeyLayout::new("", "v1");
+        assert_eq!(
+            bare.data_key(&index),
+            "v1/thetadata/index/day/ohlc/index_SPX_day_ohlc.parquet"
+        );
+    }
+}

@@ -1,0 +1,19 @@
+//! Core of cachefill: lumibot-compatible datasets and keys, the storage seam, the
+//! parquet codec, upstream providers, validation rules and the fill engine the
+//! miss-handler runs.
+//!
+//! | module | what lives there |
+//! |---|---|
+//! | [`dataset`], [`keys`] | lumibot's payload, relative paths, remote keys, reserved areas |
+//! | [`settings`] | the `LUMIBOT_CACHE_*` and `CACHE_*` configuration contract |
+//! | [`calendar`] | NYSE sessions, holidays, hours |
+//! | [`storage`] | the object-store seam: local directory and S3 |
+//! | [`codec`] | parquet schemas, rows, sidecars |
+//! | [`providers`] | upstream sources (synthetic, ThetaData) |
+//! | [`fill`] | coverage, merge, lease, the fill engine |
+//! | [`validate`] | the rules every cached object must pass |
+pub mod calendar;
+pub mod dataset;
+pub mod keys;
+pub mod pyfmt;
+pub mod settings;

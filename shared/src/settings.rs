@@ -1,0 +1,989 @@
+//! Configuration read from environment variables (DESIGN §3).
+//!
+//! Client side (backtest jobs). The `LUMIBOT_CACHE_*` variables follow
+//! lumibot's `BacktestCacheSettings.from_env` exactly: same defaults, same
+//! trimming and lower-casing, same check order (backend, off-values, unknown
+//! mode, bucket) and byte-identical error messages, so a job configured for
+//! lumibot behaves the same here.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `LUMIBOT_CACHE_BACKEND` | `local` | `s3` turns the remote cache on; anything else leaves it off |
+//! | `LUMIBOT_CACHE_MODE` | `disabled` | `disabled`/`off`/`local` → off; `readwrite`/`rw`/`s3_readwrite`; `readonly`/`ro`/`s3_readonly`; anything else is an error |
+//! | `LUMIBOT_CACHE_S3_BUCKET` | — | bucket of the remote cache; required when it is on |
+//! | `LUMIBOT_CACHE_S3_PREFIX` | empty | key prefix; surrounding whitespace, then surrounding `/`, removed |
+//! | `LUMIBOT_CACHE_S3_REGION` | AWS chain | region of the bucket |
+//! | `LUMIBOT_CACHE_S3_ACCESS_KEY_ID` | AWS chain | static credentials; unset means the standard AWS credential chain |
+//! | `LUMIBOT_CACHE_S3_SECRET_ACCESS_KEY` | AWS chain | static credentials (never logged) |
+//! | `LUMIBOT_CACHE_S3_SESSION_TOKEN` | none | session token of temporary credentials (never logged) |
+//! | `LUMIBOT_CACHE_S3_VERSION` | `v1` | namespace under the prefix; trimmed like the prefix, empty means `v1` |
+//! | `LUMIBOT_CACHE_FILL_FUNCTION` | none | Lambda function name or ARN invoked on a readonly miss (ours) |
+//! | `LUMIBOT_CACHE_FOLDER` | lumibot's cache dir | local cache root, used verbatim like lumibot does (ours) |
+//! | `AWS_ENDPOINT_URL_S3`, then `AWS_ENDPOINT_URL` | AWS | S3-compatible endpoint, addressed path-style |
+//!
+//! lumibot's default cache folder is `$XDG_CACHE_HOME/lumibot/1.0` (falling back
+//! to `~/.cache/lumibot/1.0`) on Linux, `~/Library/Caches/lumibot/1.0` on macOS
+//! and `%LOCALAPPDATA%\LumiWealth\lumibot\Cache\1.0` on Windows.
+//!
+//! Function side (the Lambdas):
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `CACHE_BUCKET` | — | bucket holding the cache; required |
+//! | `CACHE_PREFIX` | empty | key prefix, trimmed like `LUMIBOT_CACHE_S3_PREFIX` |
+//! | `CACHE_VERSION` | `v1` | namespace under the prefix, trimmed like `LUMIBOT_CACHE_S3_VERSION` |
+//! | `THETADATA_BASE_URL` | `http://127.0.0.1:25503` | ThetaData terminal; a trailing `/` or `/v3` is dropped |
+//! | `CACHE_LEASE_TTL_SECONDS` | `960` | lifetime of a fill lease: the 900 s function timeout plus 60 s margin (1–86400) |
+//! | `CACHE_FETCH_CONCURRENCY` | `4` | upstream requests in flight per fill (1–64) |
+//! | `CACHE_UPSTREAM_TIMEOUT_SECONDS` | `30` | timeout of one upstream request (1–900) |
+//! | `AWS_ENDPOINT_URL_S3`, then `AWS_ENDPOINT_URL` | AWS | S3-compatible endpoint, addressed path-style |
+//!
+//! Blank values count as unset, as Python's `value or default` does. Variables
+//! whose value is not valid UTF-8 are treated as unset.
+
+use std::fmt;
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+pub const LUMIBOT_CACHE_BACKEND: &str = "LUMIBOT_CACHE_BACKEND";
+pub const LUMIBOT_CACHE_MODE: &str = "LUMIBOT_CACHE_MODE";
+pub const LUMIBOT_CACHE_S3_BUCKET: &str = "LUMIBOT_CACHE_S3_BUCKET";
+pub const LUMIBOT_CACHE_S3_PREFIX: &str = "LUMIBOT_CACHE_S3_PREFIX";
+pub const LUMIBOT_CACHE_S3_REGION: &str = "LUMIBOT_CACHE_S3_REGION";
+pub const LUMIBOT_CACHE_S3_ACCESS_KEY_ID: &str = "LUMIBOT_CACHE_S3_ACCESS_KEY_ID";
+pub const LUMIBOT_CACHE_S3_SECRET_ACCESS_KEY: &str = "LUMIBOT_CACHE_S3_SECRET_ACCESS_KEY";
+pub const LUMIBOT_CACHE_S3_SESSION_TOKEN: &str = "LUMIBOT_CACHE_S3_SESSION_TOKEN";
+pub const LUMIBOT_CACHE_S3_VERSION: &str = "LUMIBOT_CACHE_S3_VERSION";
+pub const LUMIBOT_CACHE_FILL_FUNCTION: &str = "LUMIBOT_CACHE_FILL_FUNCTION";
+pub const LUMIBOT_CACHE_FOLDER: &str = "LUMIBOT_CACHE_FOLDER";
+pub const AWS_ENDPOINT_URL_S3: &str = "AWS_ENDPOINT_URL_S3";
+pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
+pub const CACHE_BUCKET: &str = "CACHE_BUCKET";
+pub const CACHE_PREFIX: &str = "CACHE_PREFIX";
+pub const CACHE_VERSION: &str = "CACHE_VERSION";
+pub const THETADATA_BASE_URL: &str = "THETADATA_BASE_URL";
+pub const CACHE_LEASE_TTL_SECONDS: &str = "CACHE_LEASE_TTL_SECONDS";
+pub const CACHE_FETCH_CONCURRENCY: &str = "CACHE_FETCH_CONCURRENCY";
+pub const CACHE_UPSTREAM_TIMEOUT_SECONDS: &str = "CACHE_UPSTREAM_TIMEOUT_SECONDS";
+
+/// Where a ThetaData terminal listens by default.
+pub const DEFAULT_THETADATA_BASE_URL: &str = "http://127.0.0.1:25503";
+/// Default namespace under the prefix, as in lumibot.
+pub const DEFAULT_VERSION: &str = "v1";
+
+const DEFAULT_LEASE_TTL_SECONDS: u64 = 960;
+const LEASE_TTL_SECONDS: RangeInclusive<u64> = 1..=86_400;
+const DEFAULT_FETCH_CONCURRENCY: u64 = 4;
+const FETCH_CONCURRENCY: RangeInclusive<u64> = 1..=64;
+const DEFAULT_UPSTREAM_TIMEOUT_SECONDS: u64 = 30;
+// A request cannot usefully outlive the 900 s Lambda timeout.
+const UPSTREAM_TIMEOUT_SECONDS: RangeInclusive<u64> = 1..=900;
+
+/// How a backtest job uses the remote cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheMode {
+    /// Local cache only.
+    Disabled,
+    /// Read from S3 and upload what was fetched locally.
+    ReadWrite,
+    /// Read from S3 only; misses are filled by the fill function.
+    ReadOnly,
+}
+
+impl CacheMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheMode::Disabled => "disabled",
+            CacheMode::ReadWrite => "readwrite",
+            CacheMode::ReadOnly => "readonly",
+        }
+    }
+}
+
+impl fmt::Display for CacheMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Accepts every alias lumibot accepts, ignoring case and surrounding whitespace.
+impl FromStr for CacheMode {
+    type Err = SettingsError;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        let mode = py_strip(raw).to_lowercase();
+        match mode.as_str() {
+            "disabled" | "off" | "local" => Ok(CacheMode::Disabled),
+            "readwrite" | "rw" | "s3_readwrite" => Ok(CacheMode::ReadWrite),
+            "readonly" | "ro" | "s3_readonly" => Ok(CacheMode::ReadOnly),
+            _ => Err(SettingsError::UnsupportedMode(mode)),
+        }
+    }
+}
+
+/// A configuration value that cannot be used.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum SettingsError {
+    #[error(
+        "Unsupported LUMIBOT_CACHE_MODE '{0}'. Expected one of: disabled, readwrite, readonly."
+    )]
+    UnsupportedMode(String),
+    #[error("LUMIBOT_CACHE_S3_BUCKET must be set when using the S3 cache backend.")]
+    MissingBucket,
+    #[error("{name} must be {expected}, got {value:?}")]
+    Invalid {
+        name: String,
+        expected: String,
+        value: String,
+    },
+    #[error("{0} must be set")]
+    Missing(String),
+}
+
+/// lumibot's remote cache settings; present only when the S3 cache is on.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RemoteCacheSettings {
+    pub backend: String,
+    pub mode: CacheMode,
+    pub bucket: String,
+    pub prefix: String,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub session_token: Option<String>,
+    pub version: String,
+}
+
+impl fmt::Debug for RemoteCacheSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteCacheSettings")
+            .field("backend", &self.backend)
+            .field("mode", &self.mode)
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &Redacted(&self.secret_access_key))
+            .field("session_token", &Redacted(&self.session_token))
+            .field("version", &self.version)
+            .finish()
+    }
+}
+
+/// Shows whether a secret is set without showing it.
+struct Redacted<'a>(&'a Option<String>);
+
+impl fmt::Debug for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(_) => f.write_str("Some(<redacted>)"),
+            None => f.write_str("None"),
+        }
+    }
+}
+
+impl RemoteCacheSettings {
+    /// lumibot's `BacktestCacheSettings.from_env`: `Ok(None)` when the remote
+    /// cache is off.
+    pub fn from_lookup(
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<Self>, SettingsError> {
+        let backend = py_strip(&or_default(&get, LUMIBOT_CACHE_BACKEND, "local")).to_lowercase();
+        let mode_raw = or_default(&get, LUMIBOT_CACHE_MODE, "disabled");
+        if backend != "s3" {
+            return Ok(None);
+        }
+        let mode = match mode_raw.parse::<CacheMode>()? {
+            CacheMode::Disabled => return Ok(None),
+            mode => mode,
+        };
+        let bucket = py_strip(&or_default(&get, LUMIBOT_CACHE_S3_BUCKET, "")).to_owned();
+        if bucket.is_empty() {
+            return Err(SettingsError::MissingBucket);
+        }
+        Ok(Some(RemoteCacheSettings {
+            backend,
+            mode,
+            bucket,
+            prefix: prefix(&get, LUMIBOT_CACHE_S3_PREFIX),
+            region: stripped(&get, LUMIBOT_CACHE_S3_REGION),
+            access_key_id: stripped(&get, LUMIBOT_CACHE_S3_ACCESS_KEY_ID),
+            secret_access_key: stripped(&get, LUMIBOT_CACHE_S3_SECRET_ACCESS_KEY),
+            session_token: stripped(&get, LUMIBOT_CACHE_S3_SESSION_TOKEN),
+            version: version(&get, LUMIBOT_CACHE_S3_VERSION),
+        }))
+    }
+
+    /// [`RemoteCacheSettings::from_lookup`] over the process environment.
+    pub fn from_env() -> Result<Option<Self>, SettingsError> {
+        Self::from_lookup(env_lookup)
+    }
+}
+
+/// Everything a backtest job needs to reach the cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientSettings {
+    pub remote: Option<RemoteCacheSettings>,
+    pub fill_function: Option<String>,
+    pub cache_folder: PathBuf,
+    pub endpoint_url: Option<String>,
+}
+
+impl ClientSettings {
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let remote = RemoteCacheSettings::from_lookup(&get)?;
+        let cache_folder = match non_empty(&get, LUMIBOT_CACHE_FOLDER) {
+            Some(folder) => PathBuf::from(folder),
+            None => default_cache_folder(&get),
+        };
+        Ok(ClientSettings {
+            remote,
+            fill_function: stripped(&get, LUMIBOT_CACHE_FILL_FUNCTION),
+            cache_folder,
+            endpoint_url: endpoint_url(&get),
+        })
+    }
+
+    /// [`ClientSettings::from_lookup`] over the process environment.
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_lookup(env_lookup)
+    }
+
+    /// The remote cache mode; `Disabled` when the remote cache is off.
+    pub fn mode(&self) -> CacheMode {
+        self.remote
+            .as_ref()
+            .map_or(CacheMode::Disabled, |remote| remote.mode)
+    }
+}
+
+/// lumibot's default local cache root on the platform this was built for.
+pub fn default_cache_folder(get: impl Fn(&str) -> Option<String>) -> PathBuf {
+    cache_folder_for(Platform::current(), &get)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Platform {
+    Linux,
+    MacOs,
+    Windows,
+}
+
+impl Platform {
+    fn current() -> Self {
+        if cfg!(target_os = "macos") {
+            Platform::MacOs
+        } else if cfg!(windows) {
+            Platform::Windows
+        } else {
+            Platform::Linux
+        }
+    }
+}
+
+fn cache_folder_for(platform: Platform, get: &impl Fn(&str) -> Option<String>) -> PathBuf {
+    match platform {
+        Platform::Linux => non_empty(get, "XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| home(get, "HOME").join(".cache"))
+            .join("lumibot")
+            .join("1.0"),
+        Platform::MacOs => home(get, "HOME")
+            .join("Library")
+            .join("Caches")
+            .join("lumibot")
+            .join("1.0"),
+        Platform::Windows => non_empty(get, "LOCALAPPDATA")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| home(get, "USERPROFILE").join("AppData").join("Local"))
+            .join("LumiWealth")
+            .join("lumibot")
+            .join("Cache")
+            .join("1.0"),
+    }
+}
+
+/// The home directory from `variable`, else the operating system's idea of it,
+/// as Python's `expanduser` does.
+fn home(get: &impl Fn(&str) -> Option<String>, variable: &str) -> PathBuf {
+    non_empty(get, variable)
+        .map(PathBuf::from)
+        .or_else(std::env::home_dir)
+        .unwrap_or_default()
+}
+
+/// Settings of the Lambda functions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionSettings {
+    pub bucket: String,
+    pub prefix: String,
+    pub version: String,
+    /// Without a trailing `/` or `/v3`; callers append `/v3/...`.
+    pub thetadata_base_url: String,
+    pub lease_ttl: Duration,
+    pub fetch_concurrency: usize,
+    pub upstream_timeout: Duration,
+    pub endpoint_url: Option<String>,
+}
+
+impl FunctionSettings {
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let bucket = stripped(&get, CACHE_BUCKET)
+            .ok_or_else(|| SettingsError::Missing(CACHE_BUCKET.to_owned()))?;
+        let fetch_concurrency = whole_number(
+            &get,
+            CACHE_FETCH_CONCURRENCY,
+            DEFAULT_FETCH_CONCURRENCY,
+            FETCH_CONCURRENCY,
+            "",
+        )?;
+        Ok(FunctionSettings {
+            bucket,
+            prefix: prefix(&get, CACHE_PREFIX),
+            version: version(&get, CACHE_VERSION),
+            thetadata_base_url: thetadata_base_url(&get)?,
+            lease_ttl: Duration::from_secs(whole_number(
+                &get,
+                CACHE_LEASE_TTL_SECONDS,
+                DEFAULT_LEASE_TTL_SECONDS,
+                LEASE_TTL_SECONDS,
+                " of seconds",
+            )?),
+            fetch_concurrency: usize::try_from(fetch_concurrency)
+                .expect("the concurrency range fits in usize"),
+            upstream_timeout: Duration::from_secs(whole_number(
+                &get,
+                CACHE_UPSTREAM_TIMEOUT_SECONDS,
+                DEFAULT_UPSTREAM_TIMEOUT_SECONDS,
+                UPSTREAM_TIMEOUT_SECONDS,
+                " of seconds",
+            )?),
+            endpoint_url: endpoint_url(&get),
+        })
+    }
+
+    /// [`FunctionSettings::from_lookup`] over the process environment.
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_lookup(env_lookup)
+    }
+}
+
+fn env_lookup(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Python's `str.isspace`, which also counts the ASCII separators U+001C–U+001F.
+fn is_py_whitespace(c: char) -> bool {
+    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
+}
+
+/// Python's `str.strip()`.
+fn py_strip(value: &str) -> &str {
+    value.trim_matches(is_py_whitespace)
+}
+
+fn non_empty(get: &impl Fn(&str) -> Option<String>, name: &str) -> Option<String> {
+    get(name).filter(|value| !value.is_empty())
+}
+
+/// Python's `env.get(name) or default`.
+fn or_default(get: &impl Fn(&str) -> Option<String>, name: &str, default: &str) -> String {
+    non_empty(get, name).unwrap_or_else(|| default.to_owned())
+}
+
+/// Python's `(env.get(name) or "").strip() or None`.
+fn stripped(get: &impl Fn(&str) -> Option<String>, name: &str) -> Option<String> {
+    Some(py_strip(&or_default(get, name, "")).to_owned()).filter(|value| !value.is_empty())
+}
+
+/// Python's `(env.get(name) or "").strip().strip("/")`.
+fn prefix(get: &impl Fn(&str) -> Option<String>, name: &str) -> String {
+    py_strip(&or_default(get, name, ""))
+        .trim_matches('/')
+        .to_owned()
+}
+
+/// Python's `(env.get(name) or "v1").strip().strip("/") or "v1"`.
+fn version(get: &impl Fn(&str) -> Option<String>, name: &str) -> String {
+    let raw = or_default(get, name, DEFAULT_VERSION);
+    match py_strip(&raw).trim_matches('/') {
+        "" => DEFAULT_VERSION.to_owned(),
+        version => version.to_owned(),
+    }
+}
+
+fn endpoint_url(get: &impl Fn(&str) -> Option<String>) -> Option<String> {
+    stripped(get, AWS_ENDPOINT_URL_S3).or_else(|| stripped(get, AWS_ENDPOINT_URL))
+}
+
+fn thetadata_base_url(get: &impl Fn(&str) -> Option<String>) -> Result<String, SettingsError> {
+    let Some(raw) = stripped(get, THETADATA_BASE_URL) else {
+        return Ok(DEFAULT_THETADATA_BASE_URL.to_owned());
+    };
+    let trimmed = raw.trim_end_matches('/');
+    let base = trimmed
+        .strip_suffix("/v3")
+        .unwrap_or(trimmed)
+        .trim_end_matches('/');
+    let host = base
+        .strip_prefix("http://")
+        .or_else(|| base.strip_prefix("https://"));
+    match host {
+        Some(host) if !host.is_empty() => Ok(base.to_owned()),
+        _ => Err(SettingsError::Invalid {
+            name: THETADATA_BASE_URL.to_owned(),
+            expected: "an http:// or https:// URL".to_owned(),
+            value: raw,
+        }),
+    }
+}
+
+/// A decimal integer within `range`; blank means `default`.
+fn whole_number(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: u64,
+    range: RangeInclusive<u64>,
+    unit: &str,
+) -> Result<u64, SettingsError> {
+    let Some(raw) = get(name) else {
+        return Ok(default);
+    };
+    let text = py_strip(&raw);
+    if text.is_empty() {
+        return Ok(default);
+    }
+    match text.parse::<u64>() {
+        Ok(number) if range.contains(&number) => Ok(number),
+        _ => Err(SettingsError::Invalid {
+            name: name.to_owned(),
+            expected: format!(
+                "a whole number{unit} from {} to {}",
+                range.start(),
+                range.end()
+            ),
+            value: raw,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::path::Path;
+
+    use super::*;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    fn remote(pairs: &[(&str, &str)]) -> Result<Option<RemoteCacheSettings>, SettingsError> {
+        RemoteCacheSettings::from_lookup(lookup(pairs))
+    }
+
+    fn s3_with_mode(mode: &str) -> Result<Option<RemoteCacheSettings>, SettingsError> {
+        remote(&[
+            (LUMIBOT_CACHE_BACKEND, "s3"),
+            (LUMIBOT_CACHE_MODE, mode),
+            (LUMIBOT_CACHE_S3_BUCKET, "cache-bucket"),
+        ])
+    }
+
+    fn function(pairs: &[(&str, &str)]) -> Result<FunctionSettings, SettingsError> {
+        let mut all = vec![(CACHE_BUCKET, "fill-bucket")];
+        all.extend_from_slice(pairs);
+        FunctionSettings::from_lookup(lookup(&all))
+    }
+
+    const UNSUPPORTED_BOGUS: &str =
+        "Unsupported LUMIBOT_CACHE_MODE 'bogus'. Expected one of: disabled, readwrite, readonly.";
+    const MISSING_BUCKET: &str =
+        "LUMIBOT_CACHE_S3_BUCKET must be set when using the S3 cache backend.";
+
+    #[test]
+    fn off_values_disable_the_remote_cache() {
+        for mode in ["disabled", "off", "local", " OFF ", "Disabled", "LOCAL\n"] {
+            assert_eq!(s3_with_mode(mode), Ok(None), "{mode:?}");
+        }
+        assert_eq!(
+            remote(&[(LUMIBOT_CACHE_BACKEND, "s3")]),
+            Ok(None),
+            "mode defaults to disabled"
+        );
+        assert_eq!(
+            remote(&[(LUMIBOT_CACHE_BACKEND, "s3"), (LUMIBOT_CACHE_MODE, "")]),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn readwrite_aliases_enable_readwrite() {
+        for mode in ["readwrite", "rw", "s3_readwrite", " RW ", "S3_ReadWrite"] {
+            let settings = s3_with_mode(mode).expect("valid").expect("enabled");
+            assert_eq!(settings.mode, CacheMode::ReadWrite, "{mode:?}");
+            assert_eq!(settings.backend, "s3");
+            assert_eq!(settings.bucket, "cache-bucket");
+        }
+    }
+
+    #[test]
+    fn readonly_aliases_enable_readonly() {
+        for mode in ["readonly", "ro", "s3_readonly", " ReadOnly ", "RO"] {
+            let settings = s3_with_mode(mode).expect("valid").expect("enabled");
+            assert_eq!(settings.mode, CacheMode::ReadOnly, "{mode:?}");
+        }
+    }
+
+    #[test]
+    fn backend_is_checked_before_the_mode() {
+        for backend in ["local", "gcs", "s3x", ""] {
+            let settings = remote(&[
+                (LUMIBOT_CACHE_BACKEND, backend),
+                (LUMIBOT_CACHE_MODE, "bogus"),
+            ]);
+            assert_eq!(settings, Ok(None), "{backend:?}");
+        }
+        assert_eq!(
+            remote(&[(LUMIBOT_CACHE_MODE, "bogus")]),
+            Ok(None),
+            "backend defaults to local"
+        );
+        let settings = remote(&[
+            (LUMIBOT_CACHE_BACKEND, " S3 "),
+            (LUMIBOT_CACHE_MODE, "ro"),
+            (LUMIBOT_CACHE_S3_BUCKET, "b"),
+        ]);
+        assert_eq!(settings.expect("valid").expect("enabled").backend, "s3");
+    }
+
+    #[test]
+    fn off_values_are_checked_before_the_bucket() {
+        let settings = remote(&[(LUMIBOT_CACHE_BACKEND, "s3"), (LUMIBOT_CACHE_MODE, "off")]);
+        assert_eq!(settings, Ok(None));
+    }
+
+    #[test]
+    fn unknown_mode_is_rejected_with_lumibots_message() {
+        let error = s3_with_mode(" BoGus ").expect_err("unknown mode");
+        assert_eq!(error, SettingsError::UnsupportedMode("bogus".to_owned()));
+        assert_eq!(error.to_string(), UNSUPPORTED_BOGUS);
+        // The mode is checked before the bucket, so a missing bucket does not hide it.
+        let error = remote(&[(LUMIBOT_CACHE_BACKEND, "s3"), (LUMIBOT_CACHE_MODE, "BOGUS")]);
+        assert_eq!(
+            error.expect_err("unknown mode").to_string(),
+            UNSUPPORTED_BOGUS
+        );
+        assert_eq!(
+            "write".parse::<CacheMode>(),
+            Err(SettingsError::UnsupportedMode("write".to_owned()))
+        );
+    }
+
+    #[test]
+    fn missing_or_blank_bucket_is_rejected_with_lumibots_message() {
+        for bucket in [None, Some(""), Some("  \t")] {
+            let mut pairs = vec![
+                (LUMIBOT_CACHE_BACKEND, "s3"),
+                (LUMIBOT_CACHE_MODE, "readonly"),
+            ];
+            pairs.extend(bucket.map(|bucket| (LUMIBOT_CACHE_S3_BUCKET, bucket)));
+            let error = remote(&pairs).expect_err("bucket required");
+            assert_eq!(error, SettingsError::MissingBucket, "{bucket:?}");
+            assert_eq!(error.to_string(), MISSING_BUCKET);
+        }
+        let settings = remote(&[
+            (LUMIBOT_CACHE_BACKEND, "s3"),
+            (LUMIBOT_CACHE_MODE, "readonly"),
+            (LUMIBOT_CACHE_S3_BUCKET, " my-bucket "),
+        ]);
+        assert_eq!(
+            settings.expect("valid").expect("enabled").bucket,
+            "my-bucket"
+        );
+    }
+
+    #[test]
+    fn prefix_strips_whitespace_then_slashes() {
+        let with_prefix = |value: &str| {
+            remote(&[
+                (LUMIBOT_CACHE_BACKEND, "s3"),
+                (LUMIBOT_CACHE_MODE, "rw"),
+                (LUMIBOT_CACHE_S3_BUCKET, "b"),
+                (LUMIBOT_CACHE_S3_PREFIX, value),
+            ])
+            .expect("valid")
+            .expect("enabled")
+            .prefix
+        };
+        assert_eq!(with_prefix(" /stage/cache/ "), "stage/cache");
+        assert_eq!(with_prefix("///"), "");
+        // Like Python, whitespace inside the slashes survives.
+        assert_eq!(with_prefix(" / a / "), " a ");
+        // Python's strip() also removes the ASCII unit separator.
+        assert_eq!(with_prefix("\u{1f}/p/\u{1f}"), "p");
+        let unset = s3_with_mode("rw").expect("valid").expect("enabled");
+        assert_eq!(unset.prefix, "");
+    }
+
+    #[test]
+    fn version_defaults_to_v1_and_strips_slashes() {
+        let with_version = |value: Option<&str>| {
+            let mut pairs = vec![
+                (LUMIBOT_CACHE_BACKEND, "s3"),
+                (LUMIBOT_CACHE_MODE, "rw"),
+                (LUMIBOT_CACHE_S3_BUCKET, "b"),
+            ];
+            pairs.extend(value.map(|value| (LUMIBOT_CACHE_S3_VERSION, value)));
+            remote(&pairs).expect("valid").expect("enabled").version
+        };
+        assert_eq!(with_version(None), "v1");
+        assert_eq!(with_version(Some("")), "v1");
+        assert_eq!(with_version(Some(" / ")), "v1");
+        assert_eq!(with_version(Some("/v3/")), "v3");
+        assert_eq!(with_version(Some(" v44 ")), "v44");
+    }
+
+    #[test]
+    fn optional_values_are_trimmed_and_blank_means_unset() {
+        let settings = remote(&[
+            (LUMIBOT_CACHE_BACKEND, "s3"),
+            (LUMIBOT_CACHE_MODE, "rw"),
+            (LUMIBOT_CACHE_S3_BUCKET, "b"),
+            (LUMIBOT_CACHE_S3_REGION, " us-east-1 "),
+            (LUMIBOT_CACHE_S3_ACCESS_KEY_ID, "   "),
+            (LUMIBOT_CACHE_S3_SECRET_ACCESS_KEY, " secret "),
+        ])
+        .expect("valid")
+        .expect("enabled");
+        assert_eq!(settings.region.as_deref(), Some("us-east-1"));
+        assert_eq!(settings.access_key_id, None);
+        assert_eq!(settings.secret_access_key.as_deref(), Some("secret"));
+        assert_eq!(settings.session_token, None);
+    }
+
+    #[test]
+    fn debug_output_redacts_secrets() {
+        let settings = remote(&[
+            (LUMIBOT_CACHE_BACKEND, "s3"),
+            (LUMIBOT_CACHE_MODE, "rw"),
+            (LUMIBOT_CACHE_S3_BUCKET, "b"),
+            (LUMIBOT_CACHE_S3_ACCESS_KEY_ID, "AKIAEXAMPLE"),
+            (LUMIBOT_CACHE_S3_SECRET_ACCESS_KEY, "wJalrXUtnFEMI-secret"),
+            (LUMIBOT_CACHE_S3_SESSION_TOKEN, "FwoGZXIvYXdz-token"),
+        ])
+        .expect("valid")
+        .expect("enabled");
+        for text in [format!("{settings:?}"), format!("{settings:#?}")] {
+            assert!(!text.contains("wJalrXUtnFEMI-secret"), "{text}");
+            assert!(!text.contains("FwoGZXIvYXdz-token"), "{text}");
+            assert_eq!(text.matches("<redacted>").count(), 2, "{text}");
+            assert!(text.contains("AKIAEXAMPLE"), "{text}");
+        }
+        let client = ClientSettings {
+            remote: Some(settings),
+            fill_function: None,
+            cache_folder: PathBuf::from("/c"),
+            endpoint_url: None,
+        };
+        assert!(!format!("{client:?}").contains("wJalrXUtnFEMI-secret"));
+    }
+
+    #[test]
+    fn cache_mode_displays_and_serializes_lowercase() {
+        assert_eq!(CacheMode::Disabled.to_string(), "disabled");
+        assert_eq!(CacheMode::ReadWrite.to_string(), "readwrite");
+        assert_eq!(CacheMode::ReadOnly.to_string(), "readonly");
+        assert_eq!(
+            serde_json::to_string(&CacheMode::ReadOnly).expect("serializes"),
+            "\"readonly\""
+        );
+        for mode in [
+            CacheMode::Disabled,
+            CacheMode::ReadWrite,
+            CacheMode::ReadOnly,
+        ] {
+            assert_eq!(mode.to_string().parse::<CacheMode>(), Ok(mode));
+        }
+    }
+
+    #[test]
+    fn client_settings_read_extensions() {
+        let settings = ClientSettings::from_lookup(lookup(&[
+            ("HOME", "/home/u"),
+            (LUMIBOT_CACHE_BACKEND, "s3"),
+            (LUMIBOT_CACHE_MODE, "readonly"),
+            (LUMIBOT_CACHE_S3_BUCKET, "b"),
+            (
+                LUMIBOT_CACHE_FILL_FUNCTION,
+                " arn:aws:lambda:us-east-1:123456789012:function:fill ",
+            ),
+            (AWS_ENDPOINT_URL, "http://127.0.0.1:5000"),
+            (AWS_ENDPOINT_URL_S3, " http://127.0.0.1:5001 "),
+        ]))
+        .expect("valid");
+        assert_eq!(settings.mode(), CacheMode::ReadOnly);
+        assert_eq!(
+            settings.fill_function.as_deref(),
+            Some("arn:aws:lambda:us-east-1:123456789012:function:fill")
+        );
+        assert_eq!(
+            settings.endpoint_url.as_deref(),
+            Some("http://127.0.0.1:5001")
+        );
+
+        let settings = ClientSettings::from_lookup(lookup(&[
+            ("HOME", "/home/u"),
+            (LUMIBOT_CACHE_FILL_FUNCTION, "  "),
+            (AWS_ENDPOINT_URL_S3, ""),
+            (AWS_ENDPOINT_URL, "http://127.0.0.1:5000"),
+        ]))
+        .expect("valid");
+        assert_eq!(settings.remote, None);
+        assert_eq!(settings.mode(), CacheMode::Disabled);
+        assert_eq!(settings.fill_function, None);
+        assert_eq!(
+            settings.endpoint_url.as_deref(),
+            Some("http://127.0.0.1:5000")
+        );
+    }
+
+    #[test]
+    fn client_settings_propagate_lumibot_errors() {
+        let error = ClientSettings::from_lookup(lookup(&[
+            ("HOME", "/home/u"),
+            (LUMIBOT_CACHE_BACKEND, "s3"),
+            (LUMIBOT_CACHE_MODE, "rw"),
+        ]));
+        assert_eq!(error, Err(SettingsError::MissingBucket));
+    }
+
+    #[test]
+    fn default_cache_folder_on_linux_follows_xdg() {
+        let without_xdg = lookup(&[("HOME", "/home/u")]);
+        let with_xdg = lookup(&[("HOME", "/home/u"), ("XDG_CACHE_HOME", "/var/cache/u")]);
+        let blank_xdg = lookup(&[("HOME", "/home/u"), ("XDG_CACHE_HOME", "")]);
+        assert_eq!(
+            cache_folder_for(Platform::Linux, &without_xdg),
+            Path::new("/home/u/.cache/lumibot/1.0")
+        );
+        assert_eq!(
+            cache_folder_for(Platform::Linux, &with_xdg),
+            Path::new("/var/cache/u/lumibot/1.0")
+        );
+        assert_eq!(
+            cache_folder_for(Platform::Linux, &blank_xdg),
+            Path::new("/home/u/.cache/lumibot/1.0")
+        );
+        if cfg!(target_os = "linux") {
+            assert_eq!(
+                default_cache_folder(&without_xdg),
+                Path::new("/home/u/.cache/lumibot/1.0")
+            );
+            assert_eq!(
+                default_cache_folder(&with_xdg),
+                Path::new("/var/cache/u/lumibot/1.0")
+            );
+        }
+    }
+
+    #[test]
+    fn default_cache_folder_on_macos_and_windows() {
+        let get = lookup(&[
+            ("HOME", "/Users/u"),
+            ("LOCALAPPDATA", r"C:\Users\u\AppData\Local"),
+        ]);
+        assert_eq!(
+            cache_folder_for(Platform::MacOs, &get),
+            Path::new("/Users/u/Library/Caches/lumibot/1.0")
+        );
+        let windows = cache_folder_for(Platform::Windows, &get);
+        assert!(
+            windows.starts_with(r"C:\Users\u\AppData\Local"),
+            "{windows:?}"
+        );
+        assert!(
+            windows.ends_with(Path::new("LumiWealth/lumibot/Cache/1.0")),
+            "{windows:?}"
+        );
+        let get = lookup(&[("USERPROFILE", "/profile")]);
+        let windows = cache_folder_for(Platform::Windows, &get);
+        assert_eq!(
+            windows,
+            Path::new("/profile/AppData/Local/LumiWealth/lumibot/Cache/1.0")
+        );
+    }
+
+    #[test]
+    fn cache_folder_override_is_used_verbatim() {
+        let settings = ClientSettings::from_lookup(lookup(&[
+            ("HOME", "/home/u"),
+            (LUMIBOT_CACHE_FOLDER, "/mnt/cache dir/"),
+        ]))
+        .expect("valid");
+        assert_eq!(settings.cache_folder, Path::new("/mnt/cache dir/"));
+        let settings =
+            ClientSettings::from_lookup(lookup(&[("HOME", "/home/u"), (LUMIBOT_CACHE_FOLDER, "")]))
+                .expect("valid");
+        assert_eq!(
+            settings.cache_folder,
+            default_cache_folder(lookup(&[("HOME", "/home/u")]))
+        );
+    }
+
+    #[test]
+    fn function_settings_defaults() {
+        let settings = function(&[]).expect("valid");
+        assert_eq!(
+            settings,
+            FunctionSettings {
+                bucket: "fill-bucket".to_owned(),
+                prefix: String::new(),
+                version: "v1".to_owned(),
+                thetadata_base_url: "http://127.0.0.1:25503".to_owned(),
+                lease_ttl: Duration::from_secs(960),
+                fetch_concurrency: 4,
+                upstream_timeout: Duration::from_secs(30),
+                endpoint_url: None,
+            }
+        );
+    }
+
+    #[test]
+    fn function_settings_read_every_variable() {
+        let settings = function(&[
+            (CACHE_PREFIX, " /stage/cache/ "),
+            (CACHE_VERSION, "/v3/"),
+            (THETADATA_BASE_URL, "http://theta:25503/v3/"),
+            (CACHE_LEASE_TTL_SECONDS, " 120 "),
+            (CACHE_FETCH_CONCURRENCY, "64"),
+            (CACHE_UPSTREAM_TIMEOUT_SECONDS, "1"),
+            (AWS_ENDPOINT_URL, "http://127.0.0.1:5000"),
+        ])
+        .expect("valid");
+        assert_eq!(settings.prefix, "stage/cache");
+        assert_eq!(settings.version, "v3");
+        assert_eq!(settings.thetadata_base_url, "http://theta:25503");
+        assert_eq!(settings.lease_ttl, Duration::from_secs(120));
+        assert_eq!(settings.fetch_concurrency, 64);
+        assert_eq!(settings.upstream_timeout, Duration::from_secs(1));
+        assert_eq!(
+            settings.endpoint_url.as_deref(),
+            Some("http://127.0.0.1:5000")
+        );
+        for (url, expected) in [
+            ("https://theta.example/", "https://theta.example"),
+            ("http://theta:25503/v3", "http://theta:25503"),
+            ("http://theta:25503/api", "http://theta:25503/api"),
+            ("  ", "http://127.0.0.1:25503"),
+        ] {
+            let settings = function(&[(THETADATA_BASE_URL, url)]).expect("valid");
+            assert_eq!(settings.thetadata_base_url, expected, "{url:?}");
+        }
+    }
+
+    #[test]
+    fn function_settings_require_a_bucket() {
+        for pairs in [vec![], vec![(CACHE_BUCKET, " ")]] {
+            let error = FunctionSettings::from_lookup(lookup(&pairs)).expect_err("bucket required");
+            assert_eq!(error, SettingsError::Missing("CACHE_BUCKET".to_owned()));
+            assert_eq!(error.to_string(), "CACHE_BUCKET must be set");
+        }
+    }
+
+    #[test]
+    fn function_settings_reject_invalid_numbers() {
+        let cases = [
+            (
+                CACHE_LEASE_TTL_SECONDS,
+                "soon",
+                "a whole number of seconds from 1 to 86400",
+            ),
+            (
+                CACHE_LEASE_TTL_SECONDS,
+                "0",
+                "a whole number of seconds from 1 to 86400",
+            ),
+            (
+                CACHE_LEASE_TTL_SECONDS,
+                "86401",
+                "a whole number of seconds from 1 to 86400",
+            ),
+            (
+                CACHE_LEASE_TTL_SECONDS,
+                "-5",
+                "a whole number of seconds from 1 to 86400",
+            ),
+            (
+                CACHE_FETCH_CONCURRENCY,
+                "four",
+                "a whole number from 1 to 64",
+            ),
+            (CACHE_FETCH_CONCURRENCY, "0", "a whole number from 1 to 64"),
+            (CACHE_FETCH_CONCURRENCY, "65", "a whole number from 1 to 64"),
+            (
+                CACHE_FETCH_CONCURRENCY,
+                "2.5",
+                "a whole number from 1 to 64",
+            ),
+            (
+                CACHE_UPSTREAM_TIMEOUT_SECONDS,
+                "30s",
+                "a whole number of seconds from 1 to 900",
+            ),
+            (
+                CACHE_UPSTREAM_TIMEOUT_SECONDS,
+                "0",
+                "a whole number of seconds from 1 to 900",
+            ),
+            (
+                CACHE_UPSTREAM_TIMEOUT_SECONDS,
+                "901",
+                "a whole number of seconds from 1 to 900",
+            ),
+            (
+                CACHE_UPSTREAM_TIMEOUT_SECONDS,
+                "99999999999999999999999",
+                "a whole number of seconds from 1 to 900",
+            ),
+        ];
+        for (name, value, expected) in cases {
+            let error = function(&[(name, value)]).expect_err("invalid number");
+            assert_eq!(
+                error,
+                SettingsError::Invalid {
+                    name: name.to_owned(),
+                    expected: expected.to_owned(),
+                    value: value.to_owned(),
+                },
+                "{name}={value}"
+            );
+            assert_eq!(
+                error.to_string(),
+                format!("{name} must be {expected}, got {value:?}")
+            );
+        }
+    }
+
+    #[test]
+    fn function_settings_reject_a_base_url_without_http_scheme() {
+        for url in ["127.0.0.1:25503", "ftp://theta", "http://", "http:///v3/"] {
+            let error = function(&[(THETADATA_BASE_URL, url)]).expect_err("invalid url");
+            assert_eq!(
+                error,
+                SettingsError::Invalid {
+                    name: THETADATA_BASE_URL.to_owned(),
+                    expected: "an http:// or https:// URL".to_owned(),
+                    value: url.to_owned(),
+                }
+            );
+        }
+    }
+}
