@@ -17,3 +17,4 @@ pub mod dataset;
 pub mod keys;
 pub mod pyfmt;
 pub mod settings;
+pub mod storage;
