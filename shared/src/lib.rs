@@ -13,8 +13,15 @@
 //! | [`fill`] | coverage, merge, lease, the fill engine |
 //! | [`validate`] | the rules every cached object must pass |
 pub mod calendar;
+pub mod clock;
+pub mod codec;
 pub mod dataset;
+pub mod fill;
 pub mod keys;
+pub mod providers;
 pub mod pyfmt;
 pub mod settings;
 pub mod storage;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+pub mod validate;

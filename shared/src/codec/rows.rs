@@ -1,0 +1,342 @@
+//! Normalized rows as providers deliver them, and their conversion into a dataset's
+//! record batch (row rules of DESIGN §4 applied once, here, for every provider).
+
+use std::sync::Arc;
+
+use arrow_array::{
+    ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
+    TimestampNanosecondArray,
+};
+use chrono::NaiveDate;
+
+use super::CodecError;
+use super::schema::{self, Layout, NEW_YORK, UTC};
+use crate::calendar;
+use crate::dataset::{AssetType, Dataset};
+
+/// One intraday OHLC bar, stamped at bar open (UTC nanoseconds).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OhlcBar {
+    pub time: i64,
+    pub volume: Option<i64>,
+    pub high: Option<f64>,
+    pub low: Option<f64>,
+    pub vwap: Option<f64>,
+    pub count: Option<i64>,
+    pub close: Option<f64>,
+    pub open: Option<f64>,
+}
+
+/// One intraday quote (NBBO) bar, stamped at bar open (UTC nanoseconds).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QuoteBar {
+    pub time: i64,
+    pub ask_size: Option<i64>,
+    pub bid_size: Option<i64>,
+    pub ask_exchange: Option<i64>,
+    pub ask_condition: Option<i64>,
+    pub bid_exchange: Option<i64>,
+    pub ask: Option<f64>,
+    pub bid: Option<f64>,
+    pub bid_condition: Option<i64>,
+}
+
+/// One end-of-day record: trade summary and closing NBBO of a session.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EodBar {
+    pub session: NaiveDate,
+    pub last_trade: Option<String>,
+    pub created: Option<String>,
+    pub count: Option<i64>,
+    pub volume: Option<i64>,
+    pub high: Option<f64>,
+    pub low: Option<f64>,
+    pub close: Option<f64>,
+    pub open: Option<f64>,
+    pub ask_size: Option<i64>,
+    pub bid_size: Option<i64>,
+    pub ask_exchange: Option<i64>,
+    pub ask_condition: Option<i64>,
+    pub bid_exchange: Option<i64>,
+    pub ask: Option<f64>,
+    pub bid: Option<f64>,
+    pub bid_condition: Option<i64>,
+}
+
+/// What a provider returns for some sessions.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rows {
+    Ohlc(Vec<OhlcBar>),
+    Quote(Vec<QuoteBar>),
+    Eod(Vec<EodBar>),
+}
+
+impl Rows {
+    pub fn empty_for(layout: Layout) -> Rows {
+        match layout {
+            Layout::IntradayOhlc => Rows::Ohlc(Vec::new()),
+            Layout::IntradayQuote => Rows::Quote(Vec::new()),
+            Layout::DayOhlc | Layout::DayQuote => Rows::Eod(Vec::new()),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Rows::Ohlc(r) => r.len(),
+            Rows::Quote(r) => r.len(),
+            Rows::Eod(r) => r.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Append another batch of rows of the same kind.
+    pub fn extend(&mut self, other: Rows) -> Result<(), CodecError> {
+        match (self, other) {
+            (Rows::Ohlc(a), Rows::Ohlc(b)) => a.extend(b),
+            (Rows::Quote(a), Rows::Quote(b)) => a.extend(b),
+            (Rows::Eod(a), Rows::Eod(b)) => a.extend(b),
+            _ => return Err(CodecError::Shape("rows of different kinds".into())),
+        }
+        Ok(())
+    }
+}
+
+fn positive(v: Option<f64>) -> bool {
+    v.is_some_and(|x| x.is_finite() && x > 0.0)
+}
+
+fn non_negative_or_null(v: Option<i64>) -> bool {
+    v.is_none_or(|x| x >= 0)
+}
+
+fn sane_ohlc(open: Option<f64>, high: Option<f64>, low: Option<f64>, close: Option<f64>) -> bool {
+    let (Some(o), Some(h), Some(l), Some(c)) = (open, high, low, close) else {
+        return false;
+    };
+    [o, h, l, c].iter().all(|p| p.is_finite() && *p > 0.0) && l <= o.min(c) && o.max(c) <= h
+}
+
+fn sane_quote(bid: Option<f64>, ask: Option<f64>) -> bool {
+    let ok = |v: Option<f64>| v.is_none_or(|x| x.is_finite() && x >= 0.0);
+    ok(bid) && ok(ask) && (positive(bid) || positive(ask))
+}
+
+/// The row rules of DESIGN §4: OHLC rows with `count == 0` are empty bars (kept for
+/// indices, which have no trade count), quote rows need a bid or an ask. Rows a validator
+/// would reject (non-positive prices, `high < low`, negative sizes) are dropped here too, so
+/// one bad upstream bar cannot block a whole file.
+pub fn keep_ohlc(asset: AssetType, bar: &OhlcBar) -> bool {
+    let traded = asset == AssetType::Index || bar.count.is_some_and(|c| c != 0);
+    traded
+        && sane_ohlc(bar.open, bar.high, bar.low, bar.close)
+        && bar.vwap.is_none_or(|v| v.is_finite() && v >= 0.0)
+        && non_negative_or_null(bar.volume)
+        && non_negative_or_null(bar.count)
+}
+
+pub fn keep_quote(bar: &QuoteBar) -> bool {
+    sane_quote(bar.bid, bar.ask)
+        && non_negative_or_null(bar.bid_size)
+        && non_negative_or_null(bar.ask_size)
+}
+
+pub fn keep_eod(asset: AssetType, layout: Layout, bar: &EodBar) -> bool {
+    match layout {
+        Layout::DayQuote => {
+            sane_quote(bar.bid, bar.ask)
+                && non_negative_or_null(bar.bid_size)
+                && non_negative_or_null(bar.ask_size)
+        }
+        _ => {
+            (asset == AssetType::Index || bar.count.is_some_and(|c| c != 0))
+                && sane_ohlc(bar.open, bar.high, bar.low, bar.close)
+                && non_negative_or_null(bar.volume)
+                && non_negative_or_null(bar.count)
+        }
+    }
+}
+
+fn utc_times(values: Vec<i64>) -> ArrayRef {
+    Arc::new(TimestampNanosecondArray::from(values).with_timezone(UTC))
+}
+
+fn ny_times(values: Vec<Option<i64>>) -> ArrayRef {
+    Arc::new(TimestampNanosecondArray::from(values).with_timezone(NEW_YORK))
+}
+
+fn ints<T>(rows: &[T], f: impl Fn(&T) -> Option<i64>) -> ArrayRef {
+    Arc::new(rows.iter().map(f).collect::<Int64Array>())
+}
+
+fn floats<T>(rows: &[T], f: impl Fn(&T) -> Option<f64>) -> ArrayRef {
+    Arc::new(rows.iter().map(f).collect::<Float64Array>())
+}
+
+fn strings<T>(rows: &[T], f: impl Fn(&T) -> Option<&str>) -> ArrayRef {
+    Arc::new(rows.iter().map(f).collect::<StringArray>())
+}
+
+fn constant_bool(value: bool, n: usize) -> ArrayRef {
+    Arc::new(BooleanArray::from(vec![value; n]))
+}
+
+fn constant_f64(value: f64, n: usize) -> ArrayRef {
+    Arc::new(Float64Array::from(vec![value; n]))
+}
+
+/// Contract columns of an option file: the same values on every real row.
+fn option_columns(dataset: &Dataset, n: usize) -> Vec<ArrayRef> {
+    let Some(c) = &dataset.contract else {
+        return Vec::new();
+    };
+    let expiration = c.expiration.format("%Y-%m-%d").to_string();
+    vec![
+        Arc::new(StringArray::from(vec![dataset.symbol.as_str(); n])),
+        constant_f64(c.strike.value(), n),
+        Arc::new(StringArray::from(vec![expiration.as_str(); n])),
+        Arc::new(StringArray::from(vec![c.right.as_str(); n])),
+    ]
+}
+
+/// Filter provider rows by the row rules and build the dataset's record batch (in the
+/// provider's order; sorting and de-duplication happen in the merge).
+pub fn rows_to_batch(dataset: &Dataset, rows: Rows) -> Result<RecordBatch, CodecError> {
+    let layout = Layout::of(dataset);
+    let schema = schema::schema_for(dataset);
+    let asset = dataset.asset_type;
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    let n;
+    match (layout, rows) {
+        (Layout::IntradayOhlc, Rows::Ohlc(mut bars)) => {
+            bars.retain(|b| keep_ohlc(asset, b));
+            n = bars.len();
+            columns.push(utc_times(bars.iter().map(|b| b.time).collect()));
+            columns.push(ints(&bars, |b| b.volume));
+            columns.push(floats(&bars, |b| b.high));
+            columns.push(floats(&bars, |b| b.low));
+            columns.push(floats(&bars, |b| b.vwap));
+            columns.push(ints(&bars, |b| b.count));
+            columns.push(floats(&bars, |b| b.close));
+            columns.push(floats(&bars, |b| b.open));
+            columns.extend(option_columns(dataset, n));
+            columns.push(ny_times(bars.iter().map(|b| Some(b.time)).collect()));
+            columns.push(ny_times(vec![None; n]));
+            columns.push(ny_times(vec![None; n]));
+        }
+        (Layout::IntradayQuote, Rows::Quote(mut bars)) => {
+            bars.retain(keep_quote);
+            n = bars.len();
+            columns.push(utc_times(bars.iter().map(|b| b.time).collect()));
+            columns.push(ints(&bars, |b| b.ask_size));
+            columns.push(ints(&bars, |b| b.bid_size));
+            columns.push(ints(&bars, |b| b.ask_exchange));
+            columns.push(ints(&bars, |b| b.ask_condition));
+            columns.push(ints(&bars, |b| b.bid_exchange));
+            columns.push(floats(&bars, |b| b.ask));
+            columns.push(floats(&bars, |b| b.bid));
+            columns.push(ints(&bars, |b| b.bid_condition));
+            columns.extend(option_columns(dataset, n));
+            columns.push(ny_times(vec![None; n]));
+            let times: Vec<Option<i64>> = bars.iter().map(|b| Some(b.time)).collect();
+            columns.push(ny_times(times.clone()));
+            columns.push(ny_times(times));
+        }
+        (Layout::DayOhlc, Rows::Eod(mut bars)) => {
+            bars.retain(|b| keep_eod(asset, layout, b));
+            n = bars.len();
+            columns.push(utc_times(
+                bars.iter()
+                    .map(|b| {
+                        calendar::session_close_utc(b.session)
+                            .timestamp_nanos_opt()
+                            .unwrap_or(0)
+                    })
+                    .collect(),
+            ));
+            columns.push(strings(&bars, |b| b.last_trade.as_deref()));
+            columns.push(strings(&bars, |b| b.created.as_deref()));
+            columns.push(ints(&bars, |b| b.count));
+            columns.push(ints(&bars, |b| b.volume));
+            columns.push(floats(&bars, |b| b.high));
+            columns.push(floats(&bars, |b| b.low));
+            columns.push(floats(&bars, |b| b.close));
+            columns.push(floats(&bars, |b| b.open));
+            columns.extend(option_columns(dataset, n));
+            // Raw prices: lumibot applies the splits it knows at load time.
+            columns.push(constant_f64(0.0, n));
+            columns.push(constant_f64(0.0, n));
+            columns.push(constant_bool(false, n));
+        }
+        (Layout::DayQuote, Rows::Eod(mut bars)) => {
+            bars.retain(|b| keep_eod(asset, layout, b));
+            n = bars.len();
+            columns.push(utc_times(
+                bars.iter()
+                    .map(|b| {
+                        calendar::session_close_utc(b.session)
+                            .timestamp_nanos_opt()
+                            .unwrap_or(0)
+                    })
+                    .collect(),
+            ));
+            columns.push(strings(&bars, |b| b.created.as_deref()));
+            columns.push(ints(&bars, |b| b.ask_size));
+            columns.push(ints(&bars, |b| b.bid_size));
+            columns.push(ints(&bars, |b| b.ask_exchange));
+            columns.push(ints(&bars, |b| b.ask_condition));
+            columns.push(ints(&bars, |b| b.bid_exchange));
+            columns.push(floats(&bars, |b| b.ask));
+            columns.push(floats(&bars, |b| b.bid));
+            columns.push(ints(&bars, |b| b.bid_condition));
+            columns.extend(option_columns(dataset, n));
+        }
+        (layout, rows) => {
+            return Err(CodecError::Shape(format!(
+                "{layout:?} dataset {dataset} cannot hold {} rows",
+                match rows {
+                    Rows::Ohlc(_) => "OHLC",
+                    Rows::Quote(_) => "quote",
+                    Rows::Eod(_) => "end-of-day",
+                }
+            )));
+        }
+    }
+    columns.push(constant_bool(false, n));
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
+
+/// One placeholder row per session: 16:00 New York, every value null, `missing = true`.
+pub fn placeholder_batch(
+    dataset: &Dataset,
+    sessions: &[NaiveDate],
+) -> Result<RecordBatch, CodecError> {
+    let schema = schema::schema_for(dataset);
+    let n = sessions.len();
+    let columns: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, field)| {
+            if i == 0 {
+                utc_times(
+                    sessions
+                        .iter()
+                        .map(|d| {
+                            calendar::session_close_utc(*d)
+                                .timestamp_nanos_opt()
+                                .unwrap_or(0)
+                        })
+                        .collect(),
+                )
+            } else if field.name() == schema::MISSING {
+                constant_bool(true, n)
+            } else {
+                arrow_array::new_null_array(field.data_type(), n)
+            }
+        })
+        .collect();
+    Ok(RecordBatch::try_new(schema, columns)?)
+}

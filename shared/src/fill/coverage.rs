@@ -1,0 +1,244 @@
+//! Coverage: which NYSE sessions a file already answers for (DESIGN §5).
+//!
+//! A session is covered when the file has a real row or a trusted placeholder on it.
+//! Placeholders written less than two days after their session closed are provisional:
+//! the provider may not have published yet, so they are fetched again.
+
+use std::collections::BTreeSet;
+
+use arrow_array::RecordBatch;
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
+
+use crate::calendar::{self, CalendarError};
+use crate::codec::CodecError;
+use crate::codec::facts::{datetimes, placeholder_mask};
+use crate::dataset::Dataset;
+
+/// How long after a session's close a placeholder for it is trusted.
+pub const PLACEHOLDER_TRUST_DELAY: Duration = Duration::days(2);
+
+/// Maps UTC instants to New York session dates quickly: the offset is constant within a
+/// UTC hour (DST switches on the hour), so one conversion per hour of data suffices.
+#[derive(Debug, Default)]
+pub struct NyDates {
+    hour: i64,
+    offset_ns: i64,
+}
+
+impl NyDates {
+    const HOUR_NS: i64 = 3_600_000_000_000;
+    const DAY_NS: i64 = 86_400_000_000_000;
+
+    pub fn new() -> Self {
+        NyDates {
+            hour: i64::MIN,
+            offset_ns: 0,
+        }
+    }
+
+    pub fn date_of(&mut self, utc_ns: i64) -> NaiveDate {
+        let hour = utc_ns.div_euclid(Self::HOUR_NS);
+        if hour != self.hour {
+            let instant = DateTime::from_timestamp_nanos(utc_ns);
+            let local = instant.with_timezone(&calendar::NEW_YORK).naive_local();
+            self.offset_ns = (local - instant.naive_utc())
+                .num_nanoseconds()
+                .expect("offset fits");
+            self.hour = hour;
+        }
+        let days = (utc_ns + self.offset_ns).div_euclid(Self::DAY_NS);
+        NaiveDate::from_num_days_from_ce_opt(days as i32 + 719_163).expect("date in range")
+    }
+}
+
+/// The sessions a file has, split by what is there.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Coverage {
+    /// Sessions with at least one real row.
+    pub real: BTreeSet<NaiveDate>,
+    /// Sessions with only a placeholder.
+    pub placeholders: BTreeSet<NaiveDate>,
+    /// Placeholder sessions that are not trusted yet.
+    pub provisional: BTreeSet<NaiveDate>,
+}
+
+impl Coverage {
+    /// Coverage of a batch; `provisional` lists placeholder sessions not to trust.
+    pub fn of_batch(
+        batch: &RecordBatch,
+        provisional: BTreeSet<NaiveDate>,
+    ) -> Result<Self, CodecError> {
+        let times = datetimes(batch)?;
+        let missing = placeholder_mask(batch);
+        let mut dates = NyDates::new();
+        let mut real = BTreeSet::new();
+        let mut placeholders = BTreeSet::new();
+        for (i, time) in times.iter().enumerate() {
+            let Some(time) = time else { continue };
+            let date = dates.date_of(time);
+            if missing[i] {
+                placeholders.insert(date);
+            } else {
+                real.insert(date);
+            }
+        }
+        placeholders.retain(|d| !real.contains(d));
+        let provisional = provisional
+            .into_iter()
+            .filter(|d| placeholders.contains(d))
+            .collect();
+        Ok(Coverage {
+            real,
+            placeholders,
+            provisional,
+        })
+    }
+
+    pub fn is_covered(&self, session: NaiveDate) -> bool {
+        self.real.contains(&session)
+            || (self.placeholders.contains(&session) && !self.provisional.contains(&session))
+    }
+
+    /// The wanted sessions this file does not answer for.
+    pub fn missing(&self, wanted: &[NaiveDate]) -> Vec<NaiveDate> {
+        wanted
+            .iter()
+            .copied()
+            .filter(|d| !self.is_covered(*d))
+            .collect()
+    }
+
+    /// Every session the file answers for, trusted or not.
+    pub fn all_sessions(&self) -> BTreeSet<NaiveDate> {
+        self.real.union(&self.placeholders).copied().collect()
+    }
+}
+
+/// Whether a placeholder for `session` written at `written` is only provisional.
+pub fn is_provisional(session: NaiveDate, written: DateTime<Utc>) -> bool {
+    written < calendar::session_close_utc(session) + PLACEHOLDER_TRUST_DELAY
+}
+
+/// The latest instant a session's data can still change (extended hours end at 20:00).
+pub fn session_settled_at(session: NaiveDate) -> DateTime<Utc> {
+    calendar::ny_wall_to_utc(
+        session,
+        NaiveTime::from_hms_opt(20, 0, 0).expect("valid time"),
+    )
+}
+
+/// Sessions a request for `start..=end` wants, given the time now: NYSE sessions that have
+/// ended, up to an option's expiration.
+pub fn wanted_sessions(
+    dataset: &Dataset,
+    start: NaiveDate,
+    end: NaiveDate,
+    now: DateTime<Utc>,
+) -> Result<Vec<NaiveDate>, CalendarError> {
+    let end = match dataset.last_session() {
+        Some(expiration) => end.min(expiration),
+        None => end,
+    };
+    let mut sessions = calendar::sessions_between(start, end)?;
+    sessions.retain(|d| session_settled_at(*d) <= now);
+    Ok(sessions)
+}
+
+/// Sessions as compact ranges of consecutive sessions: `2024-01-02..2024-03-28,2024-04-02`.
+pub fn format_ranges(sessions: &BTreeSet<NaiveDate>) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut iter = sessions.iter().copied().peekable();
+    while let Some(first) = iter.next() {
+        let mut last = first;
+        while let Some(next) = iter.peek().copied() {
+            match calendar::next_session(last) {
+                Ok(expected) if expected == next => {
+                    last = next;
+                    iter.next();
+                }
+                _ => break,
+            }
+        }
+        out.push(if first == last {
+            first.to_string()
+        } else {
+            format!("{first}..{last}")
+        });
+    }
+    out.join(",")
+}
+
+/// Inverse of [`format_ranges`]; `None` when the text is not well-formed.
+pub fn parse_ranges(text: &str) -> Option<BTreeSet<NaiveDate>> {
+    let mut out = BTreeSet::new();
+    if text.trim().is_empty() {
+        return Some(out);
+    }
+    for part in text.split(',') {
+        let (first, last) = match part.split_once("..") {
+            Some((a, b)) => (a.parse().ok()?, b.parse().ok()?),
+            None => {
+                let d: NaiveDate = part.parse().ok()?;
+                (d, d)
+            }
+        };
+        out.extend(calendar::sessions_between(first, last).ok()?);
+    }
+    Some(out)
+}
+
+/// Dates as a comma-separated list (`2024-01-02,2024-01-03`), for metadata.
+pub fn format_dates(dates: &BTreeSet<NaiveDate>) -> String {
+    dates
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+pub fn parse_dates(text: &str) -> BTreeSet<NaiveDate> {
+    text.split(',')
+        .filter_map(|d| d.trim().parse().ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(text: &str) -> NaiveDate {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn ny_dates_cross_midnight_and_dst() {
+        let mut m = NyDates::new();
+        // 2024-03-10 06:59Z is 01:59 EST; 07:00Z is 03:00 EDT; both on the 10th.
+        assert_eq!(m.date_of(1_710_053_940_000_000_000), d("2024-03-10"));
+        assert_eq!(m.date_of(1_710_054_000_000_000_000), d("2024-03-10"));
+        // 2024-01-05 00:30Z is 19:30 New York on the 4th.
+        assert_eq!(m.date_of(1_704_414_600_000_000_000), d("2024-01-04"));
+    }
+
+    #[test]
+    fn ranges_follow_the_session_calendar() {
+        let sessions: BTreeSet<NaiveDate> = [
+            d("2024-03-27"),
+            d("2024-03-28"),
+            d("2024-04-01"), // Good Friday 03-29 is not a session, so this continues the run
+            d("2024-04-03"),
+        ]
+        .into();
+        let text = format_ranges(&sessions);
+        assert_eq!(text, "2024-03-27..2024-04-01,2024-04-03");
+        assert_eq!(parse_ranges(&text).unwrap(), sessions);
+    }
+
+    #[test]
+    fn young_placeholders_are_provisional() {
+        let session = d("2024-01-05");
+        let close = calendar::session_close_utc(session);
+        assert!(is_provisional(session, close + Duration::hours(30)));
+        assert!(!is_provisional(session, close + Duration::hours(49)));
+    }
+}

@@ -1,0 +1,12 @@
+//! The fill: from a miss-handler request to a parquet that covers it.
+
+pub mod answer;
+pub mod coverage;
+pub mod engine;
+pub mod lease;
+pub mod merge;
+pub mod request;
+
+pub use answer::{ErrorType, FillAnswer, FillError, FillStatus};
+pub use engine::{EngineConfig, FillEngine, Progress};
+pub use request::FillRequest;

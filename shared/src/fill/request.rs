@@ -1,0 +1,96 @@
+//! The miss-handler's request: a dataset payload plus the range wanted (DESIGN §6).
+
+use chrono::{DateTime, NaiveDate};
+
+use crate::calendar;
+use crate::dataset::{DATASET_FIELDS, Dataset, DatasetError, RawFields, parse_date};
+
+/// The longest range one request may ask for.
+pub const MAX_RANGE_DAYS: i64 = 366 * 30;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FillRequest {
+    pub dataset: Dataset,
+    /// First and last New York date wanted, inclusive.
+    pub start: NaiveDate,
+    pub end: NaiveDate,
+    pub include_after_hours: bool,
+}
+
+const REQUEST_FIELDS: [&str; 3] = ["start", "end", "include_after_hours"];
+
+fn bad(message: impl Into<String>) -> DatasetError {
+    DatasetError(message.into())
+}
+
+/// A date (`2024-01-05`) or an RFC 3339 instant, as the New York date it falls on.
+pub fn parse_bound(name: &str, text: &str) -> Result<NaiveDate, DatasetError> {
+    if text.len() == 10 {
+        return parse_date(name, text);
+    }
+    DateTime::parse_from_rfc3339(text)
+        .map(|instant| calendar::ny_date(instant.to_utc()))
+        .map_err(|_| {
+            bad(format!(
+                "{name} '{text}' is neither a date (YYYY-MM-DD) nor an RFC 3339 instant"
+            ))
+        })
+}
+
+impl FillRequest {
+    pub fn new(
+        dataset: Dataset,
+        start: NaiveDate,
+        end: NaiveDate,
+        include_after_hours: bool,
+    ) -> Result<Self, DatasetError> {
+        if start > end {
+            return Err(bad(format!("start {start} is after end {end}")));
+        }
+        if (end - start).num_days() > MAX_RANGE_DAYS {
+            return Err(bad(format!(
+                "range {start}..{end} is longer than {MAX_RANGE_DAYS} days"
+            )));
+        }
+        for (name, date) in [("start", start), ("end", end)] {
+            calendar::is_session(date).map_err(|e| bad(format!("{name}: {e}")))?;
+        }
+        Ok(FillRequest {
+            dataset,
+            start,
+            end,
+            include_after_hours,
+        })
+    }
+
+    pub fn from_json(json: &str) -> Result<Self, DatasetError> {
+        let fields = RawFields::parse(json)?;
+        if let Some(unknown) = fields
+            .names()
+            .find(|n| !DATASET_FIELDS.contains(n) && !REQUEST_FIELDS.contains(n))
+        {
+            return Err(bad(format!(
+                "unknown field '{unknown}' (expected: {}, {})",
+                DATASET_FIELDS.join(", "),
+                REQUEST_FIELDS.join(", ")
+            )));
+        }
+        let dataset = Dataset::from_fields(&fields)?;
+        let start = parse_bound("start", &fields.required_string("start")?)?;
+        let end = parse_bound("end", &fields.required_string("end")?)?;
+        let include_after_hours = fields.bool("include_after_hours")?.unwrap_or(true);
+        FillRequest::new(dataset, start, end, include_after_hours)
+    }
+
+    /// The request as the miss-handler receives it.
+    pub fn to_json(&self) -> String {
+        let dataset = self.dataset.to_json();
+        format!(
+            "{},\"start\":\"{}\",\"end\":\"{}\",\"include_after_hours\":{}}}",
+            &dataset[..dataset.len() - 1],
+            self.start,
+            self.end,
+            self.include_after_hours
+        )
+    }
+}

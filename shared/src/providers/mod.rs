@@ -1,0 +1,185 @@
+//! The providers seam: where upstream market data comes from.
+//!
+//! The fill engine asks a provider to [`plan`](Provider::plan) the missing sessions into
+//! units of work (each one upstream request, or one per session), then runs the units with
+//! bounded concurrency and merges what they return.
+
+pub mod synthetic;
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use chrono::NaiveDate;
+
+use crate::codec::Rows;
+use crate::dataset::{Dataset, Provider as ProviderName};
+
+/// What one unit of work asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct FetchRequest<'a> {
+    pub dataset: &'a Dataset,
+    /// Sessions of this unit, ascending; never holidays or weekends.
+    pub sessions: &'a [NaiveDate],
+    /// Intraday bars from 04:00 to 20:00 New York instead of 09:30 to 16:00.
+    pub include_after_hours: bool,
+}
+
+/// What one unit of work returned. Sessions without rows become placeholders.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub rows: Rows,
+    /// Upstream requests made, retries included.
+    pub requests: u32,
+}
+
+/// Why an upstream could not deliver; each maps to one of DESIGN §6's `errorType`s.
+#[non_exhaustive]
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProviderError {
+    /// The account may not access this data (not retried).
+    #[error("upstream refused permission: {0}")]
+    NoPermission(String),
+    /// Still rate-limited after bounded retries.
+    #[error("upstream rate limit: {0}")]
+    RateLimited(String),
+    /// Unreachable, timing out or failing after bounded retries.
+    #[error("upstream unavailable: {0}")]
+    Unavailable(String),
+    /// This provider cannot serve this dataset at all.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The upstream answered something we cannot use (a protocol change, a bug).
+    #[error("upstream protocol error: {0}")]
+    Protocol(String),
+}
+
+/// An upstream source of bars and quotes.
+#[async_trait]
+pub trait Provider: Send + Sync + Debug {
+    /// Whether this provider serves `dataset` (its `provider` name, asset type, style).
+    /// The engine asks before touching anything, so data never lands under another
+    /// provider's key.
+    fn supports(&self, dataset: &Dataset) -> Result<(), ProviderError>;
+
+    /// Split missing sessions into units of work, each fetched by one [`Provider::fetch`].
+    fn plan(&self, dataset: &Dataset, sessions: &[NaiveDate]) -> Vec<Vec<NaiveDate>>;
+
+    /// Fetch one unit.
+    async fn fetch(&self, request: FetchRequest<'_>) -> Result<Fetched, ProviderError>;
+
+    /// How many units of this dataset may run at once.
+    fn concurrency(&self, _dataset: &Dataset) -> usize {
+        4
+    }
+}
+
+/// One unit per session: the shape of intraday endpoints that take a single `date`.
+pub fn one_per_session(sessions: &[NaiveDate]) -> Vec<Vec<NaiveDate>> {
+    sessions.iter().map(|d| vec![*d]).collect()
+}
+
+/// Units spanning at most `max_days` calendar days: the shape of end-of-day endpoints that
+/// take a `start_date`/`end_date` window.
+pub fn windows(sessions: &[NaiveDate], max_days: i64) -> Vec<Vec<NaiveDate>> {
+    let mut out: Vec<Vec<NaiveDate>> = Vec::new();
+    for session in sessions {
+        match out.last_mut() {
+            Some(unit) if (*session - unit[0]).num_days() < max_days => unit.push(*session),
+            _ => out.push(vec![*session]),
+        }
+    }
+    out
+}
+
+/// Providers by name: the miss-handler serves every provider a dataset may name.
+#[derive(Debug, Default)]
+pub struct ProviderSet {
+    providers: Vec<(ProviderName, Box<dyn Provider>)>,
+}
+
+impl ProviderSet {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every provider this build serves, as the miss-handler and the command line use them.
+    pub fn standard() -> Self {
+        ProviderSet::new().with(ProviderName::Synthetic, synthetic::SyntheticProvider::new())
+    }
+
+    pub fn with(mut self, name: ProviderName, provider: impl Provider + 'static) -> Self {
+        self.providers.push((name, Box::new(provider)));
+        self
+    }
+
+    fn get(&self, dataset: &Dataset) -> Result<&dyn Provider, ProviderError> {
+        self.providers
+            .iter()
+            .find(|(name, _)| *name == dataset.provider)
+            .map(|(_, p)| p.as_ref())
+            .ok_or_else(|| {
+                ProviderError::Unsupported(format!(
+                    "provider '{}' is not configured in this deployment",
+                    dataset.provider
+                ))
+            })
+    }
+}
+
+#[async_trait]
+impl Provider for ProviderSet {
+    fn supports(&self, dataset: &Dataset) -> Result<(), ProviderError> {
+        self.get(dataset)?.supports(dataset)
+    }
+
+    fn plan(&self, dataset: &Dataset, sessions: &[NaiveDate]) -> Vec<Vec<NaiveDate>> {
+        match self.get(dataset) {
+            Ok(p) => p.plan(dataset, sessions),
+            Err(_) => one_per_session(sessions),
+        }
+    }
+
+    async fn fetch(&self, request: FetchRequest<'_>) -> Result<Fetched, ProviderError> {
+        self.get(request.dataset)?.fetch(request).await
+    }
+
+    fn concurrency(&self, dataset: &Dataset) -> usize {
+        self.get(dataset).map_or(1, |p| p.concurrency(dataset))
+    }
+}
+
+#[async_trait]
+impl<P: Provider + ?Sized> Provider for std::sync::Arc<P> {
+    fn supports(&self, dataset: &Dataset) -> Result<(), ProviderError> {
+        (**self).supports(dataset)
+    }
+    fn plan(&self, dataset: &Dataset, sessions: &[NaiveDate]) -> Vec<Vec<NaiveDate>> {
+        (**self).plan(dataset, sessions)
+    }
+    async fn fetch(&self, request: FetchRequest<'_>) -> Result<Fetched, ProviderError> {
+        (**self).fetch(request).await
+    }
+    fn concurrency(&self, dataset: &Dataset) -> usize {
+        (**self).concurrency(dataset)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_never_span_more_than_max_days() {
+        let sessions = crate::calendar::sessions_between(
+            "2023-01-03".parse().unwrap(),
+            "2024-12-31".parse().unwrap(),
+        )
+        .unwrap();
+        let units = windows(&sessions, 365);
+        assert_eq!(units.len(), 2);
+        for unit in &units {
+            assert!((*unit.last().unwrap() - unit[0]).num_days() < 365);
+        }
+        assert_eq!(units.iter().map(Vec::len).sum::<usize>(), sessions.len());
+    }
+}

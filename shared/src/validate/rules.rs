@@ -1,0 +1,457 @@
+//! The validation rules every cached object must pass (DESIGN §8), as one pure function
+//! that reports every violation it finds, not just the first.
+
+use std::collections::{BTreeMap, HashSet};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type};
+use arrow_array::{Array, RecordBatch};
+use bytes::Bytes;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use serde::Serialize;
+
+use crate::calendar;
+use crate::codec::facts::placeholder_mask;
+use crate::codec::schema::{self, DATETIME, Layout, MISSING, SIZE_COLUMNS};
+use crate::codec::{self, BatchFacts, Decoded, Sidecar};
+use crate::dataset::Dataset;
+use crate::fill::coverage::NyDates;
+use crate::pyfmt;
+
+/// Which rule a violation breaks; stable names for audit records and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    /// Zero bytes.
+    Empty,
+    /// No `PAR1` magic at the start or the end.
+    NotParquet,
+    /// The footer or a row group does not decode.
+    Unreadable,
+    /// Columns, their order or their types differ from the dataset's schema.
+    Schema,
+    /// A row without a `datetime`.
+    NullDatetime,
+    /// `datetime` goes backwards.
+    Unsorted,
+    /// Two rows share a `datetime`.
+    DuplicateTimestamp,
+    /// A price on a real row is missing, not finite, or not > 0.
+    Price,
+    /// `low ≤ open, close ≤ high` does not hold.
+    OhlcOrder,
+    /// A size, volume or count is negative.
+    NegativeSize,
+    /// A placeholder is not one null row at 16:00 New York of a session without data.
+    Placeholder,
+    /// Rows after an option's expiration.
+    AfterExpiration,
+    /// Rows more than a day in the future.
+    Future,
+    /// The sidecar is not lumibot's JSON.
+    SidecarUnreadable,
+    /// The sidecar disagrees with the parquet on rows, placeholders, checksum, min or max.
+    SidecarMismatch,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Violation {
+    pub rule: Rule,
+    pub message: String,
+}
+
+impl Violation {
+    fn new(rule: Rule, message: impl Into<String>) -> Self {
+        Violation {
+            rule,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}: {}", self.rule, self.message)
+    }
+}
+
+/// The verdict on one parquet object, with what was learnt while judging it.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub violations: Vec<Violation>,
+    pub sha256: String,
+    pub bytes: usize,
+    /// Present when the file decoded.
+    pub facts: Option<BatchFacts>,
+    pub decoded: Option<Decoded>,
+}
+
+impl Report {
+    pub fn is_valid(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+const MAGIC: &[u8] = b"PAR1";
+
+/// Judge a parquet object of `dataset` (and its sidecar, when one is given).
+pub fn check_object(
+    dataset: &Dataset,
+    bytes: &Bytes,
+    sidecar: Option<&[u8]>,
+    now: DateTime<Utc>,
+) -> Report {
+    let sha256 = codec::sha256_hex(bytes);
+    let mut report = Report {
+        violations: Vec::new(),
+        sha256,
+        bytes: bytes.len(),
+        facts: None,
+        decoded: None,
+    };
+    if bytes.is_empty() {
+        report
+            .violations
+            .push(Violation::new(Rule::Empty, "the object has zero bytes"));
+        return report;
+    }
+    if bytes.len() < 12 || !bytes.starts_with(MAGIC) || !bytes.ends_with(MAGIC) {
+        report.violations.push(Violation::new(
+            Rule::NotParquet,
+            "no PAR1 magic at the start and end: not a parquet file (or truncated)",
+        ));
+        return report;
+    }
+    let decoded = match codec::decode(bytes.clone()) {
+        Ok(decoded) => decoded,
+        Err(e) => {
+            report.violations.push(Violation::new(
+                Rule::Unreadable,
+                format!("does not decode: {e}"),
+            ));
+            return report;
+        }
+    };
+    report
+        .violations
+        .extend(check_batch(dataset, &decoded.batch, now));
+    match BatchFacts::of(&decoded.batch) {
+        Ok(facts) => {
+            if let Some(sidecar) = sidecar {
+                report
+                    .violations
+                    .extend(check_sidecar(sidecar, &facts, &report.sha256));
+            }
+            report.facts = Some(facts);
+        }
+        Err(e) => report
+            .violations
+            .push(Violation::new(Rule::Schema, e.to_string())),
+    }
+    report.decoded = Some(decoded);
+    report
+}
+
+/// Compare a sidecar with the facts and checksum of the parquet it describes.
+pub fn check_sidecar(sidecar: &[u8], facts: &BatchFacts, sha256: &str) -> Vec<Violation> {
+    match Sidecar::parse(sidecar) {
+        Err(e) => vec![Violation::new(Rule::SidecarUnreadable, e.to_string())],
+        Ok(found) => {
+            let expected = Sidecar::new(facts, sha256, Utc::now());
+            found
+                .disagreements(&expected)
+                .into_iter()
+                .map(|d| Violation::new(Rule::SidecarMismatch, d))
+                .collect()
+        }
+    }
+}
+
+fn describe_time(nanos: i64) -> String {
+    pyfmt::pandas_utc_isoformat(nanos)
+}
+
+/// Schema differences, one violation per missing, extra, mistyped or misplaced column.
+fn check_schema(dataset: &Dataset, batch: &RecordBatch) -> Vec<Violation> {
+    let expected = schema::schema_for(dataset);
+    let actual = batch.schema();
+    let mut out = Vec::new();
+    let found: BTreeMap<&str, (usize, &arrow_schema::DataType)> = actual
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.name().as_str(), (i, f.data_type())))
+        .collect();
+    for (i, field) in expected.fields().iter().enumerate() {
+        match found.get(field.name().as_str()) {
+            None => out.push(Violation::new(
+                Rule::Schema,
+                format!("missing column '{}' ({})", field.name(), field.data_type()),
+            )),
+            Some((_, t)) if *t != field.data_type() => out.push(Violation::new(
+                Rule::Schema,
+                format!(
+                    "column '{}' is {t}, expected {}",
+                    field.name(),
+                    field.data_type()
+                ),
+            )),
+            Some((j, _)) if *j != i => out.push(Violation::new(
+                Rule::Schema,
+                format!("column '{}' is at position {j}, expected {i}", field.name()),
+            )),
+            Some(_) => {}
+        }
+    }
+    for field in actual.fields() {
+        if expected.field_with_name(field.name()).is_err() {
+            out.push(Violation::new(
+                Rule::Schema,
+                format!(
+                    "unexpected column '{}' ({})",
+                    field.name(),
+                    field.data_type()
+                ),
+            ));
+        }
+    }
+    out
+}
+
+/// A column of the expected type, or `None` (the schema check reports why).
+fn f64_column<'a>(batch: &'a RecordBatch, name: &str) -> Option<&'a arrow_array::Float64Array> {
+    batch
+        .column_by_name(name)?
+        .as_primitive_opt::<Float64Type>()
+}
+
+fn i64_column<'a>(batch: &'a RecordBatch, name: &str) -> Option<&'a arrow_array::Int64Array> {
+    batch.column_by_name(name)?.as_primitive_opt::<Int64Type>()
+}
+
+/// Counts rows breaking one rule and remembers the first, for a readable message.
+struct Tally {
+    count: usize,
+    first: Option<String>,
+}
+
+impl Tally {
+    fn new() -> Self {
+        Tally {
+            count: 0,
+            first: None,
+        }
+    }
+
+    fn hit(&mut self, describe: impl FnOnce() -> String) {
+        self.count += 1;
+        if self.first.is_none() {
+            self.first = Some(describe());
+        }
+    }
+
+    fn into_violation(self, rule: Rule, what: &str) -> Option<Violation> {
+        (self.count > 0).then(|| {
+            Violation::new(
+                rule,
+                format!(
+                    "{} row(s) {what}; first: {}",
+                    self.count,
+                    self.first.unwrap_or_default()
+                ),
+            )
+        })
+    }
+}
+
+/// Every rule that applies to decoded rows.
+pub fn check_batch(dataset: &Dataset, batch: &RecordBatch, now: DateTime<Utc>) -> Vec<Violation> {
+    let mut out = check_schema(dataset, batch);
+    let Some(times) = batch
+        .column_by_name(DATETIME)
+        .and_then(|c| c.as_primitive_opt::<arrow_array::types::TimestampNanosecondType>())
+    else {
+        return out;
+    };
+    let n = batch.num_rows();
+    let missing = placeholder_mask(batch);
+    let time_at = |i: usize| times.is_valid(i).then(|| times.value(i));
+
+    let mut nulls = Tally::new();
+    let mut unsorted = Tally::new();
+    let mut seen = HashSet::with_capacity(n);
+    let mut duplicates = Tally::new();
+    let mut previous: Option<i64> = None;
+    for i in 0..n {
+        let Some(t) = time_at(i) else {
+            nulls.hit(|| format!("row {i}"));
+            continue;
+        };
+        if let Some(p) = previous
+            && t < p
+        {
+            unsorted.hit(|| format!("row {i} at {} after {}", describe_time(t), describe_time(p)));
+        }
+        if !seen.insert(t) {
+            duplicates.hit(|| format!("row {i} at {}", describe_time(t)));
+        }
+        previous = Some(t);
+    }
+    out.extend(nulls.into_violation(Rule::NullDatetime, "have no datetime"));
+    out.extend(unsorted.into_violation(Rule::Unsorted, "go back in time"));
+    out.extend(duplicates.into_violation(Rule::DuplicateTimestamp, "repeat an earlier datetime"));
+
+    let layout = Layout::of(dataset);
+    let real = |i: usize| !missing[i];
+    let when = |i: usize| time_at(i).map_or_else(|| format!("row {i}"), describe_time);
+
+    // Prices.
+    let mut bad_price = Tally::new();
+    if layout.is_ohlc() {
+        for name in ["open", "high", "low", "close"] {
+            if let Some(col) = f64_column(batch, name) {
+                for i in (0..n).filter(|i| real(*i)) {
+                    let ok = col.is_valid(i) && col.value(i).is_finite() && col.value(i) > 0.0;
+                    if !ok {
+                        let shown = if col.is_valid(i) {
+                            col.value(i).to_string()
+                        } else {
+                            "null".into()
+                        };
+                        bad_price.hit(|| format!("{name} = {shown} at {}", when(i)));
+                    }
+                }
+            }
+        }
+        if let Some(col) = f64_column(batch, "vwap") {
+            for i in (0..n).filter(|i| real(*i) && col.is_valid(*i)) {
+                let v = col.value(i);
+                if !v.is_finite() || v < 0.0 {
+                    bad_price.hit(|| format!("vwap = {v} at {}", when(i)));
+                }
+            }
+        }
+    } else if let (Some(bid), Some(ask)) = (f64_column(batch, "bid"), f64_column(batch, "ask")) {
+        for i in (0..n).filter(|i| real(*i)) {
+            let value = |c: &arrow_array::Float64Array| c.is_valid(i).then(|| c.value(i));
+            let (b, a) = (value(bid), value(ask));
+            let sane = |v: Option<f64>| v.is_none_or(|x| x.is_finite() && x >= 0.0);
+            let positive = |v: Option<f64>| v.is_some_and(|x| x > 0.0);
+            if !(sane(b) && sane(a) && (positive(b) || positive(a))) {
+                bad_price.hit(|| format!("bid = {b:?}, ask = {a:?} at {}", when(i)));
+            }
+        }
+    }
+    out.extend(bad_price.into_violation(
+        Rule::Price,
+        "have a price that is missing, not finite or not > 0",
+    ));
+
+    // OHLC order.
+    if let (Some(o), Some(h), Some(l), Some(c)) = (
+        f64_column(batch, "open"),
+        f64_column(batch, "high"),
+        f64_column(batch, "low"),
+        f64_column(batch, "close"),
+    ) {
+        let mut disorder = Tally::new();
+        for i in (0..n).filter(|i| real(*i)) {
+            if [o, h, l, c].iter().any(|col| col.is_null(i)) {
+                continue;
+            }
+            let (ov, hv, lv, cv) = (o.value(i), h.value(i), l.value(i), c.value(i));
+            if !(lv <= ov.min(cv) && ov.max(cv) <= hv) {
+                disorder
+                    .hit(|| format!("open {ov}, high {hv}, low {lv}, close {cv} at {}", when(i)));
+            }
+        }
+        out.extend(disorder.into_violation(Rule::OhlcOrder, "break low ≤ open, close ≤ high"));
+    }
+
+    // Sizes.
+    let mut negative = Tally::new();
+    for name in SIZE_COLUMNS {
+        if let Some(col) = i64_column(batch, name) {
+            for i in 0..n {
+                if col.is_valid(i) && col.value(i) < 0 {
+                    negative.hit(|| format!("{name} = {} at {}", col.value(i), when(i)));
+                }
+            }
+        }
+    }
+    out.extend(
+        negative.into_violation(Rule::NegativeSize, "have a negative size, volume or count"),
+    );
+
+    // Placeholders, expiration and the future.
+    let mut dates = NyDates::new();
+    let sessions: Vec<Option<NaiveDate>> = (0..n)
+        .map(|i| time_at(i).map(|t| dates.date_of(t)))
+        .collect();
+    let real_sessions: HashSet<NaiveDate> = (0..n)
+        .filter(|i| real(*i))
+        .filter_map(|i| sessions[i])
+        .collect();
+    let mut bad_placeholder = Tally::new();
+    let mut placeholder_sessions = HashSet::new();
+    let value_columns: Vec<(&str, &dyn Array)> = batch
+        .schema_ref()
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .filter(|(f, _)| f.name() != DATETIME && f.name() != MISSING)
+        .map(|(f, c)| (f.name().as_str(), c.as_ref()))
+        .collect();
+    for i in (0..n).filter(|i| missing[*i]) {
+        let (Some(t), Some(session)) = (time_at(i), sessions[i]) else {
+            continue;
+        };
+        let expected = calendar::session_close_utc(session).timestamp_nanos_opt();
+        if Some(t) != expected {
+            bad_placeholder
+                .hit(|| format!("placeholder at {} is not 16:00 New York", describe_time(t)));
+        } else if let Some((name, _)) = value_columns.iter().find(|(_, c)| c.is_valid(i)) {
+            bad_placeholder.hit(|| {
+                format!(
+                    "placeholder at {} has a value in '{name}'",
+                    describe_time(t)
+                )
+            });
+        } else if !placeholder_sessions.insert(session) {
+            bad_placeholder.hit(|| format!("second placeholder for session {session}"));
+        } else if real_sessions.contains(&session) {
+            bad_placeholder
+                .hit(|| format!("placeholder for session {session}, which has real rows"));
+        } else if !calendar::is_session(session).unwrap_or(true) {
+            bad_placeholder
+                .hit(|| format!("placeholder on {session}, which is not a trading session"));
+        }
+    }
+    out.extend(bad_placeholder.into_violation(Rule::Placeholder, "are malformed placeholders"));
+
+    if let Some(expiration) = dataset.last_session() {
+        let mut late = Tally::new();
+        for (i, session) in sessions.iter().enumerate() {
+            if session.is_some_and(|s| s > expiration) {
+                late.hit(|| format!("{} (expiration {expiration})", when(i)));
+            }
+        }
+        out.extend(
+            late.into_violation(Rule::AfterExpiration, "fall after the option's expiration"),
+        );
+    }
+
+    let horizon = (now + Duration::days(1))
+        .timestamp_nanos_opt()
+        .unwrap_or(i64::MAX);
+    let mut future = Tally::new();
+    for i in 0..n {
+        if let Some(t) = time_at(i)
+            && t > horizon
+        {
+            future.hit(|| describe_time(t));
+        }
+    }
+    out.extend(future.into_violation(Rule::Future, "lie more than a day in the future"));
+    out
+}

@@ -1,0 +1,584 @@
+//! The fill engine end to end on the local directory store.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::Float64Type;
+use bytes::Bytes;
+use cachefill_core::calendar;
+use cachefill_core::clock::FixedClock;
+use cachefill_core::codec::schema::schema_for;
+use cachefill_core::codec::{self, BatchFacts, OhlcBar, Rows, Sidecar};
+use cachefill_core::dataset::Dataset;
+use cachefill_core::fill::{EngineConfig, FillEngine, FillError, FillRequest, FillStatus};
+use cachefill_core::keys::KeyLayout;
+use cachefill_core::providers::synthetic::SyntheticProvider;
+use cachefill_core::providers::{Provider, ProviderError};
+use cachefill_core::storage::ObjectStore;
+use cachefill_core::storage::local::LocalStore;
+use cachefill_core::testing::{CountingProvider, FailingStore, ScriptedProvider};
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+
+const AAPL_MINUTE: &str = r#"{"provider":"synthetic","asset_type":"stock","symbol":"AAPL","timespan":"minute","datastyle":"ohlc"}"#;
+
+fn d(text: &str) -> NaiveDate {
+    text.parse().unwrap()
+}
+
+fn july_2024() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 7, 1, 12, 0, 0).unwrap()
+}
+
+fn request(json: &str, start: &str, end: &str) -> FillRequest {
+    FillRequest::new(Dataset::from_json(json).unwrap(), d(start), d(end), true).unwrap()
+}
+
+fn config() -> EngineConfig {
+    let mut config = EngineConfig::new("test-bucket", KeyLayout::new("stage/cache", "v1"));
+    config.lease_ttl = Duration::from_secs(30);
+    config.poll_initial = Duration::from_millis(5);
+    config.poll_max = Duration::from_millis(50);
+    config
+}
+
+struct Fixture<S, P> {
+    engine: Arc<FillEngine<S, Arc<P>>>,
+    provider: Arc<P>,
+    clock: Arc<FixedClock>,
+    _dir: tempfile::TempDir,
+}
+
+fn engine_with<P: Provider + 'static>(provider: P) -> Fixture<LocalStore, P> {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::new(dir.path().join("bucket")).unwrap();
+    let provider = Arc::new(provider);
+    let clock = Arc::new(FixedClock::new(july_2024()));
+    let engine = FillEngine::new(store, provider.clone(), config()).with_clock(clock.clone());
+    Fixture {
+        engine: Arc::new(engine),
+        provider,
+        clock,
+        _dir: dir,
+    }
+}
+
+fn counting() -> Fixture<LocalStore, CountingProvider<SyntheticProvider>> {
+    engine_with(CountingProvider::new(SyntheticProvider::new()))
+}
+
+fn sessions(start: &str, end: &str) -> Vec<NaiveDate> {
+    calendar::sessions_between(d(start), d(end)).unwrap()
+}
+
+async fn object(store: &impl ObjectStore, key: &str) -> (Bytes, codec::Decoded) {
+    let got = store.get(key, None).await.unwrap();
+    let decoded = codec::decode(got.bytes.clone()).unwrap();
+    (got.bytes, decoded)
+}
+
+#[tokio::test]
+async fn first_fill_writes_then_identical_request_is_a_hit() {
+    let f = counting();
+    let req = request(AAPL_MINUTE, "2024-01-02", "2024-01-31");
+    let first = f.engine.fill(&req).await.unwrap();
+    assert_eq!(first.status, FillStatus::Filled);
+    assert_eq!(first.sessions_fetched, 21);
+    assert_eq!(first.upstream_requests, 21);
+    assert_eq!(
+        first.key,
+        "stage/cache/v1/synthetic/stock/minute/ohlc/stock_AAPL_minute_ohlc.parquet"
+    );
+    assert!(first.version_id.is_some());
+
+    f.provider.reset();
+    let second = f.engine.fill(&req).await.unwrap();
+    assert_eq!(second.status, FillStatus::Hit);
+    assert_eq!(second.upstream_requests, 0);
+    assert_eq!(second.sessions_fetched, 0);
+    assert_eq!(f.provider.calls(), 0);
+    assert_eq!(second.sha256, first.sha256);
+    assert_eq!(second.version_id, first.version_id);
+}
+
+#[tokio::test]
+async fn written_parquet_has_the_exact_schema_and_a_matching_sidecar() {
+    let f = counting();
+    let req = request(AAPL_MINUTE, "2024-03-01", "2024-03-08");
+    let answer = f.engine.fill(&req).await.unwrap();
+    let (bytes, decoded) = object(f.engine.store(), &answer.key).await;
+    assert_eq!(decoded.batch.schema(), schema_for(&req.dataset));
+    assert_eq!(decoded.cachefill_meta("provider"), Some("synthetic"));
+    assert_eq!(
+        decoded.cachefill_meta("coverage"),
+        Some("2024-03-01..2024-03-08")
+    );
+
+    let sidecar_bytes = f
+        .engine
+        .store()
+        .get(&format!("{}.meta.json", answer.key), None)
+        .await
+        .unwrap()
+        .bytes;
+    let sidecar = Sidecar::parse(&sidecar_bytes).unwrap();
+    let facts = BatchFacts::of(&decoded.batch).unwrap();
+    assert_eq!(
+        sidecar.checksum.as_deref(),
+        Some(codec::sha256_hex(&bytes).as_str())
+    );
+    assert_eq!(sidecar.rows, facts.rows as u64);
+    assert_eq!(sidecar.placeholders, 0);
+    assert_eq!(sidecar.min.as_deref(), Some("2024-03-01T09:00:00+00:00")); // 04:00 EST
+    assert_eq!(sidecar.max, answer.max);
+    assert_eq!(Some(sidecar.checksum.clone().unwrap()), answer.sha256);
+    // lumibot's own formatting: json.dumps(indent=2).
+    assert!(
+        std::str::from_utf8(&sidecar_bytes)
+            .unwrap()
+            .starts_with("{\n  \"version\": 2,\n  \"rows\": ")
+    );
+
+    // Sorted, unique timestamps.
+    let times = codec::facts::datetimes(&decoded.batch).unwrap().values();
+    assert!(times.windows(2).all(|w| w[0] < w[1]));
+}
+
+#[tokio::test]
+async fn partial_overlap_fetches_only_the_missing_sessions() {
+    let f = counting();
+    f.engine
+        .fill(&request(AAPL_MINUTE, "2024-01-02", "2024-01-12"))
+        .await
+        .unwrap();
+    f.provider.reset();
+    let answer = f
+        .engine
+        .fill(&request(AAPL_MINUTE, "2024-01-08", "2024-01-19"))
+        .await
+        .unwrap();
+    let fetched: Vec<NaiveDate> = f.provider.per_session().into_keys().collect();
+    // 2024-01-15 is Martin Luther King Jr. Day.
+    assert_eq!(fetched, sessions("2024-01-16", "2024-01-19"));
+    assert_eq!(answer.sessions_fetched, 4);
+    assert!(f.provider.per_session().values().all(|n| *n == 1));
+}
+
+#[tokio::test]
+async fn a_gap_in_the_middle_is_filled_and_nothing_else() {
+    let f = counting();
+    f.engine
+        .fill(&request(AAPL_MINUTE, "2024-01-02", "2024-01-05"))
+        .await
+        .unwrap();
+    f.engine
+        .fill(&request(AAPL_MINUTE, "2024-01-22", "2024-01-26"))
+        .await
+        .unwrap();
+    f.provider.reset();
+    let answer = f
+        .engine
+        .fill(&request(AAPL_MINUTE, "2024-01-02", "2024-01-26"))
+        .await
+        .unwrap();
+    let fetched: Vec<NaiveDate> = f.provider.per_session().into_keys().collect();
+    assert_eq!(fetched, sessions("2024-01-08", "2024-01-19"));
+    assert_eq!(answer.status, FillStatus::Filled);
+    let (_, decoded) = object(f.engine.store(), &answer.key).await;
+    assert_eq!(
+        decoded.cachefill_meta("coverage"),
+        Some("2024-01-02..2024-01-26")
+    );
+}
+
+#[tokio::test]
+async fn holidays_and_weekends_are_never_requested() {
+    let f = counting();
+    f.engine
+        .fill(&request(AAPL_MINUTE, "2024-03-27", "2024-04-02"))
+        .await
+        .unwrap();
+    f.engine
+        .fill(&request(AAPL_MINUTE, "2024-06-18", "2024-06-20"))
+        .await
+        .unwrap();
+    let fetched: BTreeSet<NaiveDate> = f.provider.per_session().into_keys().collect();
+    for closed in ["2024-03-29", "2024-03-30", "2024-03-31", "2024-06-19"] {
+        assert!(!fetched.contains(&d(closed)), "{closed} was requested");
+    }
+    assert_eq!(fetched.len(), 4 + 2);
+}
+
+#[tokio::test]
+async fn sessions_that_have_not_ended_are_not_fetched() {
+    let f = counting();
+    // 2024-07-01 12:00Z is during that session: it cannot be complete yet.
+    let answer = f
+        .engine
+        .fill(&request(AAPL_MINUTE, "2024-06-27", "2024-07-05"))
+        .await
+        .unwrap();
+    let fetched: Vec<NaiveDate> = f.provider.per_session().into_keys().collect();
+    assert_eq!(fetched, vec![d("2024-06-27"), d("2024-06-28")]);
+    assert_eq!(answer.sessions_fetched, 2);
+}
+
+#[tokio::test]
+async fn option_requests_stop_at_expiration() {
+    let f = counting();
+    let option = r#"{"provider":"synthetic","asset_type":"option","symbol":"SPY","timespan":"hour","datastyle":"ohlc","expiration":"2024-02-09","strike":480,"right":"CALL"}"#;
+    f.engine
+        .fill(&request(option, "2024-02-05", "2024-02-20"))
+        .await
+        .unwrap();
+    let fetched: Vec<NaiveDate> = f.provider.per_session().into_keys().collect();
+    assert_eq!(fetched, sessions("2024-02-05", "2024-02-09"));
+}
+
+fn bar(time: DateTime<Utc>, close: f64) -> OhlcBar {
+    OhlcBar {
+        time: time.timestamp_nanos_opt().unwrap(),
+        volume: Some(100),
+        high: Some(close + 1.0),
+        low: Some(close - 1.0),
+        vwap: Some(close),
+        count: Some(10),
+        close: Some(close),
+        open: Some(close),
+    }
+}
+
+fn at(date: &str, hh: u32, mm: u32) -> DateTime<Utc> {
+    calendar::ny_wall_to_utc(d(date), chrono::NaiveTime::from_hms_opt(hh, mm, 0).unwrap())
+}
+
+#[tokio::test]
+async fn young_placeholders_are_refetched_and_replaced_by_data() {
+    let f = engine_with(ScriptedProvider::new());
+    let req = request(AAPL_MINUTE, "2024-01-02", "2024-01-03");
+    f.provider.set(
+        d("2024-01-02"),
+        Rows::Ohlc(vec![bar(at("2024-01-02", 10, 0), 100.0)]),
+    );
+    // The day after 2024-01-03: the provider has nothing for it yet.
+    f.clock
+        .set(Utc.with_ymd_and_hms(2024, 1, 4, 3, 0, 0).unwrap());
+    let first = f.engine.fill(&req).await.unwrap();
+    assert_eq!(first.placeholders, 1);
+    assert_eq!(first.real_rows, 1);
+
+    // A day later the placeholder is still young: it is fetched again, not trusted.
+    f.clock
+        .set(Utc.with_ymd_and_hms(2024, 1, 5, 3, 0, 0).unwrap());
+    f.provider.set(
+        d("2024-01-03"),
+        Rows::Ohlc(vec![bar(at("2024-01-03", 9, 30), 101.0)]),
+    );
+    let second = f.engine.fill(&req).await.unwrap();
+    assert_eq!(second.status, FillStatus::Filled);
+    assert_eq!(second.sessions_fetched, 1);
+    assert_eq!(second.placeholders, 0, "the placeholder gave way to data");
+    assert_eq!(second.real_rows, 2);
+}
+
+#[tokio::test]
+async fn old_placeholders_are_trusted() {
+    let f = engine_with(ScriptedProvider::new());
+    let req = request(AAPL_MINUTE, "2024-01-02", "2024-01-03");
+    let first = f.engine.fill(&req).await.unwrap();
+    assert_eq!(first.status, FillStatus::NoData);
+    assert_eq!(first.placeholders, 2);
+    let second = f.engine.fill(&req).await.unwrap();
+    assert_eq!(second.status, FillStatus::NoData);
+    assert_eq!(second.upstream_requests, 0);
+    assert_eq!(second.sha256, first.sha256);
+}
+
+#[tokio::test]
+async fn the_newest_row_wins_on_the_same_timestamp() {
+    let f = engine_with(ScriptedProvider::new());
+    let t = at("2024-01-02", 10, 0);
+    f.provider.set(
+        d("2024-01-02"),
+        Rows::Ohlc(vec![bar(t, 100.0), bar(at("2024-01-02", 10, 1), 100.5)]),
+    );
+    f.clock
+        .set(Utc.with_ymd_and_hms(2024, 1, 3, 3, 0, 0).unwrap());
+    let first = f
+        .engine
+        .fill(&request(AAPL_MINUTE, "2024-01-02", "2024-01-02"))
+        .await
+        .unwrap();
+    assert_eq!(first.real_rows, 2);
+
+    // Upstream now reports a corrected bar at the same instant, and duplicates within one
+    // response: the last one wins.
+    let (_, before) = object(f.engine.store(), &first.key).await;
+    let merged = cachefill_core::fill::merge::merge(
+        &request(AAPL_MINUTE, "2024-01-02", "2024-01-02").dataset,
+        Some(&before.batch),
+        &codec::rows::rows_to_batch(
+            &Dataset::from_json(AAPL_MINUTE).unwrap(),
+            Rows::Ohlc(vec![bar(t, 105.0), bar(t, 106.0)]),
+        )
+        .unwrap(),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(merged.num_rows(), 2);
+    let close = merged
+        .column_by_name("close")
+        .unwrap()
+        .as_primitive::<Float64Type>();
+    assert_eq!(close.value(0), 106.0);
+    assert_eq!(close.value(1), 100.5);
+}
+
+#[tokio::test]
+async fn sixteen_concurrent_fills_fetch_each_session_once() {
+    let f = counting();
+    let req = Arc::new(request(AAPL_MINUTE, "2024-02-01", "2024-02-29"));
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (engine, req) = (f.engine.clone(), req.clone());
+        tasks.push(tokio::spawn(async move { engine.fill(&req).await }));
+    }
+    let mut hashes = BTreeSet::new();
+    for task in tasks {
+        let answer = task.await.unwrap().expect("no fill fails");
+        hashes.insert(answer.sha256.unwrap());
+    }
+    assert_eq!(hashes.len(), 1, "every caller sees the same bytes");
+    let counts = f.provider.per_session();
+    assert_eq!(counts.len(), 20);
+    assert!(counts.values().all(|n| *n == 1), "{counts:?}");
+    let (bytes, _) = object(f.engine.store(), &config().layout.data_key(&req.dataset)).await;
+    assert_eq!(Some(codec::sha256_hex(&bytes)), hashes.into_iter().next());
+}
+
+#[tokio::test]
+async fn concurrent_fills_of_different_ranges_keep_both() {
+    let f = counting();
+    let a = request(AAPL_MINUTE, "2024-04-01", "2024-04-12");
+    let b = request(AAPL_MINUTE, "2024-05-01", "2024-05-10");
+    let (ra, rb) = tokio::join!(f.engine.fill(&a), f.engine.fill(&b));
+    ra.unwrap();
+    rb.unwrap();
+    let (_, decoded) = object(f.engine.store(), &config().layout.data_key(&a.dataset)).await;
+    assert_eq!(
+        decoded.cachefill_meta("coverage"),
+        Some("2024-04-01..2024-04-12,2024-05-01..2024-05-10")
+    );
+    f.provider.reset();
+    let both = f
+        .engine
+        .fill(&request(AAPL_MINUTE, "2024-04-01", "2024-05-10"))
+        .await
+        .unwrap();
+    // Only the sessions between the two ranges are new.
+    assert_eq!(
+        both.sessions_fetched as usize,
+        sessions("2024-04-15", "2024-04-30").len()
+    );
+}
+
+/// A store where another writer replaces the data object just before our first put of it,
+/// so that put loses its `If-Match` and the engine must merge again.
+#[derive(Debug)]
+struct RacingStore {
+    inner: LocalStore,
+    key: String,
+    injected: std::sync::Mutex<Option<Bytes>>,
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for RacingStore {
+    async fn get(
+        &self,
+        key: &str,
+        v: Option<&str>,
+    ) -> cachefill_core::storage::Result<cachefill_core::storage::GetResult> {
+        self.inner.get(key, v).await
+    }
+    async fn head(
+        &self,
+        key: &str,
+        v: Option<&str>,
+    ) -> cachefill_core::storage::Result<cachefill_core::storage::ObjectMeta> {
+        self.inner.head(key, v).await
+    }
+    async fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        options: cachefill_core::storage::PutOptions,
+    ) -> cachefill_core::storage::Result<cachefill_core::storage::PutResult> {
+        let injected = if key == self.key {
+            self.injected.lock().unwrap().take()
+        } else {
+            None
+        };
+        if let Some(other) = injected {
+            self.inner.put(key, other, Default::default()).await?;
+        }
+        self.inner.put(key, body, options).await
+    }
+    async fn copy(
+        &self,
+        from: &str,
+        v: Option<&str>,
+        to: &str,
+    ) -> cachefill_core::storage::Result<cachefill_core::storage::PutResult> {
+        self.inner.copy(from, v, to).await
+    }
+    async fn delete(&self, key: &str) -> cachefill_core::storage::Result<()> {
+        self.inner.delete(key).await
+    }
+    async fn list(
+        &self,
+        prefix: &str,
+    ) -> cachefill_core::storage::Result<Vec<cachefill_core::storage::ObjectMeta>> {
+        self.inner.list(prefix).await
+    }
+    async fn list_versions(
+        &self,
+        key: &str,
+    ) -> cachefill_core::storage::Result<Vec<cachefill_core::storage::VersionInfo>> {
+        self.inner.list_versions(key).await
+    }
+    async fn get_tags(
+        &self,
+        key: &str,
+        v: Option<&str>,
+    ) -> cachefill_core::storage::Result<cachefill_core::storage::Tags> {
+        self.inner.get_tags(key, v).await
+    }
+    async fn put_tags(
+        &self,
+        key: &str,
+        v: Option<&str>,
+        t: &cachefill_core::storage::Tags,
+    ) -> cachefill_core::storage::Result<()> {
+        self.inner.put_tags(key, v, t).await
+    }
+}
+
+#[tokio::test]
+async fn rows_another_writer_added_are_kept_when_the_put_races() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FixedClock::new(july_2024()));
+    let key = config()
+        .layout
+        .data_key(&Dataset::from_json(AAPL_MINUTE).unwrap());
+    // The other writer's object: 2024-01-02..05 plus 2024-01-12, made in a scratch bucket.
+    let scratch = FillEngine::new(
+        LocalStore::new(dir.path().join("scratch")).unwrap(),
+        SyntheticProvider::new(),
+        config(),
+    )
+    .with_clock(clock.clone());
+    scratch
+        .fill(&request(AAPL_MINUTE, "2024-01-02", "2024-01-05"))
+        .await
+        .unwrap();
+    scratch
+        .fill(&request(AAPL_MINUTE, "2024-01-12", "2024-01-12"))
+        .await
+        .unwrap();
+    let other = scratch.store().get(&key, None).await.unwrap().bytes;
+
+    let store = RacingStore {
+        inner: LocalStore::new(dir.path().join("bucket")).unwrap(),
+        key: key.clone(),
+        injected: std::sync::Mutex::new(None),
+    };
+    let engine = FillEngine::new(store, SyntheticProvider::new(), config()).with_clock(clock);
+    engine
+        .fill(&request(AAPL_MINUTE, "2024-01-02", "2024-01-05"))
+        .await
+        .unwrap();
+    *engine.store().injected.lock().unwrap() = Some(other);
+    let answer = engine
+        .fill(&request(AAPL_MINUTE, "2024-01-02", "2024-01-10"))
+        .await
+        .unwrap();
+    assert_eq!(answer.status, FillStatus::Filled);
+    assert!(
+        engine.store().injected.lock().unwrap().is_none(),
+        "the race happened"
+    );
+    let (_, after) = object(engine.store(), &key).await;
+    assert_eq!(
+        after.cachefill_meta("coverage"),
+        Some("2024-01-02..2024-01-10,2024-01-12"),
+        "our sessions and the other writer's are both there"
+    );
+}
+
+#[tokio::test]
+async fn a_fill_aborted_before_its_write_leaves_the_previous_object_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(FailingStore::new(LocalStore::new(dir.path()).unwrap()));
+    let clock = Arc::new(FixedClock::new(july_2024()));
+    let engine = FillEngine::new(store.clone(), SyntheticProvider::new(), config())
+        .with_clock(clock.clone());
+    let first = engine
+        .fill(&request(AAPL_MINUTE, "2024-01-02", "2024-01-05"))
+        .await
+        .unwrap();
+    let key = first.key.clone();
+    let sidecar_key = format!("{key}.meta.json");
+    let parquet_before = store.get(&key, None).await.unwrap().bytes;
+    let sidecar_before = store.get(&sidecar_key, None).await.unwrap().bytes;
+
+    // The data write fails after the upstream fetch succeeded.
+    let data_key = key.clone();
+    store.fail_writes_where(move |k| k == data_key);
+    let failed = engine
+        .fill(&request(AAPL_MINUTE, "2024-01-02", "2024-01-12"))
+        .await;
+    assert!(matches!(failed, Err(FillError::Storage(_))), "{failed:?}");
+    assert!(store.failed() >= 1);
+    assert_eq!(store.get(&key, None).await.unwrap().bytes, parquet_before);
+    assert_eq!(
+        store.get(&sidecar_key, None).await.unwrap().bytes,
+        sidecar_before
+    );
+    codec::decode(parquet_before.clone()).expect("still readable");
+
+    // The lease was released, so the next fill goes ahead at once.
+    store.heal();
+    let next = tokio::time::timeout(
+        Duration::from_secs(10),
+        engine.fill(&request(AAPL_MINUTE, "2024-01-02", "2024-01-12")),
+    )
+    .await
+    .expect("not blocked by a stale lease")
+    .unwrap();
+    assert_eq!(next.status, FillStatus::Filled);
+    assert_eq!(next.sessions_fetched, 5);
+}
+
+#[tokio::test]
+async fn upstream_failures_write_nothing_and_keep_their_type() {
+    let f = engine_with(ScriptedProvider::new());
+    f.provider
+        .fail_with(Some(ProviderError::RateLimited("429 after 5 tries".into())));
+    let err = f
+        .engine
+        .fill(&request(AAPL_MINUTE, "2024-01-02", "2024-01-05"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type().as_str(), "UpstreamRateLimited");
+    let written: Vec<String> = f
+        .engine
+        .store()
+        .list("stage/cache/v1/synthetic/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key)
+        .collect();
+    assert!(written.is_empty(), "{written:?}");
+}
