@@ -1,0 +1,173 @@
+//! Flags shared by commands: a dataset, a date range, and the bucket to use.
+
+use std::path::PathBuf;
+
+use cachefill_client::bucket::{self, Bucket};
+use cachefill_core::fill::FillRequest;
+use cachefill_core::keys::KeyLayout;
+use cachefill_core::settings::{CacheMode, ClientSettings};
+use cachefill_core::storage::s3::S3Config;
+use clap::Args;
+
+use super::output::Failure;
+
+/// Which dataset (lumibot's payload as flags).
+#[derive(Debug, Clone, Args)]
+pub struct DatasetArgs {
+    /// Upstream provider: thetadata, or synthetic (generated data, not market data).
+    #[arg(long)]
+    pub provider: String,
+    /// stock, option or index.
+    #[arg(long)]
+    pub asset_type: String,
+    #[arg(long)]
+    pub symbol: String,
+    /// minute, hour, day, 1m, 5m, 1h, 1D …
+    #[arg(long)]
+    pub timespan: String,
+    /// ohlc or quote.
+    #[arg(long)]
+    pub datastyle: String,
+    /// Option expiration, YYYY-MM-DD.
+    #[arg(long)]
+    pub expiration: Option<String>,
+    /// Option strike as lumibot holds it (`250` and `250.0` are different files).
+    #[arg(long)]
+    pub strike: Option<String>,
+    /// Option right: CALL or PUT.
+    #[arg(long)]
+    pub right: Option<String>,
+}
+
+impl DatasetArgs {
+    /// The payload JSON lumibot would send; the strike keeps its spelling.
+    pub fn payload_fields(&self) -> Vec<(String, String)> {
+        let text = |v: &str| serde_json::Value::String(v.to_string()).to_string();
+        let mut fields = vec![
+            ("provider".to_string(), text(&self.provider)),
+            ("asset_type".to_string(), text(&self.asset_type)),
+            ("symbol".to_string(), text(&self.symbol)),
+            ("timespan".to_string(), text(&self.timespan)),
+            ("datastyle".to_string(), text(&self.datastyle)),
+        ];
+        if let Some(e) = &self.expiration {
+            fields.push(("expiration".into(), text(e)));
+        }
+        if let Some(s) = &self.strike {
+            // Checked to be a JSON number when the payload is parsed.
+            let raw = if serde_json::from_str::<serde_json::Number>(s).is_ok() {
+                s.clone()
+            } else {
+                text(s)
+            };
+            fields.push(("strike".into(), raw));
+        }
+        if let Some(r) = &self.right {
+            fields.push(("right".into(), text(r)));
+        }
+        fields
+    }
+}
+
+pub fn object(fields: &[(String, String)]) -> String {
+    let body: Vec<String> = fields
+        .iter()
+        .map(|(k, v)| format!("{}:{v}", serde_json::Value::String(k.clone())))
+        .collect();
+    format!("{{{}}}", body.join(","))
+}
+
+/// A range of dates (or RFC 3339 instants), inclusive.
+#[derive(Debug, Clone, Args)]
+pub struct RangeArgs {
+    /// First date wanted (YYYY-MM-DD or an RFC 3339 instant).
+    #[arg(long)]
+    pub start: String,
+    /// Last date wanted, inclusive.
+    #[arg(long)]
+    pub end: String,
+    /// Only regular hours (09:30–16:00) for intraday bars.
+    #[arg(long)]
+    pub no_after_hours: bool,
+}
+
+impl RangeArgs {
+    pub fn request(&self, dataset: &DatasetArgs) -> Result<FillRequest, Failure> {
+        let mut fields = dataset.payload_fields();
+        let text = |v: &str| serde_json::Value::String(v.to_string()).to_string();
+        fields.push(("start".into(), text(&self.start)));
+        fields.push(("end".into(), text(&self.end)));
+        fields.push((
+            "include_after_hours".into(),
+            (!self.no_after_hours).to_string(),
+        ));
+        FillRequest::from_json(&object(&fields)).map_err(|e| Failure::invalid(e.0))
+    }
+}
+
+/// Which bucket: a local directory (the embedded default) or S3.
+#[derive(Debug, Clone, Args)]
+pub struct BucketArgs {
+    /// S3 bucket (default: LUMIBOT_CACHE_S3_BUCKET when LUMIBOT_CACHE_BACKEND=s3).
+    #[arg(long, conflicts_with = "bucket_dir")]
+    pub bucket: Option<String>,
+    /// Local directory bucket of the embedded default.
+    #[arg(long, value_name = "DIR")]
+    pub bucket_dir: Option<PathBuf>,
+    /// Key prefix (default: LUMIBOT_CACHE_S3_PREFIX, else none).
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Cache version segment (default: LUMIBOT_CACHE_S3_VERSION, else v1).
+    #[arg(long)]
+    pub version: Option<String>,
+}
+
+impl BucketArgs {
+    /// Open the bucket the flags and settings name.
+    pub async fn open(&self) -> Result<Bucket, Failure> {
+        let settings = ClientSettings::from_env().map_err(|e| Failure::invalid(e.to_string()))?;
+        let remote = settings
+            .remote
+            .as_ref()
+            .filter(|r| r.mode != CacheMode::Disabled);
+        let layout = KeyLayout::new(
+            self.prefix
+                .as_deref()
+                .or(remote.map(|r| r.prefix.as_str()))
+                .unwrap_or(""),
+            self.version
+                .as_deref()
+                .or(remote.map(|r| r.version.as_str()))
+                .unwrap_or("v1"),
+        );
+        let s3_bucket = match (&self.bucket, &self.bucket_dir) {
+            (Some(name), _) => Some(name.clone()),
+            (None, None) => remote.map(|r| r.bucket.clone()),
+            (None, Some(_)) => None,
+        };
+        match s3_bucket {
+            Some(name) => {
+                let config = S3Config {
+                    region: remote.and_then(|r| r.region.clone()),
+                    endpoint_url: settings.endpoint_url.clone(),
+                    access_key_id: remote.and_then(|r| r.access_key_id.clone()),
+                    secret_access_key: remote.and_then(|r| r.secret_access_key.clone()),
+                    session_token: remote.and_then(|r| r.session_token.clone()),
+                };
+                Ok(Bucket::s3(&name, &config, layout).await)
+            }
+            None => {
+                let dir = self
+                    .bucket_dir
+                    .clone()
+                    .unwrap_or_else(bucket::default_bucket_dir);
+                Bucket::local(&dir, layout).map_err(|e| {
+                    Failure::internal(format!(
+                        "cannot open bucket directory {}: {e}",
+                        dir.display()
+                    ))
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! How commands fail: a message for a person and a documented exit code.
+
+use std::process::ExitCode;
+
+use cachefill_core::fill::{ErrorType, FillError};
+
+/// A command's failure: what to tell the user and which exit code to return.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+pub const EXIT_INTERNAL: u8 = 1;
+pub const EXIT_INVALID: u8 = 2;
+pub const EXIT_UPSTREAM: u8 = 3;
+pub const EXIT_CONFLICT: u8 = 4;
+
+impl Failure {
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Failure {
+            code: EXIT_INVALID,
+            message: message.into(),
+        }
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Failure {
+            code: EXIT_INTERNAL,
+            message: message.into(),
+        }
+    }
+}
+
+/// The exit code of a miss-handler `errorType`.
+pub fn exit_code_of(error_type: ErrorType) -> u8 {
+    match error_type {
+        ErrorType::InvalidRequest => EXIT_INVALID,
+        ErrorType::UpstreamNoPermission
+        | ErrorType::UpstreamRateLimited
+        | ErrorType::UpstreamUnavailable => EXIT_UPSTREAM,
+        ErrorType::StorageConflict => EXIT_CONFLICT,
+        ErrorType::Internal => EXIT_INTERNAL,
+    }
+}
+
+impl From<FillError> for Failure {
+    fn from(e: FillError) -> Self {
+        Failure {
+            code: exit_code_of(e.error_type()),
+            message: format!("{}: {e}", e.error_type()),
+        }
+    }
+}
+
+pub fn report(failure: Failure) -> ExitCode {
+    eprintln!("error: {}", failure.message);
+    ExitCode::from(failure.code)
+}
+
+/// Print a value as one line of JSON on stdout.
+pub fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
+    let text = serde_json::to_string(value).map_err(|e| Failure::internal(e.to_string()))?;
+    println!("{text}");
+    Ok(())
+}
