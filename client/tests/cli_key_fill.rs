@@ -54,7 +54,10 @@ fn key_prints_relative_path_and_remote_key() {
 fn key_rejects_bad_payloads_with_exit_code_2() {
     let dir = tempfile::tempdir().unwrap();
     let out = cachefill(
-        &["key", r#"{"provider":"thetadata","asset_type":"stock","symbol":"^SPX","timespan":"minute","datastyle":"ohlc"}"#],
+        &[
+            "key",
+            r#"{"provider":"thetadata","asset_type":"stock","symbol":"^SPX","timespan":"minute","datastyle":"ohlc"}"#,
+        ],
         dir.path(),
     );
     assert_eq!(out.status.code(), Some(2));
@@ -63,8 +66,21 @@ fn key_rejects_bad_payloads_with_exit_code_2() {
 }
 
 const FILL: [&str; 15] = [
-    "fill", "--provider", "synthetic", "--asset-type", "stock", "--symbol", "msft",
-    "--timespan", "hour", "--datastyle", "ohlc", "--start", "2024-01-02", "--end", "2024-03-28",
+    "fill",
+    "--provider",
+    "synthetic",
+    "--asset-type",
+    "stock",
+    "--symbol",
+    "msft",
+    "--timespan",
+    "hour",
+    "--datastyle",
+    "ohlc",
+    "--start",
+    "2024-01-02",
+    "--end",
+    "2024-03-28",
 ];
 
 #[test]
@@ -80,7 +96,10 @@ fn fill_twice_on_the_embedded_default_is_filled_then_hit() {
         "v1/synthetic/stock/hour/ohlc/stock_MSFT_hour_ohlc.parquet"
     );
     let on_disk = dir.path().join(".cachefill/bucket");
-    assert!(on_disk.is_dir(), "the embedded default bucket lives in ./.cachefill/bucket");
+    assert!(
+        on_disk.is_dir(),
+        "the embedded default bucket lives in ./.cachefill/bucket"
+    );
 
     let second = json(&cachefill(&args, dir.path()));
     assert_eq!(second["status"], "hit");

@@ -4,8 +4,8 @@
 use std::hint::black_box;
 
 use cachefill_core::calendar;
-use cachefill_core::codec::rows::rows_to_batch;
 use cachefill_core::codec;
+use cachefill_core::codec::rows::rows_to_batch;
 use cachefill_core::dataset::Dataset;
 use cachefill_core::fill::merge;
 use cachefill_core::providers::synthetic::generate;
