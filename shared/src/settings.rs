@@ -371,6 +371,45 @@ impl FunctionSettings {
     }
 }
 
+/// The upstream part of [`FunctionSettings`], read with the same rules, for processes that
+/// reach a provider without a bucket of their own (the command line, tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamSettings {
+    /// Without a trailing `/` or `/v3`.
+    pub thetadata_base_url: String,
+    pub fetch_concurrency: usize,
+    pub upstream_timeout: Duration,
+}
+
+impl UpstreamSettings {
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let fetch_concurrency = whole_number(
+            &get,
+            CACHE_FETCH_CONCURRENCY,
+            DEFAULT_FETCH_CONCURRENCY,
+            FETCH_CONCURRENCY,
+            "",
+        )?;
+        Ok(UpstreamSettings {
+            thetadata_base_url: thetadata_base_url(&get)?,
+            fetch_concurrency: usize::try_from(fetch_concurrency)
+                .expect("the concurrency range fits in usize"),
+            upstream_timeout: Duration::from_secs(whole_number(
+                &get,
+                CACHE_UPSTREAM_TIMEOUT_SECONDS,
+                DEFAULT_UPSTREAM_TIMEOUT_SECONDS,
+                UPSTREAM_TIMEOUT_SECONDS,
+                " of seconds",
+            )?),
+        })
+    }
+
+    /// [`UpstreamSettings::from_lookup`] over the process environment.
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_lookup(env_lookup)
+    }
+}
+
 fn env_lookup(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }

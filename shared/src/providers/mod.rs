@@ -5,6 +5,7 @@
 //! bounded concurrency and merges what they return.
 
 pub mod synthetic;
+pub mod thetadata;
 
 use std::fmt::Debug;
 
@@ -104,7 +105,9 @@ impl ProviderSet {
 
     /// Every provider this build serves, as the miss-handler and the command line use them.
     pub fn standard() -> Self {
-        ProviderSet::new().with(ProviderName::Synthetic, synthetic::SyntheticProvider::new())
+        ProviderSet::new()
+            .with(ProviderName::Synthetic, synthetic::SyntheticProvider::new())
+            .with(ProviderName::ThetaData, thetadata::from_env())
     }
 
     pub fn with(mut self, name: ProviderName, provider: impl Provider + 'static) -> Self {

@@ -1,0 +1,396 @@
+//! ThetaData: bars, quotes and end-of-day reports from a ThetaData Terminal v3, the local
+//! Java process lumibot users run (`http://127.0.0.1:25503/v3` by default,
+//! `THETADATA_BASE_URL` elsewhere).
+//!
+//! # What it serves
+//!
+//! | asset | intraday ohlc | intraday quote | day ohlc | day quote |
+//! |---|---|---|---|---|
+//! | stock | `/v3/stock/history/ohlc` | `/v3/stock/history/quote` | `/v3/stock/history/eod` | `/v3/stock/history/eod` (its NBBO) |
+//! | option | `/v3/option/history/ohlc` | `/v3/option/history/quote` | `/v3/option/history/eod` | `/v3/option/history/eod` |
+//! | index | `/v3/index/history/ohlc` | — (no quotes for indices) | `/v3/index/history/eod` | — |
+//!
+//! Intraday timespans map to v3 intervals: `minute`/`1m`, `5m`, `10m`, `15m`, `30m`,
+//! `hour`/`1h`. Other providers' datasets and index quotes are refused with
+//! [`ProviderError::Unsupported`] before anything is fetched.
+//!
+//! # Requests ([`request`])
+//!
+//! - Intraday: one request per session, `symbol`, `date=YYYYMMDD` (the index endpoint takes
+//!   `start_date` = `end_date` instead), `interval`, `start_time`/`end_time` `04:00:00`–`20:00:00`
+//!   (`09:30:00`–`16:00:00` without extended hours), `format=json`.
+//! - End of day: `symbol`, `start_date`, `end_date` over runs of consecutive missing sessions
+//!   of at most 365 days; prices are raw (no `adjust`), lumibot applies splits on load.
+//! - Options add `expiration=YYYYMMDD`, `strike` in dollars (`275`, `412.5`) and
+//!   `right=call|put`; SPX contracts off the third Friday use the `SPXW` root, and index
+//!   history uses the index root (`SPXW` → `SPX`).
+//! - Readiness: `/v3/terminal/mdds/status` answers `CONNECTED`; option chains come from
+//!   `/v3/option/list/expirations` and `/v3/option/list/strikes`, and the sessions a
+//!   contract has quotes on from `/v3/option/list/dates/quote`.
+//!
+//! # Responses ([`parse`], [`normalize`])
+//!
+//! Rows of objects, option history nested under `contract`/`data`, the older columnar
+//! shape, v2's `header.format` with positional rows, and CSV are all read by column name.
+//! Timestamps are New York wall-clock and become UTC bar opens; end-of-day rows take their
+//! session from `created`. Every row is delivered; the row rules of DESIGN §4 (empty bars,
+//! quotes without a side) are applied by the codec.
+//!
+//! # Faults ([`http`])
+//!
+//! 472 `NO_DATA` is an empty session (the engine writes a placeholder), 471 is
+//! `NoPermission` at once, 429/474/570/571 and 5xx, connection failures, timeouts and
+//! cut or malformed bodies are retried with exponential backoff and jitter (honouring
+//! `Retry-After`) and then reported as `RateLimited`, `Unavailable` or `Protocol`; 410
+//! (v2 parameter names) and other statuses are `Protocol` errors quoting the terminal.
+//! At most [`ThetaDataConfig::concurrency`] requests are in flight at once.
+
+pub mod http;
+mod json;
+pub mod normalize;
+pub mod parse;
+#[cfg(any(test, feature = "testing"))]
+pub mod replay;
+pub mod request;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::NaiveDate;
+
+pub use http::RetryPolicy;
+
+use super::{FetchRequest, Fetched, Provider, ProviderError, one_per_session};
+use crate::codec::Rows;
+use crate::codec::schema::Layout;
+use crate::dataset::Dataset;
+use crate::settings::{DEFAULT_THETADATA_BASE_URL, SettingsError, UpstreamSettings};
+use http::{Reply, Terminal};
+
+/// How to reach the terminal and how patient to be with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThetaDataConfig {
+    /// Terminal address without `/v3`, e.g. `http://127.0.0.1:25503`.
+    pub base_url: String,
+    /// Requests in flight at once (4 suits ThetaData's STANDARD tier).
+    pub concurrency: usize,
+    /// Timeout of one request, body included.
+    pub request_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub retry: RetryPolicy,
+}
+
+impl Default for ThetaDataConfig {
+    fn default() -> Self {
+        ThetaDataConfig {
+            base_url: DEFAULT_THETADATA_BASE_URL.to_string(),
+            concurrency: 4,
+            request_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+impl ThetaDataConfig {
+    /// Defaults with another terminal address (a trailing `/` or `/v3` is dropped).
+    pub fn new(base_url: &str) -> Self {
+        let trimmed = base_url.trim().trim_end_matches('/');
+        let base = trimmed.strip_suffix("/v3").unwrap_or(trimmed);
+        ThetaDataConfig {
+            base_url: base.trim_end_matches('/').to_string(),
+            ..Default::default()
+        }
+    }
+
+    /// `THETADATA_BASE_URL`, `CACHE_FETCH_CONCURRENCY` and `CACHE_UPSTREAM_TIMEOUT_SECONDS`,
+    /// read like the Lambda functions read them.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let upstream = UpstreamSettings::from_lookup(get)?;
+        Ok(ThetaDataConfig {
+            concurrency: upstream.fetch_concurrency,
+            request_timeout: upstream.upstream_timeout,
+            ..ThetaDataConfig::new(&upstream.thetadata_base_url)
+        })
+    }
+
+    /// [`ThetaDataConfig::from_lookup`] over the process environment.
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+}
+
+/// Why a provider could not be set up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error(
+        "THETADATA_BASE_URL {0} uses https, but this build speaks plain http to the terminal \
+         (it runs on this machine or a private network); use its http:// address"
+    )]
+    Https(String),
+    #[error("cannot set up the HTTP client for {url}: {reason}")]
+    Client { url: String, reason: String },
+}
+
+/// Answer of the terminal's readiness probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TerminalStatus {
+    /// The body as sent (`CONNECTED`, `DISCONNECTED`, …).
+    pub text: String,
+}
+
+impl TerminalStatus {
+    /// Whether the terminal is logged in to ThetaData's servers.
+    pub fn is_connected(&self) -> bool {
+        self.text.eq_ignore_ascii_case("CONNECTED")
+    }
+}
+
+/// The ThetaData provider (see the module docs).
+#[derive(Debug)]
+pub struct ThetaDataProvider {
+    terminal: Terminal,
+    concurrency: usize,
+}
+
+impl ThetaDataProvider {
+    pub fn new(config: ThetaDataConfig) -> Result<Self, SetupError> {
+        if config.base_url.to_ascii_lowercase().starts_with("https://") {
+            return Err(SetupError::Https(config.base_url));
+        }
+        let terminal = Terminal::new(
+            &config.base_url,
+            config.concurrency,
+            config.request_timeout,
+            config.connect_timeout,
+            config.retry.clone(),
+        )
+        .map_err(|reason| SetupError::Client {
+            url: config.base_url.clone(),
+            reason,
+        })?;
+        Ok(ThetaDataProvider {
+            terminal,
+            concurrency: config.concurrency.max(1),
+        })
+    }
+
+    /// The provider configured from the environment (see [`ThetaDataConfig::from_env`]).
+    pub fn from_env() -> Result<Self, SetupError> {
+        Self::new(ThetaDataConfig::from_env()?)
+    }
+
+    pub fn base_url(&self) -> &str {
+        self.terminal.base_url()
+    }
+
+    /// The terminal's readiness probe (`/v3/terminal/mdds/status`).
+    pub async fn status(&self) -> Result<TerminalStatus, ProviderError> {
+        let mut requests = 0;
+        let reply = self
+            .terminal
+            .get(&request::status_call(), &mut requests, |body| {
+                Ok(String::from_utf8_lossy(body).trim().to_string())
+            })
+            .await?;
+        Ok(TerminalStatus {
+            text: match reply {
+                Reply::Data(text) => text,
+                Reply::NoData => String::new(),
+            },
+        })
+    }
+
+    /// Expirations listed for an option root, ascending.
+    pub async fn expirations(&self, root: &str) -> Result<Vec<NaiveDate>, ProviderError> {
+        let mut requests = 0;
+        let call = request::expirations_call(&root.to_ascii_uppercase());
+        match self
+            .terminal
+            .get(&call, &mut requests, normalize::expirations)
+            .await?
+        {
+            Reply::Data(mut dates) => {
+                dates.sort();
+                dates.dedup();
+                Ok(dates)
+            }
+            Reply::NoData => Ok(Vec::new()),
+        }
+    }
+
+    /// Sessions on which a contract (root and expiration) has quotes, ascending.
+    pub async fn quote_dates(
+        &self,
+        root: &str,
+        expiration: NaiveDate,
+    ) -> Result<Vec<NaiveDate>, ProviderError> {
+        let mut requests = 0;
+        let call = request::quote_dates_call(&root.to_ascii_uppercase(), expiration);
+        match self
+            .terminal
+            .get(&call, &mut requests, normalize::dates)
+            .await?
+        {
+            Reply::Data(mut dates) => {
+                dates.sort();
+                dates.dedup();
+                Ok(dates)
+            }
+            Reply::NoData => Ok(Vec::new()),
+        }
+    }
+
+    /// Strikes (in dollars) listed for an option root and expiration, ascending.
+    pub async fn strikes(
+        &self,
+        root: &str,
+        expiration: NaiveDate,
+    ) -> Result<Vec<f64>, ProviderError> {
+        let mut requests = 0;
+        let call = request::strikes_call(&root.to_ascii_uppercase(), expiration);
+        match self
+            .terminal
+            .get(&call, &mut requests, normalize::strikes)
+            .await?
+        {
+            Reply::Data(mut strikes) => {
+                strikes.sort_by(f64::total_cmp);
+                strikes.dedup();
+                Ok(strikes)
+            }
+            Reply::NoData => Ok(Vec::new()),
+        }
+    }
+}
+
+#[async_trait]
+impl Provider for ThetaDataProvider {
+    fn supports(&self, dataset: &Dataset) -> Result<(), ProviderError> {
+        request::check_supported(dataset)
+    }
+
+    fn plan(&self, dataset: &Dataset, sessions: &[NaiveDate]) -> Vec<Vec<NaiveDate>> {
+        request::plan(dataset, sessions)
+    }
+
+    async fn fetch(&self, unit: FetchRequest<'_>) -> Result<Fetched, ProviderError> {
+        let dataset = unit.dataset;
+        request::check_supported(dataset)?;
+        let mut rows = Rows::empty_for(Layout::of(dataset));
+        let mut requests = 0;
+        for call in request::history_calls(dataset, unit.sessions, unit.include_after_hours) {
+            let reply = self
+                .terminal
+                .get(&call, &mut requests, |body| {
+                    normalize::normalize(dataset, body)
+                })
+                .await?;
+            if let Reply::Data(more) = reply {
+                rows.extend(more)
+                    .map_err(|e| ProviderError::Protocol(e.to_string()))?;
+            }
+        }
+        Ok(Fetched { rows, requests })
+    }
+
+    fn concurrency(&self, _dataset: &Dataset) -> usize {
+        self.concurrency
+    }
+}
+
+/// Stands in for a provider whose configuration is unusable, so every ThetaData request
+/// is refused with the reason instead of reaching a wrong address.
+#[derive(Debug)]
+struct NotConfigured {
+    reason: String,
+}
+
+impl NotConfigured {
+    fn refusal(&self) -> ProviderError {
+        ProviderError::Unsupported(format!(
+            "ThetaData is not usable in this deployment: {}",
+            self.reason
+        ))
+    }
+}
+
+#[async_trait]
+impl Provider for NotConfigured {
+    fn supports(&self, _dataset: &Dataset) -> Result<(), ProviderError> {
+        Err(self.refusal())
+    }
+
+    fn plan(&self, _dataset: &Dataset, sessions: &[NaiveDate]) -> Vec<Vec<NaiveDate>> {
+        one_per_session(sessions)
+    }
+
+    async fn fetch(&self, _unit: FetchRequest<'_>) -> Result<Fetched, ProviderError> {
+        Err(self.refusal())
+    }
+}
+
+/// The provider as the environment configures it; an unusable configuration yields a
+/// provider that refuses every dataset and says why.
+pub fn from_env() -> Arc<dyn Provider> {
+    match ThetaDataProvider::from_env() {
+        Ok(provider) => Arc::new(provider),
+        Err(e) => {
+            tracing::error!(error = %e, "ThetaData provider not configured");
+            Arc::new(NotConfigured {
+                reason: e.to_string(),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_reads_the_function_settings_variables() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let config = ThetaDataConfig::from_lookup(env(&[
+            ("THETADATA_BASE_URL", "http://theta:25503/v3/"),
+            ("CACHE_FETCH_CONCURRENCY", "2"),
+            ("CACHE_UPSTREAM_TIMEOUT_SECONDS", "7"),
+        ]))
+        .unwrap();
+        assert_eq!(config.base_url, "http://theta:25503");
+        assert_eq!(config.concurrency, 2);
+        assert_eq!(config.request_timeout, Duration::from_secs(7));
+        assert_eq!(
+            ThetaDataConfig::from_lookup(env(&[])).unwrap(),
+            ThetaDataConfig::default()
+        );
+        assert!(ThetaDataConfig::from_lookup(env(&[("CACHE_FETCH_CONCURRENCY", "0")])).is_err());
+        assert!(ThetaDataConfig::from_lookup(env(&[("THETADATA_BASE_URL", "theta")])).is_err());
+    }
+
+    #[test]
+    fn https_terminals_are_refused_with_a_reason() {
+        let err =
+            ThetaDataProvider::new(ThetaDataConfig::new("https://theta.example/v3")).unwrap_err();
+        assert!(matches!(err, SetupError::Https(_)));
+        let refusing = NotConfigured {
+            reason: err.to_string(),
+        };
+        let dataset = Dataset::from_json(
+            r#"{"provider":"thetadata","asset_type":"stock","symbol":"SPY","timespan":"minute","datastyle":"ohlc"}"#,
+        )
+        .unwrap();
+        let refusal = refusing.supports(&dataset).unwrap_err().to_string();
+        assert!(refusal.contains("https"), "{refusal}");
+    }
+}
