@@ -24,8 +24,10 @@ use crate::pyfmt;
 pub enum Rule {
     /// Zero bytes.
     Empty,
-    /// No `PAR1` magic at the start or the end.
+    /// No `PAR1` magic at the start: not a parquet file at all.
     NotParquet,
+    /// Starts like a parquet file but its end (footer and closing magic) is missing.
+    Truncated,
     /// The footer or a row group does not decode.
     Unreadable,
     /// Columns, their order or their types differ from the dataset's schema.
@@ -61,7 +63,7 @@ pub struct Violation {
 }
 
 impl Violation {
-    fn new(rule: Rule, message: impl Into<String>) -> Self {
+    pub fn new(rule: Rule, message: impl Into<String>) -> Self {
         Violation {
             rule,
             message: message.into(),
@@ -115,10 +117,20 @@ pub fn check_object(
             .push(Violation::new(Rule::Empty, "the object has zero bytes"));
         return report;
     }
-    if bytes.len() < 12 || !bytes.starts_with(MAGIC) || !bytes.ends_with(MAGIC) {
+    if !bytes.starts_with(MAGIC) {
         report.violations.push(Violation::new(
             Rule::NotParquet,
-            "no PAR1 magic at the start and end: not a parquet file (or truncated)",
+            "no PAR1 magic at the start: not a parquet file",
+        ));
+        return report;
+    }
+    if bytes.len() < 12 || !bytes.ends_with(MAGIC) {
+        report.violations.push(Violation::new(
+            Rule::Truncated,
+            format!(
+                "starts like parquet but has no footer ending in PAR1 ({} bytes): truncated",
+                bytes.len()
+            ),
         ));
         return report;
     }
@@ -167,38 +179,92 @@ pub fn check_sidecar(sidecar: &[u8], facts: &BatchFacts, sha256: &str) -> Vec<Vi
     }
 }
 
+/// How a sidecar stands against the parquet at its key (the pair rule of
+/// [`super::validator`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SidecarStanding {
+    /// It describes the parquet now at the key, exactly.
+    Agrees,
+    /// It describes an earlier validated version: the writer of the parquet now at the key
+    /// has not written its sidecar yet (writers put the parquet first, then the sidecar).
+    Earlier,
+    /// Unreadable, disagreeing with the parquet it names, or naming no validated parquet.
+    Bad(Vec<Violation>),
+}
+
+/// Judge a sidecar against the parquet now at its key (`current`: its sha256 and facts,
+/// `None` when there is none) and the sha256s of the dataset's validated versions.
+pub fn sidecar_standing(
+    sidecar: &[u8],
+    current: Option<(&str, &BatchFacts)>,
+    validated: &[&str],
+) -> SidecarStanding {
+    let parsed = match Sidecar::parse(sidecar) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            return SidecarStanding::Bad(vec![Violation::new(
+                Rule::SidecarUnreadable,
+                e.to_string(),
+            )]);
+        }
+    };
+    let checksum = parsed.checksum.as_deref().unwrap_or_default();
+    if let Some((sha256, facts)) = current
+        && checksum == sha256
+    {
+        let violations = check_sidecar(sidecar, facts, sha256);
+        return if violations.is_empty() {
+            SidecarStanding::Agrees
+        } else {
+            SidecarStanding::Bad(violations)
+        };
+    }
+    if !checksum.is_empty() && validated.contains(&checksum) {
+        return SidecarStanding::Earlier;
+    }
+    let names = if checksum.is_empty() {
+        "has no checksum".to_string()
+    } else {
+        format!("checksum {checksum} names no validated version of the parquet")
+    };
+    let now = match current {
+        Some((sha256, _)) => format!("the parquet at the key has checksum {sha256}"),
+        None => "there is no parquet at the key".to_string(),
+    };
+    SidecarStanding::Bad(vec![Violation::new(
+        Rule::SidecarMismatch,
+        format!("{names}; {now}"),
+    )])
+}
+
 fn describe_time(nanos: i64) -> String {
     pyfmt::pandas_utc_isoformat(nanos)
 }
 
-/// Schema differences, one violation per missing, extra, mistyped or misplaced column.
+/// Schema differences: one violation per missing, extra or mistyped column, and one when
+/// the columns both schemas have are in another order.
 fn check_schema(dataset: &Dataset, batch: &RecordBatch) -> Vec<Violation> {
     let expected = schema::schema_for(dataset);
     let actual = batch.schema();
     let mut out = Vec::new();
-    let found: BTreeMap<&str, (usize, &arrow_schema::DataType)> = actual
+    let found: BTreeMap<&str, &arrow_schema::DataType> = actual
         .fields()
         .iter()
-        .enumerate()
-        .map(|(i, f)| (f.name().as_str(), (i, f.data_type())))
+        .map(|f| (f.name().as_str(), f.data_type()))
         .collect();
-    for (i, field) in expected.fields().iter().enumerate() {
+    for field in expected.fields() {
         match found.get(field.name().as_str()) {
             None => out.push(Violation::new(
                 Rule::Schema,
                 format!("missing column '{}' ({})", field.name(), field.data_type()),
             )),
-            Some((_, t)) if *t != field.data_type() => out.push(Violation::new(
+            Some(t) if *t != field.data_type() => out.push(Violation::new(
                 Rule::Schema,
                 format!(
                     "column '{}' is {t}, expected {}",
                     field.name(),
                     field.data_type()
                 ),
-            )),
-            Some((j, _)) if *j != i => out.push(Violation::new(
-                Rule::Schema,
-                format!("column '{}' is at position {j}, expected {i}", field.name()),
             )),
             Some(_) => {}
         }
@@ -214,6 +280,26 @@ fn check_schema(dataset: &Dataset, batch: &RecordBatch) -> Vec<Violation> {
                 ),
             ));
         }
+    }
+    // Order is judged on the shared columns only, so one missing column is reported once
+    // rather than as every later column being out of place.
+    let shared = |from: &arrow_schema::Schema, other: &arrow_schema::Schema| -> Vec<String> {
+        from.fields()
+            .iter()
+            .filter(|f| other.field_with_name(f.name()).is_ok())
+            .map(|f| f.name().clone())
+            .collect()
+    };
+    let (want, have) = (shared(&expected, &actual), shared(&actual, &expected));
+    if want != have {
+        out.push(Violation::new(
+            Rule::Schema,
+            format!(
+                "columns are out of order: expected [{}], found [{}]",
+                want.join(", "),
+                have.join(", ")
+            ),
+        ));
     }
     out
 }
@@ -279,7 +365,6 @@ pub fn check_batch(dataset: &Dataset, batch: &RecordBatch, now: DateTime<Utc>) -
 
     let mut nulls = Tally::new();
     let mut unsorted = Tally::new();
-    let mut seen = HashSet::with_capacity(n);
     let mut duplicates = Tally::new();
     let mut previous: Option<i64> = None;
     for i in 0..n {
@@ -287,15 +372,27 @@ pub fn check_batch(dataset: &Dataset, batch: &RecordBatch, now: DateTime<Utc>) -
             nulls.hit(|| format!("row {i}"));
             continue;
         };
-        if let Some(p) = previous
-            && t < p
-        {
-            unsorted.hit(|| format!("row {i} at {} after {}", describe_time(t), describe_time(p)));
-        }
-        if !seen.insert(t) {
-            duplicates.hit(|| format!("row {i} at {}", describe_time(t)));
+        if let Some(p) = previous {
+            if t < p {
+                unsorted
+                    .hit(|| format!("row {i} at {} after {}", describe_time(t), describe_time(p)));
+            } else if t == p {
+                duplicates.hit(|| format!("row {i} at {}", describe_time(t)));
+            }
         }
         previous = Some(t);
+    }
+    // In sorted rows every repeat is adjacent; only unsorted rows need the costlier set.
+    if unsorted.count > 0 {
+        duplicates = Tally::new();
+        let mut seen = HashSet::with_capacity(n);
+        for i in 0..n {
+            if let Some(t) = time_at(i)
+                && !seen.insert(t)
+            {
+                duplicates.hit(|| format!("row {i} at {}", describe_time(t)));
+            }
+        }
     }
     out.extend(nulls.into_violation(Rule::NullDatetime, "have no datetime"));
     out.extend(unsorted.into_violation(Rule::Unsorted, "go back in time"));
@@ -360,6 +457,13 @@ pub fn check_batch(dataset: &Dataset, batch: &RecordBatch, now: DateTime<Utc>) -
                 continue;
             }
             let (ov, hv, lv, cv) = (o.value(i), h.value(i), l.value(i), c.value(i));
+            // A price that is not a positive number is reported once, under `Price`.
+            if [ov, hv, lv, cv]
+                .iter()
+                .any(|p| !(p.is_finite() && *p > 0.0))
+            {
+                continue;
+            }
             if !(lv <= ov.min(cv) && ov.max(cv) <= hv) {
                 disorder
                     .hit(|| format!("open {ov}, high {hv}, low {lv}, close {cv} at {}", when(i)));

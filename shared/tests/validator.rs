@@ -1,0 +1,647 @@
+//! The object-validator on a local versioned bucket: valid objects are recorded, repeated
+//! and self-caused events change nothing, and concurrent validations lose no entry.
+
+mod validator_support;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::Schema;
+use bytes::Bytes;
+use cachefill_core::codec;
+use cachefill_core::dataset::Dataset;
+use cachefill_core::fill::{EngineConfig, FillEngine, FillRequest};
+use cachefill_core::providers::synthetic::SyntheticProvider;
+use cachefill_core::storage::local::LocalStore;
+use cachefill_core::storage::{ObjectStore, PutOptions};
+use cachefill_core::testing::FailingStore;
+use cachefill_core::validate::event::TEST_EVENT;
+use cachefill_core::validate::{
+    EventRecord, Outcome, Restore, SkipReason, Validator, ValidatorConfig,
+};
+use chrono::Utc;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use validator_support::*;
+
+fn synthetic_day() -> Dataset {
+    dataset(
+        r#"{"provider":"synthetic","asset_type":"stock","symbol":"AAPL","timespan":"day","datastyle":"ohlc"}"#,
+    )
+}
+
+/// Snapshot of what the validator may change about one dataset.
+#[derive(Debug, PartialEq, Eq)]
+struct Footprint {
+    history: usize,
+    quarantined: usize,
+    data_versions: usize,
+    sidecar_versions: usize,
+}
+
+async fn footprint(bucket: &Bucket, dataset: &Dataset) -> Footprint {
+    let layout = layout();
+    Footprint {
+        history: bucket.history_len(dataset).await,
+        quarantined: bucket.keys_under("stage/cache/v3/_quarantine/").await.len(),
+        data_versions: bucket
+            .store()
+            .list_versions(&layout.data_key(dataset))
+            .await
+            .unwrap()
+            .len(),
+        sidecar_versions: bucket
+            .store()
+            .list_versions(&layout.sidecar_key(dataset))
+            .await
+            .unwrap()
+            .len(),
+    }
+}
+
+#[tokio::test]
+async fn miss_handler_output_passes_and_history_grows_by_one_per_version() {
+    let bucket = Bucket::new();
+    let dataset = synthetic_day();
+    let layout = layout();
+    let engine = FillEngine::new(
+        bucket.store().clone(),
+        SyntheticProvider::new(),
+        EngineConfig::new(BUCKET, layout.clone()),
+    );
+    let sidecar_key = layout.sidecar_key(&dataset);
+    let mut versions = Vec::new();
+    for (start, end) in [("2024-01-02", "2024-03-28"), ("2024-04-01", "2024-06-28")] {
+        let request = FillRequest::new(dataset.clone(), date(start), date(end), true).unwrap();
+        let answer = engine.fill(&request).await.unwrap();
+        let event = EventRecord::new(BUCKET, &answer.key)
+            .with_version(answer.version_id.clone(), answer.etag.clone())
+            .with_event("ObjectCreated:Put", Utc::now());
+        let verdict = bucket.validator.judge(&event).await.unwrap();
+        assert_eq!(verdict.outcome, Outcome::Valid, "{:?}", verdict.violations);
+        assert_eq!(verdict.sha256, answer.sha256);
+        let sidecar = bucket.store().head(&sidecar_key, None).await.unwrap();
+        let event = EventRecord::new(BUCKET, &sidecar_key)
+            .with_version(sidecar.version_id.clone(), Some(sidecar.etag.clone()));
+        let verdict = bucket.validator.judge(&event).await.unwrap();
+        assert_eq!(verdict.outcome, Outcome::Valid, "{:?}", verdict.violations);
+        assert_eq!(
+            bucket
+                .status(&sidecar_key, sidecar.version_id.as_deref())
+                .await
+                .as_deref(),
+            Some("valid")
+        );
+        versions.push(answer);
+        assert_eq!(bucket.history_len(&dataset).await, versions.len());
+    }
+    let manifest = bucket.manifest(&dataset).await.unwrap();
+    let current = &manifest["current"];
+    let last = versions.last().unwrap();
+    assert_eq!(current["version_id"], last.version_id.clone().unwrap());
+    assert_eq!(current["etag"], last.etag.clone().unwrap());
+    assert_eq!(current["sha256"], last.sha256.clone().unwrap());
+    assert_eq!(current["rows"], last.rows);
+    assert_eq!(current["min"], last.min.clone().unwrap());
+    assert_eq!(current["max"], last.max.clone().unwrap());
+    assert!(current["validated_at"].is_string());
+    assert_eq!(
+        manifest["history"][1]["version_id"],
+        versions[0].version_id.clone().unwrap()
+    );
+    for answer in &versions {
+        assert_eq!(
+            bucket
+                .status(&answer.key, answer.version_id.as_deref())
+                .await
+                .as_deref(),
+            Some("valid")
+        );
+    }
+    assert!(
+        bucket
+            .keys_under("stage/cache/v3/_quarantine/")
+            .await
+            .is_empty()
+    );
+}
+
+/// What pandas' `DataFrame.to_parquet(engine="pyarrow")` writes for a lumibot frame with a
+/// RangeIndex: the same columns and types, the `pandas` schema metadata, pyarrow's
+/// writer settings (dictionary encoding, page statistics), no `cachefill.*` metadata.
+fn pandas_style(batch: &RecordBatch) -> Bytes {
+    let n = batch.num_rows();
+    let columns: Vec<serde_json::Value> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| {
+            let (pandas_type, numpy_type, metadata) = match f.data_type() {
+                arrow_schema::DataType::Timestamp(_, Some(tz)) => (
+                    "datetimetz",
+                    "datetime64[ns]",
+                    serde_json::json!({"timezone": tz.to_string()}),
+                ),
+                arrow_schema::DataType::Float64 => ("float64", "float64", serde_json::Value::Null),
+                arrow_schema::DataType::Int64 => ("int64", "int64", serde_json::Value::Null),
+                arrow_schema::DataType::Boolean => ("bool", "bool", serde_json::Value::Null),
+                _ => ("unicode", "object", serde_json::Value::Null),
+            };
+            serde_json::json!({"name": f.name(), "field_name": f.name(), "pandas_type": pandas_type,
+                "numpy_type": numpy_type, "metadata": metadata})
+        })
+        .collect();
+    let pandas = serde_json::json!({
+        "index_columns": [{"kind": "range", "name": null, "start": 0, "stop": n, "step": 1}],
+        "column_indexes": [{"name": null, "field_name": null, "pandas_type": "unicode",
+            "numpy_type": "object", "metadata": {"encoding": "UTF-8"}}],
+        "columns": columns,
+        "creator": {"library": "pyarrow", "version": "17.0.0"},
+        "pandas_version": "2.2.3",
+    });
+    let schema = Schema::new(batch.schema().fields().clone())
+        .with_metadata(HashMap::from([("pandas".to_string(), pandas.to_string())]));
+    let batch = batch.clone().with_schema(Arc::new(schema)).unwrap();
+    let properties = WriterProperties::builder()
+        .set_created_by("parquet-cpp-arrow version 17.0.0".into())
+        .set_compression(Compression::SNAPPY)
+        .set_dictionary_enabled(true)
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(1024 * 1024))
+        // pyarrow also keeps the schema metadata as file key-value metadata.
+        .set_key_value_metadata(Some(vec![parquet::file::metadata::KeyValue::new(
+            "pandas".to_string(),
+            pandas.to_string(),
+        )]))
+        .build();
+    let mut out = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(properties)).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    Bytes::from(out)
+}
+
+#[tokio::test]
+async fn lumibot_shaped_files_pass_and_each_new_version_adds_one_entry() {
+    let bucket = Bucket::new();
+    let day = dataset(
+        r#"{"provider":"thetadata","asset_type":"stock","symbol":"SPY","timespan":"day","datastyle":"ohlc"}"#,
+    );
+    let option_quote = dataset(
+        r#"{"provider":"thetadata","asset_type":"option","symbol":"SPY","timespan":"minute","datastyle":"quote","expiration":"2024-09-20","strike":560,"right":"CALL"}"#,
+    );
+    let cases = [
+        (spy_minute(), vec!["2024-09-16"], vec!["2024-09-17"]),
+        (day, vec!["2024-09-03", "2024-09-04"], vec![]),
+        (option_quote, vec!["2024-09-16", "2024-09-17"], vec![]),
+    ];
+    for (dataset, sessions, empty) in cases {
+        let key = layout().data_key(&dataset);
+        for round in 1..=2 {
+            let sessions = &sessions[..sessions.len().min(round)];
+            let bytes = pandas_style(&batch(&dataset, sessions, &empty));
+            let decoded = codec::decode(bytes.clone()).unwrap();
+            assert!(
+                decoded.metadata.contains_key("pandas"),
+                "pandas metadata kept"
+            );
+            let put = bucket.put(&key, bytes.clone()).await;
+            // lumibot writes the sidecar right after the parquet.
+            bucket
+                .put(&layout().sidecar_key(&dataset), sidecar_of(&bytes))
+                .await;
+            let verdict = bucket
+                .validator
+                .judge(&bucket.event(&key, &put))
+                .await
+                .unwrap();
+            let expected = if round == 2 && sessions.len() == 1 {
+                // Same sessions again: byte-identical to the current version.
+                Outcome::Duplicate
+            } else {
+                Outcome::Valid
+            };
+            assert_eq!(
+                verdict.outcome, expected,
+                "{dataset}: {:?}",
+                verdict.violations
+            );
+        }
+        let rounds = if sessions.len() == 1 { 1 } else { 2 };
+        assert_eq!(bucket.history_len(&dataset).await, rounds, "{dataset}");
+    }
+}
+
+#[tokio::test]
+async fn redelivered_events_change_nothing() {
+    let bucket = Bucket::new();
+    let dataset = spy_minute();
+    let key = layout().data_key(&dataset);
+    let good = encode(&batch(&dataset, &["2024-09-16"], &[]));
+    let put = bucket.put(&key, good.clone()).await;
+    let event = bucket.event(&key, &put);
+    assert_eq!(
+        bucket.validator.judge(&event).await.unwrap().outcome,
+        Outcome::Valid
+    );
+    let before = footprint(&bucket, &dataset).await;
+    for _ in 0..3 {
+        assert_eq!(
+            bucket.validator.judge(&event).await.unwrap().outcome,
+            Outcome::Duplicate
+        );
+    }
+    assert_eq!(footprint(&bucket, &dataset).await, before);
+
+    // A rejected version's event delivered again: no second quarantine, no second restore.
+    let bad = encode(&set_i64(
+        &batch(&dataset, &["2024-09-16"], &[]),
+        "count",
+        2,
+        Some(-1),
+    ));
+    let put_bad = bucket.put(&key, bad).await;
+    let bad_event = bucket.event(&key, &put_bad);
+    let verdict = bucket.validator.judge(&bad_event).await.unwrap();
+    assert!(matches!(verdict.outcome, Outcome::Quarantined { .. }));
+    let before = footprint(&bucket, &dataset).await;
+    assert_eq!(
+        bucket.validator.judge(&bad_event).await.unwrap().outcome,
+        Outcome::Duplicate
+    );
+    assert_eq!(footprint(&bucket, &dataset).await, before);
+    assert_eq!(bucket.bytes(&key).await.unwrap(), good);
+}
+
+#[tokio::test]
+async fn the_restores_own_event_is_a_no_op() {
+    let bucket = Bucket::new();
+    let dataset = spy_minute();
+    let key = layout().data_key(&dataset);
+    let good = encode(&batch(&dataset, &["2024-09-16"], &[]));
+    let put = bucket.put(&key, good.clone()).await;
+    bucket
+        .validator
+        .judge(&bucket.event(&key, &put))
+        .await
+        .unwrap();
+    let put_bad = bucket.put(&key, Bytes::from_static(b"not parquet")).await;
+    let verdict = bucket
+        .validator
+        .judge(&bucket.event(&key, &put_bad))
+        .await
+        .unwrap();
+    let Outcome::Quarantined {
+        restore: Restore::Restored { new_version_id, .. },
+    } = verdict.outcome
+    else {
+        panic!("{:?}", verdict.outcome);
+    };
+    let restored = bucket
+        .store()
+        .head(&key, new_version_id.as_deref())
+        .await
+        .unwrap();
+    assert_eq!(
+        bucket
+            .status(&key, new_version_id.as_deref())
+            .await
+            .as_deref(),
+        Some("valid"),
+        "the restored copy is validated data"
+    );
+    let before = footprint(&bucket, &dataset).await;
+    // S3 sends an ObjectCreated event for the restore's write too.
+    let event = EventRecord::new(BUCKET, &key)
+        .with_version(new_version_id.clone(), Some(restored.etag))
+        .with_event("ObjectCreated:Put", Utc::now());
+    assert_eq!(
+        bucket.validator.judge(&event).await.unwrap().outcome,
+        Outcome::Duplicate
+    );
+    assert_eq!(footprint(&bucket, &dataset).await, before);
+    assert_eq!(bucket.bytes(&key).await.unwrap(), good);
+}
+
+#[tokio::test]
+async fn test_events_reserved_and_temporary_keys_are_skipped_without_writing() {
+    let bucket = Bucket::new();
+    let dataset = spy_minute();
+    let layout = layout();
+    let key = layout.data_key(&dataset);
+    let good = encode(&batch(&dataset, &["2024-09-16"], &[]));
+    let put = bucket.put(&key, good).await;
+    bucket
+        .validator
+        .judge(&bucket.event(&key, &put))
+        .await
+        .unwrap();
+
+    let garbage = Bytes::from_static(b"garbage");
+    let temp_key = format!("{key}.tmp-1726500000-ab12cd");
+    let lease_key = layout.lease_key(&dataset);
+    let quarantine_key = format!("{}x.parquet", layout.quarantine_prefix(&dataset));
+    let audit_key = format!("{}x.json", layout.audit_prefix(date("2024-09-16")));
+    let manifest_key = layout.manifest_key(&dataset);
+    let foreign_key = "elsewhere/v1/thetadata/stock/minute/ohlc/stock_SPY_minute_ohlc.parquet";
+    let mut events = vec![(
+        EventRecord::new(BUCKET, "").with_event(TEST_EVENT, Utc::now()),
+        SkipReason::TestEvent,
+    )];
+    for (k, why) in [
+        (temp_key.as_str(), SkipReason::Temporary),
+        (lease_key.as_str(), SkipReason::Reserved("_leases")),
+        (quarantine_key.as_str(), SkipReason::Reserved("_quarantine")),
+        (audit_key.as_str(), SkipReason::Reserved("_audit")),
+        (foreign_key, SkipReason::Foreign),
+    ] {
+        let put = bucket.put(k, garbage.clone()).await;
+        events.push((bucket.event(k, &put), why));
+    }
+    let manifest_version = bucket.store().head(&manifest_key, None).await.unwrap();
+    events.push((
+        EventRecord::new(BUCKET, &manifest_key)
+            .with_version(manifest_version.version_id, Some(manifest_version.etag)),
+        SkipReason::Reserved("_manifest"),
+    ));
+    let removed = EventRecord::new(BUCKET, &key).with_event("ObjectRemoved:Delete", Utc::now());
+    events.push((removed, SkipReason::NotCreated));
+
+    let keys_before = bucket.keys().await;
+    let before = footprint(&bucket, &dataset).await;
+    for (event, why) in events {
+        let verdict = bucket.validator.judge(&event).await.unwrap();
+        assert_eq!(verdict.outcome, Outcome::Skipped(why), "{}", event.key);
+        assert_eq!(verdict.audit_key, None, "{}", event.key);
+    }
+    assert_eq!(bucket.keys().await, keys_before, "nothing was written");
+    assert_eq!(footprint(&bucket, &dataset).await, before);
+}
+
+#[tokio::test]
+async fn a_record_without_version_or_sequencer_judges_the_current_version() {
+    let bucket = Bucket::new();
+    let dataset = spy_minute();
+    let key = layout().data_key(&dataset);
+    let put = bucket
+        .put(&key, encode(&batch(&dataset, &["2024-09-16"], &[])))
+        .await;
+    // What moto sends: no versionId, no sequencer.
+    let event = EventRecord::new(BUCKET, &key).with_event("ObjectCreated:Put", Utc::now());
+    let verdict = bucket.validator.judge(&event).await.unwrap();
+    assert_eq!(verdict.outcome, Outcome::Valid);
+    assert_eq!(verdict.version_id, put.version_id);
+    assert_eq!(verdict.etag.as_deref(), Some(put.etag.as_str()));
+    let manifest = bucket.manifest(&dataset).await.unwrap();
+    assert_eq!(manifest["current"]["etag"], put.etag);
+    assert_eq!(manifest["current"]["version_id"], put.version_id.unwrap());
+}
+
+#[tokio::test]
+async fn an_older_version_judged_late_joins_history_without_displacing_current() {
+    let bucket = Bucket::new();
+    let dataset = spy_minute();
+    let key = layout().data_key(&dataset);
+    let v1 = bucket
+        .put(&key, encode(&batch(&dataset, &["2024-09-16"], &[])))
+        .await;
+    let v2 = bucket
+        .put(
+            &key,
+            encode(&batch(&dataset, &["2024-09-16", "2024-09-17"], &[])),
+        )
+        .await;
+    assert_eq!(
+        bucket
+            .validator
+            .judge(&bucket.event(&key, &v2))
+            .await
+            .unwrap()
+            .outcome,
+        Outcome::Valid
+    );
+    assert_eq!(
+        bucket
+            .validator
+            .judge(&bucket.event(&key, &v1))
+            .await
+            .unwrap()
+            .outcome,
+        Outcome::Valid
+    );
+    let manifest = bucket.manifest(&dataset).await.unwrap();
+    assert_eq!(
+        manifest["current"]["version_id"],
+        v2.version_id.clone().unwrap()
+    );
+    let ids: Vec<&str> = manifest["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["version_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            v2.version_id.as_deref().unwrap(),
+            v1.version_id.as_deref().unwrap()
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_bad_version_already_replaced_is_quarantined_without_a_restore() {
+    let bucket = Bucket::new();
+    let dataset = spy_minute();
+    let key = layout().data_key(&dataset);
+    let v1 = bucket
+        .put(&key, encode(&batch(&dataset, &["2024-09-16"], &[])))
+        .await;
+    bucket
+        .validator
+        .judge(&bucket.event(&key, &v1))
+        .await
+        .unwrap();
+    let bad = bucket.put(&key, Bytes::from_static(b"PAR1 torn")).await;
+    let newer = encode(&batch(&dataset, &["2024-09-16", "2024-09-17"], &[]));
+    bucket.put(&key, newer.clone()).await;
+    let verdict = bucket
+        .validator
+        .judge(&bucket.event(&key, &bad))
+        .await
+        .unwrap();
+    assert_eq!(
+        verdict.outcome,
+        Outcome::Quarantined {
+            restore: Restore::Superseded
+        }
+    );
+    assert_eq!(
+        bucket.bytes(&key).await.unwrap(),
+        newer,
+        "a newer write is never overwritten"
+    );
+}
+
+#[tokio::test]
+async fn records_of_a_batch_are_judged_independently() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FailingStore::new(LocalStore::new(dir.path()).unwrap());
+    let spy = spy_minute();
+    let qqq = dataset(
+        r#"{"provider":"thetadata","asset_type":"stock","symbol":"QQQ","timespan":"minute","datastyle":"ohlc"}"#,
+    );
+    let layout = layout();
+    let spy_manifest = layout.manifest_key(&spy);
+    store.fail_writes_where(move |key| key == spy_manifest);
+    let validator = Validator::new(store, ValidatorConfig::new(BUCKET, layout.clone()));
+    let mut events = Vec::new();
+    for (dataset, bytes) in [
+        (&spy, encode(&batch(&spy, &["2024-09-16"], &[]))),
+        (&qqq, Bytes::from_static(b"")),
+        (&qqq, encode(&batch(&qqq, &["2024-09-16"], &[]))),
+    ] {
+        let key = layout.data_key(dataset);
+        let put = validator
+            .store()
+            .put(&key, bytes, PutOptions::default())
+            .await
+            .unwrap();
+        events.push(EventRecord::new(BUCKET, key).with_version(put.version_id, Some(put.etag)));
+    }
+    events.insert(
+        1,
+        EventRecord::new(BUCKET, "").with_event(TEST_EVENT, Utc::now()),
+    );
+    let results = validator.judge_all(&events).await;
+    assert_eq!(results.len(), 4);
+    let failed = results[0].as_ref().unwrap_err();
+    assert!(failed.is_retryable(), "{failed}");
+    assert_eq!(
+        results[1].as_ref().unwrap().outcome,
+        Outcome::Skipped(SkipReason::TestEvent)
+    );
+    assert_eq!(
+        results[2].as_ref().unwrap().outcome,
+        Outcome::Quarantined {
+            restore: Restore::Superseded
+        },
+        "the empty upload was replaced by the next record's version before it was judged"
+    );
+    assert_eq!(results[3].as_ref().unwrap().outcome, Outcome::Valid);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_concurrent_validations_of_one_key_lose_no_entry() {
+    let bucket = Arc::new(Bucket::new());
+    let dataset = spy_minute();
+    let key = layout().data_key(&dataset);
+    let base = batch(&dataset, &["2024-09-16"], &[]);
+    let mut events = Vec::new();
+    for i in 0..20 {
+        let bytes = encode(&set_i64(&base, "volume", 0, Some(1_000 + i)));
+        let put = bucket.put(&key, bytes).await;
+        events.push(bucket.event(&key, &put));
+    }
+    let tasks: Vec<_> = events
+        .iter()
+        .cloned()
+        .map(|event| {
+            let bucket = Arc::clone(&bucket);
+            tokio::spawn(async move { bucket.validator.judge(&event).await.unwrap().outcome })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), Outcome::Valid);
+    }
+    let manifest = bucket.manifest(&dataset).await.unwrap();
+    let recorded: BTreeSet<String> = manifest["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["version_id"].as_str().unwrap().to_string())
+        .collect();
+    let written: BTreeSet<String> = events
+        .iter()
+        .map(|e| e.version_id.clone().unwrap())
+        .collect();
+    assert_eq!(recorded, written);
+    assert_eq!(
+        manifest["current"]["version_id"],
+        events.last().unwrap().version_id.clone().unwrap(),
+        "the newest write is current"
+    );
+    let order: Vec<&str> = manifest["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["version_id"].as_str().unwrap())
+        .collect();
+    let newest_first: Vec<&str> = events
+        .iter()
+        .rev()
+        .map(|e| e.version_id.as_deref().unwrap())
+        .collect();
+    assert_eq!(order, newest_first);
+}
+
+/// Writers put the parquet first and its sidecar second, so a parquet is often judged
+/// while the sidecar still describes the previous version: that is not a violation.
+#[tokio::test]
+async fn a_parquet_judged_before_its_sidecar_arrives_is_valid_and_the_old_sidecar_stays() {
+    let bucket = Bucket::new();
+    let dataset = spy_minute();
+    let layout = layout();
+    let key = layout.data_key(&dataset);
+    let sidecar_key = layout.sidecar_key(&dataset);
+    // A bucket that predates the validator: v1 and its sidecar were never judged.
+    let v1 = encode(&batch(&dataset, &["2024-09-16"], &[]));
+    bucket.put(&key, v1.clone()).await;
+    let s1 = sidecar_of(&v1);
+    bucket.put(&sidecar_key, s1.clone()).await;
+
+    let v2 = encode(&batch(&dataset, &["2024-09-16", "2024-09-17"], &[]));
+    let put = bucket.put(&key, v2.clone()).await;
+    let verdict = bucket
+        .validator
+        .judge(&bucket.event(&key, &put))
+        .await
+        .unwrap();
+    assert_eq!(verdict.outcome, Outcome::Valid);
+    assert_eq!(
+        bucket.bytes(&sidecar_key).await.unwrap(),
+        Bytes::from(s1.clone()),
+        "the previous version's sidecar is left for the writer to replace"
+    );
+    assert!(
+        bucket
+            .keys_under("stage/cache/v3/_quarantine/")
+            .await
+            .is_empty()
+    );
+
+    // The earlier sidecar's own event, delivered late, is not a violation either.
+    let s1_version = bucket.store().list_versions(&sidecar_key).await.unwrap()[0].clone();
+    let event = EventRecord::new(BUCKET, &sidecar_key)
+        .with_version(Some(s1_version.version_id), Some(s1_version.etag));
+    assert_eq!(
+        bucket.validator.judge(&event).await.unwrap().outcome,
+        Outcome::Skipped(SkipReason::SidecarOfEarlierVersion)
+    );
+
+    let put = bucket.put(&sidecar_key, sidecar_of(&v2)).await;
+    let verdict = bucket
+        .validator
+        .judge(&bucket.event(&sidecar_key, &put))
+        .await
+        .unwrap();
+    assert_eq!(verdict.outcome, Outcome::Valid);
+    assert!(
+        bucket
+            .keys_under("stage/cache/v3/_quarantine/")
+            .await
+            .is_empty()
+    );
+}
