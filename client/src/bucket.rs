@@ -25,6 +25,8 @@ pub struct Bucket {
     /// Bucket name for answers: the S3 bucket, or the directory of a local one.
     pub name: String,
     pub layout: KeyLayout,
+    /// The directory of a local (embedded default) bucket; `None` for S3.
+    pub local_dir: Option<PathBuf>,
 }
 
 impl Bucket {
@@ -34,6 +36,7 @@ impl Bucket {
             store: Arc::new(LocalStore::new(dir)?),
             name: dir.display().to_string(),
             layout,
+            local_dir: Some(dir.to_path_buf()),
         })
     }
 
@@ -43,6 +46,21 @@ impl Bucket {
             store: Arc::new(connect(bucket, config).await),
             name: bucket.to_string(),
             layout,
+            local_dir: None,
+        }
+    }
+
+    /// The store the miss-handler's logic writes through when it runs in this process: on
+    /// a local bucket the object-validator judges every write, as S3 events trigger it on
+    /// AWS; on S3 the deployed validator does.
+    pub fn function_store(&self) -> Result<Arc<dyn ObjectStore>, StorageError> {
+        match &self.local_dir {
+            Some(dir) => Ok(crate::embedded::function_store(
+                LocalStore::new(dir)?,
+                &self.name,
+                &self.layout,
+            )),
+            None => Ok(self.store.clone()),
         }
     }
 }

@@ -1,10 +1,16 @@
 //! Flags shared by commands: a dataset, a date range, and the bucket to use.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use cachefill_client::bucket::{self, Bucket};
+use cachefill_client::bucket::{self, Bucket, STATE_DIR};
+use cachefill_client::embedded::Embedded;
+use cachefill_client::{
+    CacheClient, ClientConfig, DataRequest, Invoker, LambdaInvoker, LambdaOptions, Widening,
+};
 use cachefill_core::fill::FillRequest;
 use cachefill_core::keys::KeyLayout;
+use cachefill_core::providers::ProviderSet;
 use cachefill_core::settings::{CacheMode, ClientSettings};
 use cachefill_core::storage::s3::S3Config;
 use clap::Args;
@@ -92,6 +98,11 @@ pub struct RangeArgs {
 }
 
 impl RangeArgs {
+    /// The client request for `dataset` over this range.
+    pub fn data_request(&self, dataset: &DatasetArgs) -> Result<DataRequest, Failure> {
+        self.request(dataset).map(DataRequest::from)
+    }
+
     pub fn request(&self, dataset: &DatasetArgs) -> Result<FillRequest, Failure> {
         let mut fields = dataset.payload_fields();
         let text = |v: &str| serde_json::Value::String(v.to_string()).to_string();
@@ -123,6 +134,15 @@ pub struct BucketArgs {
 }
 
 impl BucketArgs {
+    /// Whether the flags and settings pick the embedded default (a local directory bucket).
+    pub fn is_embedded(&self, settings: &ClientSettings) -> bool {
+        let remote_on = settings
+            .remote
+            .as_ref()
+            .is_some_and(|r| r.mode != CacheMode::Disabled);
+        self.bucket_dir.is_some() || (self.bucket.is_none() && !remote_on)
+    }
+
     /// Open the bucket the flags and settings name.
     pub async fn open(&self) -> Result<Bucket, Failure> {
         let settings = ClientSettings::from_env().map_err(|e| Failure::invalid(e.to_string()))?;
@@ -169,5 +189,88 @@ impl BucketArgs {
                 })
             }
         }
+    }
+}
+
+fn settings() -> Result<ClientSettings, Failure> {
+    ClientSettings::from_env().map_err(|e| Failure::invalid(e.to_string()))
+}
+
+/// A bucket and the local cache folder that mirrors it.
+#[derive(Debug, Clone, Args)]
+pub struct CacheArgs {
+    #[command(flatten)]
+    pub bucket: BucketArgs,
+    /// Local cache folder (default: ./.cachefill/cache on the embedded default; with S3,
+    /// LUMIBOT_CACHE_FOLDER or lumibot's own cache folder).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl CacheArgs {
+    /// The local cache folder, decided without opening the bucket.
+    pub fn cache_root(&self) -> Result<PathBuf, Failure> {
+        if let Some(dir) = &self.cache_dir {
+            return Ok(dir.clone());
+        }
+        let settings = settings()?;
+        Ok(if self.bucket.is_embedded(&settings) {
+            Path::new(STATE_DIR).join("cache")
+        } else {
+            settings.cache_folder
+        })
+    }
+}
+
+/// A bucket, its local cache, and how misses are filled.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    /// Miss-handler Lambda name or ARN (default: LUMIBOT_CACHE_FILL_FUNCTION). On the
+    /// embedded default the miss-handler runs in this process.
+    #[arg(long)]
+    pub function: Option<String>,
+    /// Widen a missing range to whole months (default), whole years, or not at all (off).
+    #[arg(long, default_value = "month", value_name = "month|year|off")]
+    pub widen: Widening,
+}
+
+impl ClientArgs {
+    /// The client the flags and settings describe: on the embedded default, readonly with
+    /// the miss-handler (and validator) in-process; on S3, the settings' mode with the
+    /// Lambda named by `--function` or LUMIBOT_CACHE_FILL_FUNCTION.
+    pub async fn open(&self) -> Result<(CacheClient, Bucket), Failure> {
+        let settings = settings()?;
+        let bucket = self.cache.bucket.open().await?;
+        let cache_root = self.cache.cache_root()?;
+        let client = match &bucket.local_dir {
+            Some(dir) => {
+                let embedded = Embedded::open_dirs(dir, &cache_root, bucket.layout.clone())?;
+                let mut config = embedded.config();
+                config.widening = self.widen;
+                embedded.client_with(ProviderSet::standard(), config)
+            }
+            None => {
+                let mode = match settings.mode() {
+                    // A bucket named by flags alone is read as lumibot's readonly jobs do.
+                    CacheMode::Disabled => CacheMode::ReadOnly,
+                    mode => mode,
+                };
+                let function = self.function.clone().or(settings.fill_function.clone());
+                let invoker: Option<Arc<dyn Invoker>> = match function {
+                    Some(function) => Some(Arc::new(
+                        LambdaInvoker::connect(LambdaOptions::from_settings(&settings, function))
+                            .await,
+                    )),
+                    None => None,
+                };
+                let mut config = ClientConfig::new(mode, cache_root, bucket.layout.clone());
+                config.bucket = Some(bucket.name.clone());
+                config.widening = self.widen;
+                CacheClient::new(config, Some(bucket.store.clone()), invoker)?
+            }
+        };
+        Ok((client, bucket))
     }
 }

@@ -40,8 +40,11 @@ pub async fn run(args: FillArgs) -> Result<(), Failure> {
     let bar = progress_bar();
     bar.set_message(format!("filling {}", request.dataset));
     let observer = bar.clone();
+    let store = bucket
+        .function_store()
+        .map_err(|e| Failure::internal(format!("cannot open the bucket: {e}")))?;
     let engine = FillEngine::new(
-        bucket.store.clone(),
+        store,
         ProviderSet::standard(),
         EngineConfig::new(bucket.name.clone(), bucket.layout.clone()),
     )

@@ -1,9 +1,18 @@
 //! Command-line parsing and dispatch. Each command lives in its own file.
 
 mod args;
+mod audit;
+mod clear;
+mod demo;
 mod fill;
+mod get;
+mod invalidate;
 mod key;
+mod ls;
 mod output;
+mod progress;
+mod validate;
+mod warm;
 
 use std::process::ExitCode;
 
@@ -13,10 +22,14 @@ pub use output::Failure;
 
 /// cachefill: fill and read lumibot-compatible market-data caches.
 ///
-/// Exit codes: 0 success; 1 internal or storage error; 2 invalid usage or request;
-/// 3 upstream (provider) error; 4 storage conflict (retry later).
+/// Exit codes: 0 success; 1 internal, storage or invocation error; 2 invalid usage, request
+/// or configuration; 3 upstream (provider) error; 4 storage conflict or inconsistent object
+/// (retry later); 5 the command ran and found problems (audit divergences, warm failures).
+/// `validate` exits 1 when any file breaks a rule.
+///
+/// Start with `cachefill demo`: the main job on the embedded default (no AWS).
 #[derive(Debug, Parser)]
-#[command(name = "cachefill", version, about, long_about = None)]
+#[command(name = "cachefill", version, about, long_about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -28,6 +41,22 @@ enum Command {
     Key(key::KeyArgs),
     /// Run the miss-handler's fill in-process (embedded default bucket, or S3).
     Fill(Box<fill::FillArgs>),
+    /// Make a dataset's range local (local cache, else bucket, else fill) and print where.
+    Get(Box<get::GetArgs>),
+    /// Make many symbols' datasets local; continues past failures and lists them.
+    Warm(Box<warm::WarmArgs>),
+    /// List the datasets in the bucket: rows, bounds, size, validated version, local copy.
+    Ls(Box<ls::LsArgs>),
+    /// List every divergence between the bucket's files, sidecars, manifests and the local cache.
+    Audit(Box<audit::AuditArgs>),
+    /// Remove local dataset files not modified for N days.
+    Clear(Box<clear::ClearArgs>),
+    /// Remove a symbol's datasets from the local cache (never from the bucket).
+    Invalidate(Box<invalidate::InvalidateArgs>),
+    /// The main job on the embedded default: a 62-session sliding-window backtest.
+    Demo(demo::DemoArgs),
+    /// Check parquet files (a lumibot cache folder) or a bucket key against the cache's rules.
+    Validate(Box<validate::ValidateArgs>),
 }
 
 pub fn main() -> ExitCode {
@@ -47,6 +76,14 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Key(args) => key::run(args),
             Command::Fill(args) => fill::run(*args).await,
+            Command::Get(args) => get::run(*args).await,
+            Command::Warm(args) => warm::run(*args).await,
+            Command::Ls(args) => ls::run(*args).await,
+            Command::Audit(args) => audit::run(*args).await,
+            Command::Clear(args) => clear::run(*args),
+            Command::Invalidate(args) => invalidate::run(*args),
+            Command::Demo(args) => demo::run(args).await,
+            Command::Validate(args) => validate::run(*args).await,
         }
     });
     match result {

@@ -2,7 +2,9 @@
 
 use std::process::ExitCode;
 
+use cachefill_client::{ClientError, InvokeError};
 use cachefill_core::fill::{ErrorType, FillError};
+use cachefill_core::storage::StorageError;
 
 /// A command's failure: what to tell the user and which exit code to return.
 #[derive(Debug)]
@@ -15,6 +17,8 @@ pub const EXIT_INTERNAL: u8 = 1;
 pub const EXIT_INVALID: u8 = 2;
 pub const EXIT_UPSTREAM: u8 = 3;
 pub const EXIT_CONFLICT: u8 = 4;
+/// The command ran and found problems: divergences (`audit`), datasets that failed (`warm`).
+pub const EXIT_FINDINGS: u8 = 5;
 
 impl Failure {
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -49,6 +53,33 @@ impl From<FillError> for Failure {
         Failure {
             code: exit_code_of(e.error_type()),
             message: format!("{}: {e}", e.error_type()),
+        }
+    }
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        let code = match &e {
+            ClientError::Settings(_)
+            | ClientError::InvalidRequest(_)
+            | ClientError::NotCovered { .. }
+            | ClientError::NoFillFunction { .. }
+            | ClientError::NoBucket { .. }
+            | ClientError::WrongKey { .. } => EXIT_INVALID,
+            ClientError::Invoke {
+                source: InvokeError::Function { error_type, .. },
+                ..
+            } => exit_code_of(*error_type),
+            ClientError::Inconsistent { .. }
+            | ClientError::Storage {
+                source: StorageError::PreconditionFailed { .. },
+                ..
+            } => EXIT_CONFLICT,
+            _ => EXIT_INTERNAL,
+        };
+        Failure {
+            code,
+            message: e.to_string(),
         }
     }
 }

@@ -1,0 +1,201 @@
+//! `cachefill warm`: make many symbols' datasets local, continuing past failures.
+//!
+//! Re-running it fetches only what is still missing: every dataset already cached is a
+//! local hit.
+
+use cachefill_client::DataRequest;
+use clap::Args;
+use futures::StreamExt;
+use serde::Serialize;
+
+use super::args::{ClientArgs, DatasetArgs, RangeArgs};
+use super::output::{EXIT_FINDINGS, Failure, print_json};
+use super::progress;
+
+#[derive(Debug, Args)]
+pub struct WarmArgs {
+    /// Symbols, comma-separated: AAPL,GOOGL,MSFT.
+    #[arg(long, value_delimiter = ',', required = true, num_args = 1..)]
+    pub symbols: Vec<String>,
+    /// Upstream provider: thetadata, or synthetic (generated data, not market data).
+    #[arg(long)]
+    pub provider: String,
+    /// stock or index.
+    #[arg(long)]
+    pub asset_type: String,
+    /// minute, hour, day, 1m, 5m, 1h, 1D …
+    #[arg(long)]
+    pub timespan: String,
+    /// ohlc or quote.
+    #[arg(long)]
+    pub datastyle: String,
+    #[command(flatten)]
+    pub range: RangeArgs,
+    /// Datasets fetched at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Item {
+    symbol: String,
+    key: Option<String>,
+    /// local_hit, remote_hit, filled or failed.
+    status: &'static str,
+    rows: Option<u64>,
+    path: Option<String>,
+    error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct WarmOutput {
+    datasets: Vec<Item>,
+    ok: usize,
+    failed: usize,
+    /// The symbols that failed, with why, in input order.
+    failures: Vec<Failed>,
+    invocations: u64,
+    upstream_requests: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct Failed {
+    symbol: String,
+    error: String,
+}
+
+pub async fn run(args: WarmArgs) -> Result<(), Failure> {
+    let requests: Vec<(String, Result<DataRequest, Failure>)> = args
+        .symbols
+        .iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .map(|symbol| {
+            let dataset = DatasetArgs {
+                provider: args.provider.clone(),
+                asset_type: args.asset_type.clone(),
+                symbol: symbol.to_string(),
+                timespan: args.timespan.clone(),
+                datastyle: args.datastyle.clone(),
+                expiration: None,
+                strike: None,
+                right: None,
+            };
+            (symbol.to_string(), args.range.data_request(&dataset))
+        })
+        .collect();
+    let (client, _bucket) = args.client.open().await?;
+    let bar = progress::bar(requests.len() as u64, "datasets");
+    bar.set_message("warming");
+    let client_ref = &client;
+    let bar_ref = &bar;
+    let mut items: Vec<(usize, Item)> = futures::stream::iter(requests.into_iter().enumerate())
+        .map(|(i, (symbol, request))| async move {
+            let item = match request {
+                Err(failure) => failed(symbol, None, failure.message),
+                Ok(request) => {
+                    let key = client_ref.layout().data_key(&request.dataset);
+                    match client_ref.get(&request).await {
+                        Ok(file) => Item {
+                            symbol,
+                            key: Some(key),
+                            status: file.source.as_str(),
+                            rows: Some(file.rows),
+                            path: Some(file.path.display().to_string()),
+                            error: None,
+                        },
+                        Err(e) => failed(symbol, Some(key), e.to_string()),
+                    }
+                }
+            };
+            bar_ref.inc(1);
+            (i, item)
+        })
+        .buffer_unordered(usize::from(args.concurrency))
+        .collect()
+        .await;
+    bar.finish_and_clear();
+    items.sort_by_key(|(i, _)| *i);
+    let datasets: Vec<Item> = items.into_iter().map(|(_, item)| item).collect();
+    let failures: Vec<Failed> = datasets
+        .iter()
+        .filter_map(|item| {
+            item.error.as_ref().map(|error| Failed {
+                symbol: item.symbol.clone(),
+                error: error.clone(),
+            })
+        })
+        .collect();
+    let stats = client.stats();
+    let output = WarmOutput {
+        ok: datasets.len() - failures.len(),
+        failed: failures.len(),
+        datasets,
+        failures,
+        invocations: stats.invocations,
+        upstream_requests: stats.upstream_requests,
+    };
+    if args.json {
+        print_json(&output)?;
+    } else {
+        print_text(&output);
+    }
+    if output.failed > 0 {
+        return Err(Failure {
+            code: EXIT_FINDINGS,
+            message: format!(
+                "{} of {} datasets failed: {}",
+                output.failed,
+                output.ok + output.failed,
+                output
+                    .failures
+                    .iter()
+                    .map(|f| f.symbol.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn failed(symbol: String, key: Option<String>, error: String) -> Item {
+    Item {
+        symbol,
+        key,
+        status: "failed",
+        rows: None,
+        path: None,
+        error: Some(error),
+    }
+}
+
+fn print_text(output: &WarmOutput) {
+    for item in &output.datasets {
+        match &item.error {
+            None => println!(
+                "{:<8} {:<10} {:>8} rows  {}",
+                item.symbol,
+                item.status,
+                item.rows.unwrap_or(0),
+                item.path.as_deref().unwrap_or("-")
+            ),
+            Some(_) => println!("{:<8} {:<10}", item.symbol, item.status),
+        }
+    }
+    println!(
+        "{} cached, {} failed; {} invocations, {} upstream requests",
+        output.ok, output.failed, output.invocations, output.upstream_requests
+    );
+    if !output.failures.is_empty() {
+        println!("failed:");
+        for failure in &output.failures {
+            println!("  {}: {}", failure.symbol, failure.error);
+        }
+    }
+}

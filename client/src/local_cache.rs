@@ -1,0 +1,705 @@
+//! The local cache folder: lumibot's layout (`<root>/<relative path>` and its
+//! `.meta.json` sidecar), shared safely by many threads and processes.
+//!
+//! - **Never a half-written file.** Every file is written to a hidden temporary file in its
+//!   final directory and renamed over its final name (atomic on one file system).
+//! - **A parquet and its sidecar change together.** Publishing a pair holds an exclusive OS
+//!   lock on the pair's lock file; reading holds a shared one. When two processes publish
+//!   different versions at once, the last one to finish wins, whole.
+//! - **Nothing is served unverified.** A parquet is only served when its sha256 equals its
+//!   sidecar's `checksum` (lumibot deletes and refetches files that disagree; so do we, by
+//!   downloading again). Hashes are remembered per file identity (inode, size, mtime), so a
+//!   hit costs a `stat` and a sidecar read, not a re-hash.
+//!
+//! Our own bookkeeping lives in `<root>/.cachefill-client/`: `locks/` and `receipts/` (which
+//! object version a local file came from; a receipt counts only while its sha256 matches
+//! the file, so a file replaced by lumibot itself is never misreported).
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Component, Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use cachefill_core::codec::{self, BatchFacts, Sidecar};
+use cachefill_core::dataset::Dataset;
+use cachefill_core::keys::{PARQUET_SUFFIX, SIDECAR_SUFFIX, parse_relative_path};
+use cachefill_core::pyfmt;
+
+use crate::coverage::{self, Covered};
+use crate::error::ClientError;
+
+/// Our bookkeeping folder under the cache root (hidden, so lumibot's walks ignore it).
+pub const INTERNAL_DIR: &str = ".cachefill-client";
+const LOCKS_DIR: &str = "locks";
+const RECEIPTS_DIR: &str = "receipts";
+/// Suffix of temporary files; they start with `.` as well.
+pub const PARTIAL_SUFFIX: &str = ".partial";
+
+/// Where a local file came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    pub key: String,
+    pub version_id: Option<String>,
+    pub etag: Option<String>,
+    /// sha256 of the parquet this receipt describes.
+    pub sha256: String,
+    pub fetched_at: DateTime<Utc>,
+}
+
+/// How a local parquet relates to its local sidecar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SidecarState {
+    /// The sidecar's checksum is the parquet's sha256.
+    Matches,
+    Missing,
+    Unreadable(String),
+    /// A writer in between, or a torn copy: never served.
+    Mismatch {
+        sidecar_checksum: Option<String>,
+    },
+}
+
+/// Rows and bounds of a file, as its sidecar (or its rows) state them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileFacts {
+    pub rows: u64,
+    pub real_rows: u64,
+    pub placeholders: u64,
+    pub min: Option<String>,
+    pub max: Option<String>,
+}
+
+impl FileFacts {
+    fn of_sidecar(sidecar: &Sidecar) -> Self {
+        FileFacts {
+            rows: sidecar.rows,
+            real_rows: sidecar.real_rows,
+            placeholders: sidecar.placeholders,
+            min: sidecar.min.clone(),
+            max: sidecar.max.clone(),
+        }
+    }
+
+    fn of_batch(facts: &BatchFacts) -> Self {
+        FileFacts {
+            rows: facts.rows as u64,
+            real_rows: facts.real_rows as u64,
+            placeholders: facts.placeholders as u64,
+            min: facts.min.map(pyfmt::pandas_utc_isoformat),
+            max: facts.max.map(pyfmt::pandas_utc_isoformat),
+        }
+    }
+}
+
+/// A cached parquet as found on disk.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub path: PathBuf,
+    pub size: u64,
+    pub modified: SystemTime,
+    pub sha256: String,
+    pub sidecar: Option<Sidecar>,
+    pub sidecar_state: SidecarState,
+    /// Present only when it describes exactly these bytes.
+    pub receipt: Option<Receipt>,
+    pub covered: Covered,
+}
+
+impl Entry {
+    pub fn is_consistent(&self) -> bool {
+        self.sidecar_state == SidecarState::Matches
+    }
+
+    /// Facts from the sidecar, when it matches the parquet.
+    pub fn facts(&self) -> Option<FileFacts> {
+        self.sidecar
+            .as_ref()
+            .filter(|_| self.is_consistent())
+            .map(FileFacts::of_sidecar)
+    }
+}
+
+/// What a verified file looked like, keyed by its identity on disk.
+#[derive(Debug, Clone)]
+struct Verified {
+    identity: Identity,
+    sha256: String,
+    covered: Covered,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Identity {
+    inode: u64,
+    len: u64,
+    modified: SystemTime,
+}
+
+impl Identity {
+    fn of(meta: &fs::Metadata) -> Self {
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(meta);
+        #[cfg(not(unix))]
+        let inode = 0;
+        Identity {
+            inode,
+            len: meta.len(),
+            modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+        }
+    }
+}
+
+/// One dataset file found by walking the cache.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub relative_path: String,
+    pub dataset: Dataset,
+    pub path: PathBuf,
+    pub size: u64,
+    pub modified: SystemTime,
+}
+
+/// A local cache folder.
+#[derive(Debug)]
+pub struct LocalCache {
+    root: PathBuf,
+    verified: Mutex<HashMap<PathBuf, Verified>>,
+}
+
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> ClientError + '_ {
+    move |e| ClientError::local(path, e)
+}
+
+/// The sidecar path of a parquet path (`….parquet.meta.json`).
+pub fn sidecar_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(SIDECAR_SUFFIX);
+    PathBuf::from(name)
+}
+
+/// Write `bytes` to a hidden temporary file next to `target` and rename it over `target`.
+fn write_atomically(target: &Path, bytes: &[u8]) -> io::Result<()> {
+    let temp = write_temp(target, bytes)?;
+    fs::rename(&temp, target).inspect_err(|_| {
+        let _ = fs::remove_file(&temp);
+    })
+}
+
+fn write_temp(target: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
+    let dir = target.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp = dir.join(format!(
+        ".{name}.{}-{:08x}{PARTIAL_SUFFIX}",
+        std::process::id(),
+        fastrand::u32(..)
+    ));
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()
+    })();
+    match result {
+        Ok(()) => Ok(temp),
+        Err(e) => {
+            let _ = fs::remove_file(&temp);
+            Err(e)
+        }
+    }
+}
+
+fn remove_if_present(path: &Path) -> io::Result<bool> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn short_hash(text: &str) -> String {
+    hex::encode(&Sha256::digest(text.as_bytes())[..16])
+}
+
+/// Python's non-strict `Path.resolve()`: absolute, `.`/`..` removed, symlinks of the part
+/// that exists resolved.
+pub fn resolve(path: &Path) -> PathBuf {
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .unwrap_or_else(|_| PathBuf::from("/"))
+            .join(path)
+    };
+    let mut lexical = PathBuf::new();
+    for component in absolute.components() {
+        match component {
+            Component::ParentDir => {
+                lexical.pop();
+            }
+            Component::CurDir => {}
+            other => lexical.push(other),
+        }
+    }
+    let mut existing = lexical.clone();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(canonical) = existing.canonicalize() {
+            let mut out = canonical;
+            out.extend(rest.iter().rev());
+            return out;
+        }
+        match (
+            existing.file_name().map(|n| n.to_owned()),
+            existing.parent(),
+        ) {
+            (Some(name), Some(parent)) => {
+                rest.push(name);
+                existing = parent.to_path_buf();
+            }
+            _ => return lexical,
+        }
+    }
+}
+
+impl LocalCache {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        LocalCache {
+            root: root.into(),
+            verified: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The local path of a relative cache path (`thetadata/stock/…/x.parquet`).
+    pub fn path_of(&self, relative: &str) -> PathBuf {
+        relative
+            .split('/')
+            .fold(self.root.clone(), |path, part| path.join(part))
+    }
+
+    /// The cache-relative path of a local path, `None` outside the root (lumibot's
+    /// `remote_key_for`: both sides resolved first).
+    pub fn relative_of(&self, path: &Path) -> Option<String> {
+        let resolved = resolve(path);
+        let root = resolve(&self.root);
+        let relative = resolved.strip_prefix(&root).ok()?;
+        let parts: Option<Vec<&str>> = relative
+            .components()
+            .map(|c| match c {
+                Component::Normal(part) => part.to_str(),
+                _ => None,
+            })
+            .collect();
+        let parts = parts?;
+        (!parts.is_empty()).then(|| parts.join("/"))
+    }
+
+    fn internal(&self, area: &str, relative: &str, extension: &str) -> PathBuf {
+        self.root
+            .join(INTERNAL_DIR)
+            .join(area)
+            .join(format!("{}.{extension}", short_hash(relative)))
+    }
+
+    /// Hold the pair's OS lock: exclusive to change it, shared to read it.
+    fn lock(&self, relative: &str, exclusive: bool) -> Result<File, ClientError> {
+        let path = self.internal(LOCKS_DIR, relative, "lock");
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(io_error(dir))?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_error(&path))?;
+        if exclusive {
+            file.lock()
+        } else {
+            file.lock_shared()
+        }
+        .map_err(io_error(&path))?;
+        Ok(file)
+    }
+
+    /// Read a cached parquet, its sidecar and receipt, with the parquet's hash and coverage.
+    /// `None` when there is no parquet.
+    pub fn read(&self, relative: &str) -> Result<Option<Entry>, ClientError> {
+        let path = self.path_of(relative);
+        let _lock = self.lock(relative, false)?;
+        let meta = match fs::metadata(&path) {
+            Ok(meta) if meta.is_file() => meta,
+            Ok(_) => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(ClientError::local(&path, e)),
+        };
+        let identity = Identity::of(&meta);
+        let remembered = self
+            .verified
+            .lock()
+            .expect("memo lock")
+            .get(&path)
+            .filter(|v| v.identity == identity)
+            .cloned();
+        let verified = match remembered {
+            Some(v) => v,
+            None => {
+                let bytes = Bytes::from(fs::read(&path).map_err(io_error(&path))?);
+                let modified: DateTime<Utc> = identity.modified.into();
+                let covered =
+                    coverage::of_parquet(&bytes, modified).map_err(|e| ClientError::Corrupt {
+                        path: path.clone(),
+                        message: format!("not a readable parquet file: {e}"),
+                    });
+                let verified = Verified {
+                    identity,
+                    sha256: codec::sha256_hex(&bytes),
+                    // An unreadable file covers nothing; it is replaced by the next download.
+                    covered: covered.unwrap_or_default(),
+                };
+                self.verified
+                    .lock()
+                    .expect("memo lock")
+                    .insert(path.clone(), verified.clone());
+                verified
+            }
+        };
+        let (sidecar, sidecar_state) = match fs::read(sidecar_path(&path)) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (None, SidecarState::Missing),
+            Err(e) => return Err(ClientError::local(sidecar_path(&path), e)),
+            Ok(bytes) => match Sidecar::parse(&bytes) {
+                Err(e) => (None, SidecarState::Unreadable(e.to_string())),
+                Ok(sidecar) => {
+                    let state = if sidecar.checksum.as_deref() == Some(verified.sha256.as_str()) {
+                        SidecarState::Matches
+                    } else {
+                        SidecarState::Mismatch {
+                            sidecar_checksum: sidecar.checksum.clone(),
+                        }
+                    };
+                    (Some(sidecar), state)
+                }
+            },
+        };
+        let receipt = fs::read(self.internal(RECEIPTS_DIR, relative, "json"))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<Receipt>(&bytes).ok())
+            .filter(|r| r.sha256 == verified.sha256);
+        Ok(Some(Entry {
+            path,
+            size: identity.len,
+            modified: identity.modified,
+            sha256: verified.sha256,
+            sidecar,
+            sidecar_state,
+            receipt,
+            covered: verified.covered,
+        }))
+    }
+
+    /// Rows and bounds computed from a parquet's rows (for files without a sidecar).
+    pub fn facts_from_rows(&self, path: &Path) -> Result<FileFacts, ClientError> {
+        let bytes = Bytes::from(fs::read(path).map_err(io_error(path))?);
+        let corrupt = |e: codec::CodecError| ClientError::Corrupt {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        };
+        let decoded = codec::decode(bytes).map_err(corrupt)?;
+        Ok(FileFacts::of_batch(
+            &BatchFacts::of(&decoded.batch).map_err(corrupt)?,
+        ))
+    }
+
+    /// Publish a parquet, its sidecar and its receipt as one change.
+    pub fn publish(
+        &self,
+        relative: &str,
+        parquet: &[u8],
+        sidecar: &[u8],
+        receipt: &Receipt,
+    ) -> Result<PathBuf, ClientError> {
+        let path = self.path_of(relative);
+        let side = sidecar_path(&path);
+        let receipt_path = self.internal(RECEIPTS_DIR, relative, "json");
+        let receipt_bytes = serde_json::to_vec(receipt).expect("a receipt serializes");
+        // Written before the lock so the lock is held only for the renames.
+        let temp_parquet = write_temp(&path, parquet).map_err(io_error(&path))?;
+        let temp_sidecar = write_temp(&side, sidecar).map_err(|e| {
+            let _ = fs::remove_file(&temp_parquet);
+            ClientError::local(&side, e)
+        })?;
+        let result = (|| {
+            let _lock = self.lock(relative, true)?;
+            fs::rename(&temp_parquet, &path).map_err(io_error(&path))?;
+            fs::rename(&temp_sidecar, &side).map_err(io_error(&side))?;
+            write_atomically(&receipt_path, &receipt_bytes).map_err(io_error(&receipt_path))
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&temp_parquet);
+            let _ = fs::remove_file(&temp_sidecar);
+        }
+        result.map(|()| path)
+    }
+
+    /// Replace one file (any file under the root) atomically, under its lock.
+    pub fn publish_file(&self, relative: &str, bytes: &[u8]) -> Result<PathBuf, ClientError> {
+        let path = self.path_of(relative);
+        let temp = write_temp(&path, bytes).map_err(io_error(&path))?;
+        let result = self
+            .lock(relative, true)
+            .and_then(|_lock| fs::rename(&temp, &path).map_err(io_error(&path)));
+        if result.is_err() {
+            let _ = fs::remove_file(&temp);
+        }
+        result.map(|()| path)
+    }
+
+    /// Remove one file under the root (lumibot's "leave no local copy on a miss").
+    pub fn remove_file(&self, relative: &str) -> Result<bool, ClientError> {
+        let path = self.path_of(relative);
+        let _lock = self.lock(relative, true)?;
+        remove_if_present(&path).map_err(io_error(&path))
+    }
+
+    /// Remove a dataset's parquet, sidecar and receipt. `true` when anything was removed.
+    pub fn remove(&self, relative: &str) -> Result<bool, ClientError> {
+        let path = self.path_of(relative);
+        let side = sidecar_path(&path);
+        let receipt = self.internal(RECEIPTS_DIR, relative, "json");
+        let _lock = self.lock(relative, true)?;
+        let mut removed = false;
+        for file in [&path, &side, &receipt] {
+            removed |= remove_if_present(file).map_err(io_error(file))?;
+        }
+        self.verified.lock().expect("memo lock").remove(&path);
+        Ok(removed)
+    }
+
+    /// Every dataset parquet under the root (files whose path parses as a cache path),
+    /// sorted by relative path. Other files are never listed, so never touched.
+    pub fn walk(&self) -> Result<Vec<Found>, ClientError> {
+        let mut out = Vec::new();
+        self.walk_dir(&self.root, &mut Vec::new(), &mut out, &mut |_, _| {})?;
+        out.sort_by(|a, b| a.relative_path.cmp(&b.relative_path));
+        Ok(out)
+    }
+
+    fn walk_dir(
+        &self,
+        dir: &Path,
+        parts: &mut Vec<String>,
+        out: &mut Vec<Found>,
+        partial: &mut dyn FnMut(&Path, &fs::Metadata),
+    ) -> Result<(), ClientError> {
+        let entries = match fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(ClientError::local(dir, e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(io_error(dir))?;
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            let path = entry.path();
+            let meta = entry.metadata().map_err(io_error(&path))?;
+            if name.starts_with('.') {
+                if meta.is_file() && name.ends_with(PARTIAL_SUFFIX) {
+                    partial(&path, &meta);
+                }
+                continue;
+            }
+            if meta.is_dir() {
+                parts.push(name);
+                self.walk_dir(&path, parts, out, partial)?;
+                parts.pop();
+            } else if meta.is_file() && name.ends_with(PARQUET_SUFFIX) {
+                let relative = parts
+                    .iter()
+                    .map(String::as_str)
+                    .chain([name.as_str()])
+                    .collect::<Vec<_>>()
+                    .join("/");
+                if let Ok(dataset) = parse_relative_path(&relative) {
+                    out.push(Found {
+                        relative_path: relative,
+                        dataset,
+                        path,
+                        size: meta.len(),
+                        modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Remove dataset files (and temporaries left by crashes) not modified for `max_age`.
+    /// Returns the relative paths of the datasets removed.
+    pub fn clear_older_than(
+        &self,
+        max_age: Duration,
+        dry_run: bool,
+    ) -> Result<Vec<Found>, ClientError> {
+        let now = SystemTime::now();
+        let old =
+            |modified: SystemTime| now.duration_since(modified).is_ok_and(|age| age >= max_age);
+        let mut found = Vec::new();
+        let mut partials = Vec::new();
+        self.walk_dir(
+            &self.root,
+            &mut Vec::new(),
+            &mut found,
+            &mut |path, meta| {
+                if old(meta.modified().unwrap_or(now)) {
+                    partials.push(path.to_path_buf());
+                }
+            },
+        )?;
+        let stale: Vec<Found> = found.into_iter().filter(|f| old(f.modified)).collect();
+        if !dry_run {
+            for file in &stale {
+                self.remove(&file.relative_path)?;
+            }
+            for partial in &partials {
+                remove_if_present(partial).map_err(io_error(partial))?;
+            }
+        }
+        Ok(stale)
+    }
+
+    /// Remove the datasets `matches` picks. Returns what was removed.
+    pub fn invalidate(
+        &self,
+        matches: impl Fn(&Dataset) -> bool,
+        dry_run: bool,
+    ) -> Result<Vec<Found>, ClientError> {
+        let picked: Vec<Found> = self
+            .walk()?
+            .into_iter()
+            .filter(|f| matches(&f.dataset))
+            .collect();
+        if !dry_run {
+            for file in &picked {
+                self.remove(&file.relative_path)?;
+            }
+        }
+        Ok(picked)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REL: &str = "synthetic/stock/day/ohlc/stock_AAPL_day_ohlc.parquet";
+
+    fn receipt(sha256: &str) -> Receipt {
+        Receipt {
+            key: format!("v1/{REL}"),
+            version_id: Some("v-1".into()),
+            etag: None,
+            sha256: sha256.into(),
+            fetched_at: Utc::now(),
+        }
+    }
+
+    fn sidecar_for(bytes: &[u8]) -> Vec<u8> {
+        let facts = BatchFacts::default();
+        Sidecar::new(&facts, &codec::sha256_hex(bytes), Utc::now())
+            .to_json()
+            .into_bytes()
+    }
+
+    #[test]
+    fn publish_leaves_no_temporaries_and_reads_back_consistent() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = LocalCache::new(dir.path());
+        let body = b"not parquet, but hashed all the same";
+        let sha = codec::sha256_hex(body);
+        let path = cache
+            .publish(REL, body, &sidecar_for(body), &receipt(&sha))
+            .unwrap();
+        assert_eq!(fs::read(&path).unwrap(), body);
+        let entry = cache.read(REL).unwrap().unwrap();
+        assert!(entry.is_consistent());
+        assert_eq!(entry.receipt.unwrap().version_id.as_deref(), Some("v-1"));
+        let leftovers: Vec<_> = fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n.to_string_lossy().ends_with(PARTIAL_SUFFIX))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn a_file_changed_behind_our_back_is_rehashed_and_its_receipt_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = LocalCache::new(dir.path());
+        let body = b"first body";
+        let sha = codec::sha256_hex(body);
+        let path = cache
+            .publish(REL, body, &sidecar_for(body), &receipt(&sha))
+            .unwrap();
+        assert!(cache.read(REL).unwrap().unwrap().is_consistent());
+        // lumibot rewrites the parquet in place without touching the sidecar.
+        fs::write(&path, b"second body, longer than the first").unwrap();
+        let entry = cache.read(REL).unwrap().unwrap();
+        assert!(matches!(entry.sidecar_state, SidecarState::Mismatch { .. }));
+        assert!(entry.receipt.is_none());
+        assert!(entry.facts().is_none());
+    }
+
+    #[test]
+    fn relative_paths_are_resolved_like_lumibot() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = LocalCache::new(dir.path().join("cache"));
+        let inside = dir.path().join("cache/x/../thetadata/a.parquet");
+        assert_eq!(
+            cache.relative_of(&inside).as_deref(),
+            Some("thetadata/a.parquet")
+        );
+        assert_eq!(
+            cache.relative_of(&dir.path().join("elsewhere/a.parquet")),
+            None
+        );
+        assert_eq!(cache.relative_of(&dir.path().join("cache")), None);
+    }
+
+    #[test]
+    fn walk_lists_only_dataset_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = LocalCache::new(dir.path());
+        let body = b"x";
+        cache
+            .publish(
+                REL,
+                body,
+                &sidecar_for(body),
+                &receipt(&codec::sha256_hex(body)),
+            )
+            .unwrap();
+        fs::write(dir.path().join("notes.parquet"), b"y").unwrap();
+        fs::create_dir_all(dir.path().join("thetadata/other")).unwrap();
+        fs::write(dir.path().join("thetadata/other/z.parquet"), b"z").unwrap();
+        let found = cache.walk().unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].relative_path, REL);
+        assert_eq!(found[0].dataset.symbol, "AAPL");
+    }
+}
