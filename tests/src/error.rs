@@ -1,0 +1,63 @@
+//! Why the stack could not do what a test asked.
+
+use std::path::PathBuf;
+
+/// What went wrong, with what a person can do about it in the message.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    /// A tool of the project venv is not installed.
+    #[error(
+        "{tool} not found at {path}: run scripts/setup-venv to install the end-to-end tools \
+         (or set CACHEFILL_E2E=skip to skip these tests)"
+    )]
+    ToolMissing { tool: &'static str, path: PathBuf },
+    /// A process could not be started.
+    #[error("could not start {what}: {source}")]
+    Spawn {
+        what: String,
+        source: std::io::Error,
+    },
+    /// A process started but never became ready, or exited early.
+    #[error("{what} did not become ready: {reason}\n--- last lines of {log} ---\n{tail}")]
+    NotReady {
+        what: String,
+        reason: String,
+        log: PathBuf,
+        tail: String,
+    },
+    /// `cargo build` of a function binary failed.
+    #[error("building {bin} failed ({status}):\n{output}")]
+    Build {
+        bin: String,
+        status: String,
+        output: String,
+    },
+    /// A request to moto or the emulator failed or was answered unexpectedly.
+    #[error("{operation}: {message}")]
+    Service { operation: String, message: String },
+    /// Local files (logs, temporary folders).
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+impl StackError {
+    pub(crate) fn service(operation: impl Into<String>, message: impl ToString) -> Self {
+        StackError::Service {
+            operation: operation.into(),
+            message: message.to_string(),
+        }
+    }
+
+    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        StackError::Io {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = StackError> = std::result::Result<T, E>;
