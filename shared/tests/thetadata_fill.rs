@@ -706,20 +706,26 @@ async fn index_bars_are_kept_without_trade_counts() {
     );
 }
 
-#[tokio::test]
-async fn no_more_requests_in_flight_than_the_concurrency_limit() {
+/// Fill ten sessions of slow answers with the engine allowed 8 units at once, and return
+/// the most requests the server saw in flight together.
+async fn most_in_flight(config: impl FnOnce(&ReplayServer) -> ThetaDataConfig) -> usize {
     use cachefill_core::providers::thetadata::replay::Fault;
     let server = ReplayServer::empty().await.unwrap();
     serve_aapl_quotes(&server, &[]);
-    server.inject_next(usize::MAX, Fault::Delay(Duration::from_millis(60)));
+    server.inject_next(usize::MAX, Fault::Delay(Duration::from_millis(80)));
+    let provider = ThetaDataProvider::new(ThetaDataConfig {
+        retry: fast_retries(),
+        ..config(&server)
+    })
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut config = EngineConfig::new("test-bucket", KeyLayout::new("", "v1"));
-    // The engine would run 8 units at once; the provider lets 2 requests through.
-    config.fetch_concurrency = Some(8);
+    let mut engine_config = EngineConfig::new("test-bucket", KeyLayout::new("", "v1"));
+    // The engine would run 8 units at once; only the provider's limit holds requests back.
+    engine_config.fetch_concurrency = Some(8);
     let engine = FillEngine::new(
         LocalStore::new(dir.path()).unwrap(),
-        Arc::new(provider(&server, 2)),
-        config,
+        Arc::new(provider),
+        engine_config,
     )
     .with_clock(Arc::new(FixedClock::new(now())));
     let answer = engine
@@ -727,7 +733,40 @@ async fn no_more_requests_in_flight_than_the_concurrency_limit() {
         .await
         .unwrap();
     assert_eq!(answer.upstream_requests, 10);
-    assert_eq!(server.max_in_flight(), 2);
+    assert_eq!(server.requests().len(), 10);
+    server.max_in_flight()
+}
+
+#[tokio::test]
+async fn no_more_requests_in_flight_than_the_concurrency_limit() {
+    let configured = most_in_flight(|server| ThetaDataConfig {
+        concurrency: 2,
+        ..ThetaDataConfig::new(&server.base_url())
+    })
+    .await;
+    assert_eq!(configured, 2);
+}
+
+#[tokio::test]
+async fn the_default_limit_is_four_requests_in_flight() {
+    assert_eq!(ThetaDataConfig::default().concurrency, 4);
+    let default = most_in_flight(|server| ThetaDataConfig::new(&server.base_url())).await;
+    assert_eq!(default, 4);
+}
+
+#[tokio::test]
+async fn the_fetch_concurrency_setting_sets_the_limit() {
+    let from_settings = most_in_flight(|server| {
+        let base_url = format!("{}/v3", server.base_url());
+        ThetaDataConfig::from_lookup(|name| match name {
+            "THETADATA_BASE_URL" => Some(base_url.clone()),
+            "CACHE_FETCH_CONCURRENCY" => Some("3".to_string()),
+            _ => None,
+        })
+        .unwrap()
+    })
+    .await;
+    assert_eq!(from_settings, 3);
 }
 
 #[tokio::test]

@@ -116,8 +116,19 @@ fn option_hourly_ohlc_fixture() {
             open: Some(0.03),
         }
     );
-    assert_eq!(bars[6].time, utc("2024-12-24T20:30:00Z"));
-    assert_eq!(bars[6].count, Some(0));
+    assert_eq!(
+        bars[6],
+        OhlcBar {
+            time: utc("2024-12-24T20:30:00Z"),
+            volume: Some(0),
+            high: Some(0.0),
+            low: Some(0.0),
+            vwap: Some(0.02),
+            count: Some(0),
+            close: Some(0.0),
+            open: Some(0.0),
+        }
+    );
     let batch = to_batch(&ds, Rows::Ohlc(bars));
     // Three empty bars (count 0) after the 13:00 early close are dropped.
     assert_eq!(batch.num_rows(), 4);
@@ -134,8 +145,20 @@ fn option_hourly_quote_fixture() {
     let ds = dataset(OPTION_QUOTE_HOUR);
     let rows = quotes(normalize(&ds, &ex.reply.body).unwrap());
     assert_eq!(rows.len(), 7);
-    assert_eq!(rows[0].time, utc("2024-01-05T14:30:00Z"));
-    assert_eq!((rows[0].bid, rows[0].ask), (Some(0.0), Some(0.0)));
+    assert_eq!(
+        rows[0],
+        QuoteBar {
+            time: utc("2024-01-05T14:30:00Z"),
+            ask_size: Some(0),
+            bid_size: Some(0),
+            ask_exchange: Some(1),
+            ask_condition: Some(50),
+            bid_exchange: Some(1),
+            ask: Some(0.0),
+            bid: Some(0.0),
+            bid_condition: Some(50),
+        }
+    );
     assert_eq!(
         rows[6],
         QuoteBar {
@@ -162,16 +185,50 @@ fn option_end_of_day_fixture() {
     let ds = dataset(OPTION_EOD);
     let rows = eod(normalize(&ds, &ex.reply.body).unwrap());
     assert_eq!(rows.len(), 6);
-    assert_eq!(rows[0].session, d("2024-11-01"));
-    assert_eq!(rows[0].created.as_deref(), Some("2024-11-01T17:15:55.428"));
     assert_eq!(
-        rows[0].last_trade.as_deref(),
-        Some("2024-11-01T15:59:31.528")
+        rows[0],
+        EodBar {
+            session: d("2024-11-01"),
+            last_trade: Some("2024-11-01T15:59:31.528".into()),
+            created: Some("2024-11-01T17:15:55.428".into()),
+            count: Some(274),
+            volume: Some(1393),
+            high: Some(13.85),
+            low: Some(11.17),
+            close: Some(12.5),
+            open: Some(11.5),
+            ask_size: Some(9),
+            bid_size: Some(2),
+            ask_exchange: Some(4),
+            ask_condition: Some(50),
+            bid_exchange: Some(1),
+            ask: Some(12.55),
+            bid: Some(12.35),
+            bid_condition: Some(50),
+        }
     );
-    assert_eq!((rows[0].open, rows[0].close), (Some(11.5), Some(12.5)));
-    assert_eq!(rows[0].volume, Some(1393));
-    assert_eq!(rows[5].session, d("2024-11-08"));
-    assert_eq!(rows[5].close, Some(13.17));
+    assert_eq!(
+        rows[5],
+        EodBar {
+            session: d("2024-11-08"),
+            last_trade: Some("2024-11-08T15:59:52.113".into()),
+            created: Some("2024-11-08T17:17:41.982".into()),
+            count: Some(129),
+            volume: Some(534),
+            high: Some(14.33),
+            low: Some(12.72),
+            close: Some(13.17),
+            open: Some(13.5),
+            ask_size: Some(16),
+            bid_size: Some(76),
+            ask_exchange: Some(7),
+            ask_condition: Some(50),
+            bid_exchange: Some(69),
+            ask: Some(13.3),
+            bid: Some(13.0),
+            bid_condition: Some(50),
+        }
+    );
     let batch = to_batch(&ds, Rows::Eod(rows));
     assert_eq!(batch.num_rows(), 6);
     // 16:00 New York: EDT before 2024-11-03, EST after.
@@ -210,11 +267,49 @@ fn stock_end_of_day_fixture_as_ohlc_and_as_day_quotes() {
         .map(d)
     );
     assert_eq!(
-        (rows[0].open, rows[0].high, rows[0].low, rows[0].close),
-        (Some(187.03), Some(188.44), Some(183.885), Some(185.64))
+        rows[0],
+        EodBar {
+            session: d("2024-01-02"),
+            last_trade: Some("2024-01-02T17:17:51.877".into()),
+            created: Some("2024-01-02T17:17:53.606".into()),
+            count: Some(1_003_582),
+            volume: Some(80_680_243),
+            high: Some(188.44),
+            low: Some(183.885),
+            close: Some(185.64),
+            open: Some(187.03),
+            ask_size: Some(2),
+            bid_size: Some(2),
+            ask_exchange: Some(1),
+            ask_condition: Some(0),
+            bid_exchange: Some(7),
+            ask: Some(185.36),
+            bid: Some(185.34),
+            bid_condition: Some(0),
+        }
     );
-    assert_eq!(rows[0].count, Some(1_003_582));
-    assert_eq!(rows[6].close, Some(186.19));
+    assert_eq!(
+        rows[6],
+        EodBar {
+            session: d("2024-01-10"),
+            last_trade: Some("2024-01-10T17:15:10.004".into()),
+            created: Some("2024-01-10T17:15:17.022".into()),
+            count: Some(551_340),
+            volume: Some(46_046_017),
+            high: Some(186.4),
+            low: Some(183.92),
+            close: Some(186.19),
+            open: Some(184.28),
+            ask_size: Some(3),
+            bid_size: Some(3),
+            ask_exchange: Some(1),
+            ask_condition: Some(0),
+            bid_exchange: Some(1),
+            ask: Some(186.72),
+            bid: Some(186.68),
+            bid_condition: Some(0),
+        }
+    );
     let ohlc_batch = to_batch(&ds, Rows::Eod(rows));
     assert_eq!(ohlc_batch.num_rows(), 7);
     assert_eq!(floats(&ohlc_batch, "open")[0], Some(187.03));
@@ -233,9 +328,34 @@ fn stock_hourly_quote_fixture() {
     let ds = dataset(STOCK_QUOTE_HOUR);
     let rows = quotes(normalize(&ds, &ex.reply.body).unwrap());
     assert_eq!(rows.len(), 7);
-    assert_eq!(rows[0].time, utc("2024-01-05T14:30:00Z"));
-    assert_eq!((rows[0].bid, rows[0].ask), (Some(181.92), Some(181.94)));
-    assert_eq!((rows[6].bid, rows[6].ask), (Some(180.27), Some(180.28)));
+    assert_eq!(
+        rows[0],
+        QuoteBar {
+            time: utc("2024-01-05T14:30:00Z"),
+            ask_size: Some(6),
+            bid_size: Some(17),
+            ask_exchange: Some(1),
+            ask_condition: Some(0),
+            bid_exchange: Some(7),
+            ask: Some(181.94),
+            bid: Some(181.92),
+            bid_condition: Some(0),
+        }
+    );
+    assert_eq!(
+        rows[6],
+        QuoteBar {
+            time: utc("2024-01-05T20:30:00Z"),
+            ask_size: Some(9),
+            bid_size: Some(2),
+            ask_exchange: Some(3),
+            ask_condition: Some(0),
+            bid_exchange: Some(1),
+            ask: Some(180.28),
+            bid: Some(180.27),
+            bid_condition: Some(0),
+        }
+    );
     let batch = to_batch(&ds, Rows::Quote(rows));
     assert_eq!(batch.num_rows(), 7);
     let bid_times = batch
@@ -308,55 +428,214 @@ fn raw_text_and_parsed_body_of_a_recording_agree() {
     }
 }
 
+/// A bar from its open, high, low and close, volume, count and vwap.
+fn ohlc_bar(time: &str, prices: [f64; 4], volume: i64, count: i64, vwap: f64) -> OhlcBar {
+    let [open, high, low, close] = prices.map(Some);
+    OhlcBar {
+        time: utc(time),
+        volume: Some(volume),
+        high,
+        low,
+        vwap: Some(vwap),
+        count: Some(count),
+        close,
+        open,
+    }
+}
+
 #[test]
-fn columnar_fixtures() {
+fn columnar_stock_minute_ohlc_fixture() {
     let ds = dataset(TSLA_MINUTE_OHLC);
     let bars = ohlc(normalize(&ds, &columnar("stock_minute_ohlc")).unwrap());
     assert_eq!(bars.len(), 7);
-    assert_eq!(bars[0].time, utc("2024-11-15T14:30:00Z"));
-    assert_eq!((bars[0].open, bars[0].close), (Some(310.57), Some(310.26)));
-    assert_eq!(bars[0].volume, Some(1_978_146));
+    assert_eq!(
+        bars[0],
+        ohlc_bar(
+            "2024-11-15T14:30:00Z",
+            [310.57, 311.6, 310.02, 310.26],
+            1_978_146,
+            20_544,
+            310.6
+        )
+    );
     assert_eq!(bars[5].high, Some(316.482312));
-    assert_eq!(bars[6].count, Some(0));
+    assert_eq!(
+        bars[6],
+        ohlc_bar("2024-11-15T14:36:00Z", [0.0; 4], 0, 0, 313.17)
+    );
     let batch = to_batch(&ds, Rows::Ohlc(bars));
     assert_eq!(batch.num_rows(), 6, "the trailing empty bar is dropped");
+    assert_eq!(times(&batch)[0], utc("2024-11-15T14:30:00Z"));
     assert_eq!(times(&batch)[5], utc("2024-11-15T14:35:00Z"));
     let trade_times = batch
         .column_by_name("last_trade_time")
         .unwrap()
         .as_primitive::<TimestampNanosecondType>();
     assert_eq!(trade_times.value(5), utc("2024-11-15T14:35:00Z"));
+    assert_eq!(
+        batch.column_by_name("last_bid_time").unwrap().null_count(),
+        6
+    );
+}
 
+#[test]
+fn columnar_stock_minute_quote_fixture() {
     let ds = dataset(TSLA_MINUTE_QUOTE);
     let rows = quotes(normalize(&ds, &columnar("stock_minute_quote")).unwrap());
     assert_eq!(rows.len(), 4);
-    assert_eq!((rows[3].bid, rows[3].ask), (Some(315.21), Some(315.24)));
-    assert_eq!(batch_len(&ds, Rows::Quote(rows)), 4);
+    assert_eq!(
+        rows[0],
+        QuoteBar {
+            time: utc("2024-11-15T14:30:00Z"),
+            ask_size: Some(1),
+            bid_size: Some(4),
+            ask_exchange: Some(65),
+            ask_condition: Some(0),
+            bid_exchange: Some(7),
+            ask: Some(311.29),
+            bid: Some(310.52),
+            bid_condition: Some(0),
+        }
+    );
+    assert_eq!(
+        rows[3],
+        QuoteBar {
+            time: utc("2024-11-15T14:33:00Z"),
+            ask_size: Some(1),
+            bid_size: Some(11),
+            ask_exchange: Some(1),
+            ask_condition: Some(0),
+            bid_exchange: Some(7),
+            ask: Some(315.24),
+            bid: Some(315.21),
+            bid_condition: Some(0),
+        }
+    );
+    let batch = to_batch(&ds, Rows::Quote(rows));
+    assert_eq!(batch.num_rows(), 4);
+    assert_eq!(times(&batch)[3], utc("2024-11-15T14:33:00Z"));
+}
 
+#[test]
+#[allow(clippy::approx_constant)] // 3.14 is the recorded vwap, not π
+fn columnar_option_minute_ohlc_fixture() {
     let ds = dataset(TSLA_OPTION_OHLC);
     let bars = ohlc(normalize(&ds, &columnar("option_minute_ohlc")).unwrap());
     assert_eq!(bars.len(), 4);
+    assert_eq!(
+        bars[0],
+        ohlc_bar("2024-11-15T14:30:00Z", [3.15, 3.3, 3.0, 3.0], 105, 28, 3.14)
+    );
     assert_eq!((bars[2].open, bars[2].close), (Some(3.67), Some(4.0)));
-    assert_eq!(batch_len(&ds, Rows::Ohlc(bars)), 3);
+    assert_eq!(
+        bars[3],
+        ohlc_bar("2024-11-15T14:33:00Z", [0.0; 4], 0, 0, 3.5)
+    );
+    let batch = to_batch(&ds, Rows::Ohlc(bars));
+    assert_eq!(batch.num_rows(), 3, "the trailing empty bar is dropped");
+    assert_eq!(times(&batch)[2], utc("2024-11-15T14:32:00Z"));
+    assert!(floats(&batch, "strike").iter().all(|s| *s == Some(340.0)));
+    let expiration = batch
+        .column_by_name("expiration")
+        .unwrap()
+        .as_string::<i32>();
+    assert_eq!(expiration.value(2), "2024-11-22");
+}
 
+#[test]
+fn columnar_option_minute_quote_fixture() {
     let ds = dataset(TSLA_OPTION_QUOTE);
     let rows = quotes(normalize(&ds, &columnar("option_minute_quote")).unwrap());
     assert_eq!(rows.len(), 3);
+    assert_eq!(
+        rows[0],
+        QuoteBar {
+            time: utc("2024-11-15T14:30:00Z"),
+            ask_size: Some(0),
+            bid_size: Some(0),
+            ask_exchange: Some(5),
+            ask_condition: Some(50),
+            bid_exchange: Some(5),
+            ask: Some(0.0),
+            bid: Some(0.0),
+            bid_condition: Some(50),
+        }
+    );
     assert_eq!(rows[1].ask_size, Some(47));
     assert_eq!(
-        batch_len(&ds, Rows::Quote(rows)),
-        2,
-        "the quote with no side is dropped"
+        rows[2],
+        QuoteBar {
+            time: utc("2024-11-15T14:32:00Z"),
+            ask_size: Some(210),
+            bid_size: Some(119),
+            ask_exchange: Some(5),
+            ask_condition: Some(50),
+            bid_exchange: Some(65),
+            ask: Some(3.75),
+            bid: Some(3.6),
+            bid_condition: Some(50),
+        }
     );
+    let batch = to_batch(&ds, Rows::Quote(rows));
+    assert_eq!(batch.num_rows(), 2, "the quote with no side is dropped");
+    assert_eq!(times(&batch)[0], utc("2024-11-15T14:31:00Z"));
+}
 
+#[test]
+fn columnar_stock_day_fixture() {
     let ds = dataset(TSLA_DAY);
     let rows = eod(normalize(&ds, &columnar("stock_day_ohlc")).unwrap());
+    assert_eq!(rows.len(), 2);
     assert_eq!(
-        rows.iter().map(|r| r.session).collect::<Vec<_>>(),
-        [d("2024-11-15"), d("2024-11-18")]
+        rows[0],
+        EodBar {
+            session: d("2024-11-15"),
+            last_trade: Some("2024-11-15T17:15:12.759".into()),
+            created: Some("2024-11-15T17:15:14.615".into()),
+            count: Some(1_488_837),
+            volume: Some(114_034_638),
+            high: Some(324.6799),
+            low: Some(309.22),
+            close: Some(320.72),
+            open: Some(310.52),
+            ask_size: Some(9),
+            bid_size: Some(3),
+            ask_exchange: Some(1),
+            ask_condition: Some(0),
+            bid_exchange: Some(65),
+            ask: Some(320.53),
+            bid: Some(320.47),
+            bid_condition: Some(0),
+        }
     );
-    assert_eq!(rows[1].created.as_deref(), Some("2024-11-18T17:15:34.35"));
+    assert_eq!(
+        rows[1],
+        EodBar {
+            session: d("2024-11-18"),
+            last_trade: Some("2024-11-18T17:15:33.591".into()),
+            created: Some("2024-11-18T17:15:34.35".into()),
+            count: Some(1_747_916),
+            volume: Some(125_744_908),
+            high: Some(348.5499),
+            low: Some(330.01),
+            close: Some(338.74),
+            open: Some(340.68),
+            ask_size: Some(1),
+            bid_size: Some(1),
+            ask_exchange: Some(7),
+            ask_condition: Some(0),
+            bid_exchange: Some(65),
+            ask: Some(339.4),
+            bid: Some(339.35),
+            bid_condition: Some(0),
+        }
+    );
     let batch = to_batch(&ds, Rows::Eod(rows));
+    assert_eq!(batch.num_rows(), 2);
+    assert_eq!(
+        times(&batch),
+        [utc("2024-11-15T21:00:00Z"), utc("2024-11-18T21:00:00Z")]
+    );
     let volume = batch
         .column_by_name("volume")
         .unwrap()
@@ -364,8 +643,73 @@ fn columnar_fixtures() {
     assert_eq!(volume.value(1), 125_744_908);
 }
 
-fn batch_len(ds: &Dataset, rows: Rows) -> usize {
-    to_batch(ds, rows).num_rows()
+#[test]
+fn columnar_recordings_in_the_rows_shape_normalize_identically() {
+    for (name, json) in [
+        ("stock_minute_ohlc", TSLA_MINUTE_OHLC),
+        ("stock_minute_quote", TSLA_MINUTE_QUOTE),
+        ("option_minute_ohlc", TSLA_OPTION_OHLC),
+        ("option_minute_quote", TSLA_OPTION_QUOTE),
+        ("stock_day_ohlc", TSLA_DAY),
+    ] {
+        let body = columnar(name);
+        let columns: Map<String, Value> = serde_json::from_slice(&body).unwrap();
+        let n = columns.values().next().unwrap().as_array().unwrap().len();
+        let rows: Vec<Value> = (0..n)
+            .map(|i| {
+                Value::Object(
+                    columns
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v[i].clone()))
+                        .collect(),
+                )
+            })
+            .collect();
+        let ds = dataset(json);
+        let as_rows = serde_json::to_vec(&json!({ "response": rows })).unwrap();
+        let from_columns = normalize(&ds, &body).unwrap();
+        assert_eq!(from_columns.len(), n, "{name}");
+        assert_eq!(normalize(&ds, &as_rows).unwrap(), from_columns, "{name}");
+    }
+}
+
+#[test]
+fn every_recorded_fixture_is_spot_checked_here() {
+    // Adding a recording without checking it here fails this test.
+    let checked: [(&str, &[&str]); 2] = [
+        (
+            "thetadata-v3",
+            &[
+                "option-history-eod.json",
+                "option-history-ohlc.json",
+                "option-history-quote.json",
+                "option-list-dates-quote.json",
+                "option-list-expirations.json",
+                "option-list-strikes.json",
+                "stock-history-eod.json",
+                "stock-history-quote.json",
+                "terminal-status-check.json",
+            ],
+        ),
+        (
+            "thetadata-v3-columnar",
+            &[
+                "option_minute_ohlc.json",
+                "option_minute_quote.json",
+                "stock_day_ohlc.json",
+                "stock_minute_ohlc.json",
+                "stock_minute_quote.json",
+            ],
+        ),
+    ];
+    for (folder, names) in checked {
+        let mut found: Vec<String> = std::fs::read_dir(fixture(folder))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        found.sort();
+        assert_eq!(found, names, "{folder}");
+    }
 }
 
 // ---- the same data in every shape ------------------------------------------------------

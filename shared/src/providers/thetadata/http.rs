@@ -349,5 +349,9 @@ mod tests {
             );
         }
         assert!(policy.delay(40, None) <= Duration::from_millis(350));
+        // Jitter spreads the waits of clients that failed together.
+        let waits: std::collections::BTreeSet<Duration> =
+            (0..100).map(|_| policy.delay(2, None)).collect();
+        assert!(waits.len() > 50, "only {} distinct waits", waits.len());
     }
 }

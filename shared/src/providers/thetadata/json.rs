@@ -25,6 +25,15 @@ const POW10: [f64; 23] = [
 /// Nesting deeper than this is refused rather than risking the stack.
 const MAX_DEPTH: usize = 128;
 
+/// The content of the string that starts at byte `at`, as text.
+pub fn utf8(bytes: &[u8], at: usize) -> Result<&str> {
+    std::str::from_utf8(bytes).map_err(|_| not_utf8(at))
+}
+
+fn not_utf8(at: usize) -> SyntaxError {
+    SyntaxError(format!("a string at byte {at} is not UTF-8"))
+}
+
 #[derive(Debug)]
 pub struct Reader<'a> {
     bytes: &'a [u8],
@@ -113,7 +122,7 @@ impl<'a> Reader<'a> {
 
     /// Move to the next member of an object: `true` when a key follows (read it with
     /// [`Reader::key_is`] or [`Reader::key`]), `false` after `}`.
-    #[inline]
+    #[inline(always)]
     pub fn next_member(&mut self, members: &mut Members) -> Result<bool> {
         match self.peek() {
             Some(b'}') => {
@@ -179,8 +188,14 @@ impl<'a> Reader<'a> {
         Ok(true)
     }
 
-    /// A string's content (escapes decoded), positioned on its opening quote.
-    fn string_bytes(&mut self) -> Result<Cow<'a, [u8]>> {
+    /// Byte offset of the next character (for messages).
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// A string's content (escapes decoded, not checked for UTF-8), positioned on its
+    /// opening quote.
+    pub fn string_bytes(&mut self) -> Result<Cow<'a, [u8]>> {
         self.pos += 1;
         let start = self.pos;
         let bytes = self.bytes;
@@ -274,12 +289,10 @@ impl<'a> Reader<'a> {
     fn string(&mut self) -> Result<Cow<'a, str>> {
         let at = self.pos;
         match self.string_bytes()? {
-            Cow::Borrowed(b) => std::str::from_utf8(b)
-                .map(Cow::Borrowed)
-                .map_err(|_| SyntaxError(format!("a string at byte {at} is not UTF-8"))),
+            Cow::Borrowed(b) => utf8(b, at).map(Cow::Borrowed),
             Cow::Owned(v) => String::from_utf8(v)
                 .map(Cow::Owned)
-                .map_err(|_| SyntaxError(format!("a string at byte {at} is not UTF-8"))),
+                .map_err(|_| not_utf8(at)),
         }
     }
 
@@ -296,7 +309,7 @@ impl<'a> Reader<'a> {
     // Inlined so the value stays in registers: returning it through memory stalled on
     // store forwarding and cost more than the parsing.
     #[inline(always)]
-    fn number(&mut self) -> Result<Scalar<'static>> {
+    pub fn number(&mut self) -> Result<Scalar<'static>> {
         let bytes = self.bytes;
         let start = self.pos;
         let negative = bytes.get(self.pos) == Some(&b'-');
@@ -356,7 +369,8 @@ impl<'a> Reader<'a> {
         }
         // Clinger's fast path: both operands exact, so the quotient is correctly rounded.
         if !exponent && digits <= 15 && fraction_digits < POW10.len() {
-            let value = mantissa as f64 / POW10[fraction_digits];
+            // At most 15 digits: exact as i64 and as f64, and i64 converts in one instruction.
+            let value = mantissa as i64 as f64 / POW10[fraction_digits];
             return Ok(Scalar::Float(if negative { -value } else { value }));
         }
         let text = std::str::from_utf8(text).expect("digits, signs, '.' and 'e' are ASCII");

@@ -145,20 +145,24 @@ pub fn parse_stamp(text: &str) -> Option<Stamp> {
         b
     };
     let (days, len) = parse_date_prefix(b)?;
-    if len != 10 || b.len() < 19 || !matches!(b[10], b'T' | b' ') || b[13] != b':' || b[16] != b':'
-    {
+    if len != 10 {
         return None;
     }
-    let (hour, minute, second) = (
-        digits(&b[11..13])?,
-        digits(&b[14..16])?,
-        digits(&b[17..19])?,
-    );
+    parse_time_of_day(&b[10..], days)
+}
+
+/// The part of a timestamp after its `YYYY-MM-DD` date of `days`:
+/// `THH:MM:SS[.fraction][Z|±HH:MM]` (a space may replace the `T`).
+fn parse_time_of_day(b: &[u8], days: i64) -> Option<Stamp> {
+    if b.len() < 9 || !matches!(b[0], b'T' | b' ') || b[3] != b':' || b[6] != b':' {
+        return None;
+    }
+    let (hour, minute, second) = (digits(&b[1..3])?, digits(&b[4..6])?, digits(&b[7..9])?);
     if hour > 23 || minute > 59 || second > 59 {
         return None;
     }
     let mut nanos = ((hour * 60 + minute) * 60 + second) * 1_000_000_000;
-    let mut rest = &b[19..];
+    let mut rest = &b[9..];
     if let Some(fraction) = rest.strip_prefix(b".") {
         let n = fraction.iter().take_while(|c| c.is_ascii_digit()).count();
         if n == 0 {
@@ -252,7 +256,21 @@ fn not_a(kind: &str, field: Field, value: Scalar<'_>) -> String {
     }
 }
 
+/// A number cell. JSON numbers take the inlined path (most cells of a response); other
+/// spellings go to [`float_of_any`].
+#[inline(always)]
 fn float(field: Field, value: Scalar<'_>) -> Result<Option<f64>, String> {
+    match value {
+        Scalar::Float(f) => Ok(Some(f)),
+        Scalar::Int(i) => Ok(Some(i as f64)),
+        Scalar::Null => Ok(None),
+        other => float_of_any(field, other),
+    }
+}
+
+/// Every spelling of a number cell: JSON numbers, numeric text, empty text (null).
+#[cold]
+fn float_of_any(field: Field, value: Scalar<'_>) -> Result<Option<f64>, String> {
     match value {
         Scalar::Float(f) => Ok(Some(f)),
         Scalar::Int(i) => Ok(Some(i as f64)),
@@ -267,7 +285,19 @@ fn float(field: Field, value: Scalar<'_>) -> Result<Option<f64>, String> {
     }
 }
 
+/// A whole-number cell; see [`float`].
+#[inline(always)]
 fn int(field: Field, value: Scalar<'_>) -> Result<Option<i64>, String> {
+    match value {
+        Scalar::Int(i) => Ok(Some(i)),
+        Scalar::Null => Ok(None),
+        other => int_of_any(field, other),
+    }
+}
+
+/// Every spelling of a whole-number cell: integers, whole floats (`12.0`), numeric text.
+#[cold]
+fn int_of_any(field: Field, value: Scalar<'_>) -> Result<Option<i64>, String> {
     let whole = |f: f64| {
         if f.fract() == 0.0 && f.abs() < 9.0e18 {
             Ok(Some(f as i64))
@@ -454,6 +484,9 @@ impl<R: Default> Table<R> {
 #[derive(Debug, Default)]
 struct Times {
     clock: NyClock,
+    /// The `YYYY-MM-DD` text of the last timestamp and its day: the rows of a response share
+    /// a few days, so each day's date is parsed once.
+    last_day: Option<([u8; 10], i64)>,
     /// v2 (date days, ms of day) per row, allocated when a v2 field appears.
     v2: Vec<(Option<i64>, Option<i64>)>,
 }
@@ -466,10 +499,53 @@ impl Times {
         &mut self.v2[row]
     }
 
+    /// A timestamp on the same day as the last one, without parsing its date again.
+    #[inline]
+    fn same_day_stamp(&self, text: &[u8]) -> Option<Stamp> {
+        let (day_text, days) = self.last_day.as_ref()?;
+        if text.get(..10)? == day_text.as_slice() {
+            parse_time_of_day(&text[10..], *days)
+        } else {
+            None
+        }
+    }
+
+    /// Set `time` from the raw text of a timestamp on the same day as the last one;
+    /// `false` when the text needs [`Times::set`].
+    #[inline(always)]
+    fn set_same_day(&mut self, time: &mut i64, text: &[u8]) -> bool {
+        match self
+            .same_day_stamp(text)
+            .and_then(|stamp| self.clock.utc_nanos(stamp))
+        {
+            Some(nanos) => {
+                *time = nanos;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Set `time` from a timestamp cell; `Ok(false)` when the cell is null.
     fn set(&mut self, time: &mut i64, field: Field, value: Scalar<'_>) -> Result<bool, String> {
-        let Some(stamp) = stamp(field, value)? else {
-            return Ok(false);
+        let known = match value {
+            Scalar::Str(text) => self.same_day_stamp(text.as_bytes()),
+            _ => None,
+        };
+        let stamp = match known {
+            Some(stamp) => stamp,
+            None => {
+                let Some(stamp) = stamp(field, value)? else {
+                    return Ok(false);
+                };
+                if let Scalar::Str(text) = value
+                    && let Some(day_text) = text.as_bytes().get(..10)
+                    && parse_date_prefix(day_text) == Some((stamp.days, 10))
+                {
+                    self.last_day = Some((day_text.try_into().expect("ten bytes"), stamp.days));
+                }
+                stamp
+            }
         };
         *time = self
             .clock
@@ -569,6 +645,14 @@ impl RowSink for OhlcSink {
         Ok(())
     }
 
+    #[inline(always)]
+    fn raw_text(&mut self, row: usize, field: Field, text: &[u8]) -> bool {
+        field == Field::Timestamp && {
+            let bar = self.table.at(row, field);
+            self.times.set_same_day(&mut bar.time, text)
+        }
+    }
+
     fn contract(&mut self, field: Field, value: Scalar<'_>) -> Result<(), String> {
         match &self.contract {
             Some(c) => c.check(field, value),
@@ -634,6 +718,14 @@ impl RowSink for QuoteSink {
             _ => {}
         }
         Ok(())
+    }
+
+    #[inline(always)]
+    fn raw_text(&mut self, row: usize, field: Field, text: &[u8]) -> bool {
+        field == Field::Timestamp && {
+            let bar = self.table.at(row, field);
+            self.times.set_same_day(&mut bar.time, text)
+        }
     }
 
     fn contract(&mut self, field: Field, value: Scalar<'_>) -> Result<(), String> {
@@ -871,6 +963,76 @@ mod tests {
         // 2024-11-03: 01:30 happens twice; the earlier instant (EDT) is taken.
         assert_eq!(at("2024-11-03T01:30:00"), utc("2024-11-03T05:30:00Z"));
         assert_eq!(at("2024-11-04T09:30:00"), utc("2024-11-04T14:30:00Z"));
+    }
+
+    fn minute_bars(body: &[u8]) -> Result<Vec<OhlcBar>, ParseError> {
+        let dataset = Dataset::from_json(
+            r#"{"provider":"thetadata","asset_type":"stock","symbol":"SPY","timespan":"minute","datastyle":"ohlc"}"#,
+        )
+        .unwrap();
+        match normalize(&dataset, body)? {
+            Rows::Ohlc(bars) => Ok(bars),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn bars_at(stamps: &[&str]) -> String {
+        let rows: Vec<String> = stamps
+            .iter()
+            .map(|t| format!(r#"{{"timestamp":"{t}","open":1,"high":1,"low":1,"close":1}}"#))
+            .collect();
+        format!(r#"{{"response":[{}]}}"#, rows.join(","))
+    }
+
+    #[test]
+    fn timestamps_on_a_known_day_read_as_a_fresh_parse_reads_them() {
+        let stamps = [
+            "2024-03-08T09:30:00",
+            "2024-03-08T09:31:00.250",
+            "2024-03-08 09:32:00",
+            "2024-03-08T09:33:00Z",
+            "2024-03-08T09:34:00-05:00",
+            "2024-03-10T01:30:00",
+            "2024-03-10T03:30:00",
+            "2024-03-10T02:30:00",
+            "2024-03-11T09:30:00",
+            " 2024-03-11T09:31:00 ",
+            "2024-03-11T09:32:00.123456789",
+            "2024-03-08T15:59:00",
+        ];
+        let bars = minute_bars(bars_at(&stamps).as_bytes()).unwrap();
+        assert_eq!(bars.len(), stamps.len());
+        for (bar, text) in bars.iter().zip(stamps) {
+            let fresh = NyClock::default()
+                .utc_nanos(parse_stamp(text).unwrap())
+                .unwrap();
+            assert_eq!(bar.time, fresh, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_bad_timestamp_on_a_known_day_is_still_refused() {
+        for bad in [
+            "2024-03-08T24:00:00",
+            "2024-03-08T09:30",
+            "2024-03-08T09:30:00+0500",
+            "2024-03-08T09:30:00x",
+        ] {
+            let body = bars_at(&["2024-03-08T09:30:00", bad]);
+            let err = minute_bars(body.as_bytes()).unwrap_err();
+            assert!(
+                matches!(&err, ParseError::Content(m) if m.contains("'timestamp' is not a timestamp")),
+                "{bad}: {err}"
+            );
+        }
+        let mut body = bars_at(&["2024-03-08T09:30:00", "2024-03-08T09:3"]).into_bytes();
+        let cut = body.len() - r#""open":1,"high":1,"low":1,"close":1}]}"#.len() - 2;
+        body.splice(cut..cut, b"\xff0:00".iter().copied());
+        let err = minute_bars(&body).unwrap_err();
+        assert!(
+            matches!(&err, ParseError::Malformed(m) if m.contains("not UTF-8")),
+            "{err}"
+        );
     }
 
     #[test]

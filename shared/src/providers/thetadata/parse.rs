@@ -17,7 +17,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use super::json::{Reader, SyntaxError};
+use super::json::{self, Reader, SyntaxError};
 
 /// A column the provider reads; every other column is ignored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -185,6 +185,12 @@ pub trait RowSink {
     fn value(&mut self, row: usize, field: Field, value: Scalar<'_>) -> Result<(), String>;
     /// A value that holds for every row (the nested shape's `contract`).
     fn contract(&mut self, field: Field, value: Scalar<'_>) -> Result<(), String>;
+    /// Offer a JSON string cell as its bytes (escapes decoded, UTF-8 not checked yet):
+    /// `true` when the sink took it, `false` to receive it through [`RowSink::value`].
+    /// Timestamps take this path, so the common case skips a UTF-8 pass.
+    fn raw_text(&mut self, _row: usize, _field: Field, _text: &[u8]) -> bool {
+        false
+    }
 }
 
 /// Parse a response body of any shape into `sink`; returns the number of rows.
@@ -319,6 +325,22 @@ fn cell<S: RowSink>(
     field: Field,
 ) -> Result<(), ParseError> {
     match reader.peek() {
+        // Most cells are numbers: handing them to the sink here, rather than through
+        // `Reader::scalar`'s callback, keeps the value in registers.
+        Some(b'-' | b'0'..=b'9') => {
+            let value = reader.number()?;
+            sink.value(row, field, value).map_err(ParseError::Content)
+        }
+        Some(b'"') => {
+            let at = reader.position();
+            let bytes = reader.string_bytes()?;
+            if sink.raw_text(row, field, &bytes) {
+                return Ok(());
+            }
+            let text = json::utf8(&bytes, at)?;
+            sink.value(row, field, Scalar::Str(text))
+                .map_err(ParseError::Content)
+        }
         Some(b'[' | b'{') => Err(ParseError::Content(format!(
             "'{field}' of row {row} is an array or object, not a value"
         ))),
