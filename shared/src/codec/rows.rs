@@ -125,11 +125,12 @@ fn sane_quote(bid: Option<f64>, ask: Option<f64>) -> bool {
 }
 
 /// The row rules of DESIGN §4: OHLC rows with `count == 0` are empty bars (kept for
-/// indices, which have no trade count), quote rows need a bid or an ask. Rows a validator
+/// indices, which have no trade count; a bar whose count is unknown is kept), quote rows
+/// need a bid or an ask. Rows a validator
 /// would reject (non-positive prices, `high < low`, negative sizes) are dropped here too, so
 /// one bad upstream bar cannot block a whole file.
 pub fn keep_ohlc(asset: AssetType, bar: &OhlcBar) -> bool {
-    let traded = asset == AssetType::Index || bar.count.is_some_and(|c| c != 0);
+    let traded = asset == AssetType::Index || bar.count != Some(0);
     traded
         && sane_ohlc(bar.open, bar.high, bar.low, bar.close)
         && bar.vwap.is_none_or(|v| v.is_finite() && v >= 0.0)
@@ -151,7 +152,7 @@ pub fn keep_eod(asset: AssetType, layout: Layout, bar: &EodBar) -> bool {
                 && non_negative_or_null(bar.ask_size)
         }
         _ => {
-            (asset == AssetType::Index || bar.count.is_some_and(|c| c != 0))
+            (asset == AssetType::Index || bar.count != Some(0))
                 && sane_ohlc(bar.open, bar.high, bar.low, bar.close)
                 && non_negative_or_null(bar.volume)
                 && non_negative_or_null(bar.count)
@@ -339,4 +340,47 @@ pub fn placeholder_batch(
         })
         .collect();
     Ok(RecordBatch::try_new(schema, columns)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bar(count: Option<i64>) -> OhlcBar {
+        OhlcBar {
+            time: 0,
+            volume: Some(100),
+            high: Some(2.0),
+            low: Some(1.0),
+            vwap: Some(1.5),
+            count,
+            close: Some(1.5),
+            open: Some(1.5),
+        }
+    }
+
+    #[test]
+    fn only_a_zero_count_marks_an_empty_bar() {
+        assert!(!keep_ohlc(AssetType::Stock, &bar(Some(0))));
+        assert!(keep_ohlc(AssetType::Stock, &bar(Some(3))));
+        assert!(keep_ohlc(AssetType::Stock, &bar(None)));
+        assert!(keep_ohlc(AssetType::Index, &bar(Some(0))));
+        assert!(!keep_ohlc(AssetType::Option, &bar(Some(-1))));
+    }
+
+    #[test]
+    fn a_day_bar_with_an_unknown_count_is_kept() {
+        let eod = |count| EodBar {
+            session: NaiveDate::from_ymd_opt(2024, 1, 5).unwrap(),
+            count,
+            volume: Some(10),
+            high: Some(2.0),
+            low: Some(1.0),
+            close: Some(1.5),
+            open: Some(1.5),
+            ..Default::default()
+        };
+        assert!(keep_eod(AssetType::Stock, Layout::DayOhlc, &eod(None)));
+        assert!(!keep_eod(AssetType::Stock, Layout::DayOhlc, &eod(Some(0))));
+    }
 }
