@@ -3,16 +3,16 @@
 //! The emulator runs with `--only-lambda-apis`: it serves the real Invoke API
 //! (`POST /2015-03-31/functions/<name>/invocations`) and the Lambda Runtime API
 //! (`/.rt/<name>/2018-06-01/runtime/invocation/next`, …), while the harness starts the function
-//! binaries itself, built once per test process. That gives each test what Lambda gives a
-//! function, and what the emulator's own `cargo run` mode cannot: an instance can be killed
-//! mid-invocation and a fresh one started (cargo-lambda never restarts a killed instance, so
-//! its queue would stall), several instances can serve one function at once, and a test never
-//! waits on a nested `cargo run`.
+//! binaries itself: bins of this package, compiled from the functions' own `main.rs`, which
+//! `cargo test` builds with the test build's features before it runs the tests. That gives
+//! each test what Lambda gives a function, and what the emulator's own `cargo run` mode
+//! cannot: an instance can be killed mid-invocation and a fresh one started (cargo-lambda
+//! never restarts a killed instance, so its queue would stall), several instances can serve
+//! one function at once, and no test waits on a nested build, whose different feature
+//! resolution would compile the AWS SDK a second time.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::LazyLock;
 use std::time::Duration;
 
 use crate::error::{Result, StackError};
@@ -139,44 +139,19 @@ impl FunctionInstance {
     }
 }
 
-static BUILT: LazyLock<tokio::sync::Mutex<HashMap<String, PathBuf>>> =
-    LazyLock::new(Default::default);
-
-/// The debug binary `bin` of workspace package `package`, built on first use in this process.
-///
-/// Built the way `cargo run --bin <bin>` from the workspace root builds it, so the features
-/// match what `cargo lambda watch` would run.
-pub async fn function_binary(package: &str, bin: &str) -> Result<PathBuf> {
-    let mut built = BUILT.lock().await;
-    if let Some(path) = built.get(bin) {
-        return Ok(path.clone());
-    }
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let output = tokio::process::Command::new(cargo)
-        .args(["build", "--quiet", "-p", package, "--bin", bin])
-        .current_dir(workspace_root())
-        .env("CARGO_TARGET_DIR", target_dir())
-        .output()
-        .await
-        .map_err(|source| StackError::Spawn {
-            what: format!("cargo build -p {package} --bin {bin}"),
-            source,
-        })?;
-    if !output.status.success() {
-        return Err(StackError::Build {
+/// The binary `bin` of this package, from beside the running test: cargo builds a package's
+/// bins, with the test build's own features, before it runs the package's integration tests.
+pub fn function_binary(bin: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe().map_err(|e| StackError::io("locating the test binary", e))?;
+    let profile_dir = exe
+        .parent()
+        .filter(|deps| deps.file_name().is_some_and(|n| n == "deps"))
+        .and_then(Path::parent);
+    match profile_dir.map(|dir| dir.join(bin)) {
+        Some(path) if path.is_file() => Ok(path),
+        path => Err(StackError::BinaryMissing {
             bin: bin.to_string(),
-            status: output.status.to_string(),
-            output: String::from_utf8_lossy(&output.stderr).into_owned(),
-        });
+            looked_at: path,
+        }),
     }
-    let path = target_dir().join("debug").join(bin);
-    if !path.is_file() {
-        return Err(StackError::Build {
-            bin: bin.to_string(),
-            status: "no binary".into(),
-            output: format!("cargo succeeded but {} does not exist", path.display()),
-        });
-    }
-    built.insert(bin.to_string(), path.clone());
-    Ok(path)
 }

@@ -26,16 +26,25 @@ pub enum StackError {
         log: PathBuf,
         tail: String,
     },
-    /// `cargo build` of a function binary failed.
-    #[error("building {bin} failed ({status}):\n{output}")]
-    Build {
+    /// A function's binary is not where cargo puts this package's bins.
+    #[error(
+        "the binary {bin} was not found (looked at {looked_at:?}): the functions run as bins of \
+         cachefill-e2e, which `cargo test -p cachefill-e2e` builds before it runs the tests"
+    )]
+    BinaryMissing {
         bin: String,
-        status: String,
-        output: String,
+        looked_at: Option<PathBuf>,
     },
     /// A request to moto or the emulator failed or was answered unexpectedly.
     #[error("{operation}: {message}")]
     Service { operation: String, message: String },
+    /// Something a test waits for did not happen in time.
+    #[error("{what}: not within {waited:?}; last seen: {last}")]
+    Timeout {
+        what: String,
+        waited: std::time::Duration,
+        last: String,
+    },
     /// Local files (logs, temporary folders).
     #[error("{what}: {source}")]
     Io {

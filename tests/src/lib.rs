@@ -8,6 +8,11 @@
 //! is dropped, on panic too. The [`relay`] carries moto's notifications from the queue to a
 //! function, as S3 invokes the validator on AWS.
 //!
+//! Around it: [`Terminal`], the ThetaData replay server the functions fetch from;
+//! [`Stack::readonly_client`], a backtest job's `CacheClient` on the stack;
+//! [`Stack::aws`], the AWS CLI pointed at moto; and [`eventually`], to wait for what the
+//! stack does asynchronously without fixed sleeps.
+//!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
 //! use cachefill_e2e::{MISS_HANDLER, Stack, StackConfig};
@@ -27,6 +32,8 @@
 //! `CACHEFILL_E2E=skip` skips the tests (they print that they did); otherwise a missing tool
 //! fails them with a message naming `scripts/setup-venv`.
 
+pub mod aws_cli;
+pub mod client;
 pub mod emulator;
 pub mod error;
 pub mod invoke;
@@ -36,10 +43,14 @@ pub mod python;
 pub mod relay;
 pub mod sqs;
 pub mod stack;
+pub mod thetadata;
 pub mod tools;
+pub mod wait;
 
 pub use error::StackError;
 pub use invoke::Invocation;
 pub use relay::{Notification, Relay, RelayError, RelayHandle, RelayReport, parse_notification};
 pub use stack::{EVENT_RECORDER, Function, MISS_HANDLER, OBJECT_VALIDATOR, Stack, StackConfig};
+pub use thetadata::Terminal;
 pub use tools::Tools;
+pub use wait::{Seen, eventually};

@@ -228,3 +228,31 @@ pub async fn wait_for_port(process: &mut Supervised, port: u16, timeout: Duratio
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Whether process `pid` is running. A reaped process has no `/proc` entry; one that died
+/// but is not reaped yet (a zombie) counts as gone.
+pub fn is_alive(pid: u32) -> bool {
+    // The state letter follows the parenthesised command name in /proc/<pid>/stat.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !matches!(
+            stat.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().chars().next()),
+            Some(Some('Z' | 'X'))
+        ),
+        Err(_) => false,
+    }
+}
+
+/// Wait up to `within` for every process of `pids` to be gone; whether they all are.
+pub fn all_gone(pids: &[u32], within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if pids.iter().all(|p| !is_alive(*p)) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

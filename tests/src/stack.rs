@@ -27,36 +27,39 @@ pub const ACCESS_KEY_ID: &str = "test";
 pub const SECRET_ACCESS_KEY: &str = "test";
 /// The queue the bucket notifies.
 pub const EVENTS_QUEUE: &str = "cachefill-e2e-events";
-/// How long a relayed but unanswered event stays invisible before it is retried.
+/// How long a relayed but unanswered event stays invisible before it is retried, unless
+/// [`StackConfig::events_visibility`] says otherwise.
 pub const EVENTS_VISIBILITY: Duration = Duration::from_secs(10);
 /// Default bound on one invocation made by a test.
 pub const INVOKE_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// A Lambda function of the workspace: its package and binary. Under the emulator the
-/// function's name is the binary's.
+/// A Lambda function: its name under the emulator, and the bin of this package that runs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Function {
-    pub package: &'static str,
+    pub name: &'static str,
     pub bin: &'static str,
 }
 
 impl Function {
     pub fn name(&self) -> &'static str {
-        self.bin
+        self.name
     }
 }
 
+/// The miss-handler, built from `functions/miss-handler/src/main.rs` as a bin of this package
+/// (see `tests/Cargo.toml` for why), named as the template and `scripts/dev-stack` name it.
 pub const MISS_HANDLER: Function = Function {
-    package: "miss-handler",
-    bin: "miss-handler",
+    name: "miss-handler",
+    bin: "e2e-miss-handler",
 };
+/// The object-validator, built like [`MISS_HANDLER`].
 pub const OBJECT_VALIDATOR: Function = Function {
-    package: "object-validator",
-    bin: "object-validator",
+    name: "object-validator",
+    bin: "e2e-object-validator",
 };
 /// Stores every S3 event it receives (see `src/bin/event_recorder.rs`).
 pub const EVENT_RECORDER: Function = Function {
-    package: "cachefill-e2e",
+    name: "e2e-event-recorder",
     bin: "e2e-event-recorder",
 };
 
@@ -70,6 +73,9 @@ pub struct StackConfig {
     /// Create the events queue and the bucket's ObjectCreated notification to it, filtered
     /// like the template's (prefix `<prefix>/<version>/`, suffixes `.parquet`, `.meta.json`).
     pub notifications: bool,
+    /// The events queue's visibility timeout: how soon an event the relay could not deliver
+    /// is offered again.
+    pub events_visibility: Duration,
     /// More environment for every function instance (`THETADATA_BASE_URL`,
     /// `CACHE_LEASE_TTL_SECONDS`, …).
     pub function_env: Vec<(String, String)>,
@@ -82,6 +88,7 @@ impl Default for StackConfig {
             prefix: "e2e/cache".to_string(),
             version: "v1".to_string(),
             notifications: true,
+            events_visibility: EVENTS_VISIBILITY,
             function_env: Vec::new(),
         }
     }
@@ -184,7 +191,7 @@ impl Stack {
                 &self.moto.endpoint(),
                 REGION,
                 EVENTS_QUEUE,
-                EVENTS_VISIBILITY,
+                self.config.events_visibility,
             )
             .await?;
             self.notify_queue(&self.config.bucket, &queue).await?;
@@ -374,7 +381,7 @@ impl Stack {
         function: Function,
         extra_env: &[(String, String)],
     ) -> Result<()> {
-        let binary = function_binary(function.package, function.bin).await?;
+        let binary = function_binary(function.bin)?;
         let mut env = self.function_env();
         env.extend(extra_env.iter().cloned());
         let mut instances = self.instances.lock().expect("instances lock");

@@ -20,7 +20,8 @@ pub fn skipped(test: &str) -> bool {
     skip
 }
 
-/// The venv holding `moto_server`, `cargo-lambda` (with zig) and `python` with pyarrow.
+/// The venv holding `moto_server`, `cargo-lambda` (with zig), `python` with pyarrow, and the
+/// `aws` CLI.
 #[derive(Debug, Clone)]
 pub struct Tools {
     bin: PathBuf,
@@ -42,7 +43,7 @@ impl Tools {
         let tools = Tools {
             bin: venv.join("bin"),
         };
-        for tool in ["moto_server", "cargo-lambda", "python"] {
+        for tool in ["moto_server", "cargo-lambda", "python", "aws"] {
             let path = tools.bin.join(tool);
             if !path.is_file() {
                 return Err(StackError::ToolMissing { tool, path });
@@ -61,6 +62,11 @@ impl Tools {
 
     pub fn cargo_lambda(&self) -> PathBuf {
         self.bin.join("cargo-lambda")
+    }
+
+    /// The AWS CLI, for raw requests made the way a person would make them.
+    pub fn aws(&self) -> PathBuf {
+        self.bin.join("aws")
     }
 
     /// The venv's interpreter, which has pyarrow.
@@ -88,17 +94,25 @@ pub fn workspace_root() -> PathBuf {
     manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
 }
 
-/// Cargo's target directory, as `cargo build` run from the workspace root uses it.
+/// Cargo's target directory: `CARGO_TARGET_DIR` when set, else the one this test binary was
+/// built into (`<target>/<profile>/deps/<test>`), else `<workspace>/target`. Given to
+/// cargo-lambda, which runs cargo from the workspace root, so that it never starts a second
+/// target directory when a test binary runs without cargo's environment.
 pub fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR").filter(|v| !v.is_empty()) {
-        Some(dir) => {
-            let dir = PathBuf::from(dir);
-            if dir.is_absolute() {
-                dir
-            } else {
-                workspace_root().join(dir)
-            }
-        }
-        None => workspace_root().join("target"),
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR").filter(|v| !v.is_empty()) {
+        let dir = PathBuf::from(dir);
+        return if dir.is_absolute() {
+            dir
+        } else {
+            workspace_root().join(dir)
+        };
     }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| {
+            let deps = exe.parent()?;
+            (deps.file_name()? == "deps").then_some(())?;
+            Some(deps.parent()?.parent()?.to_path_buf())
+        })
+        .unwrap_or_else(|| workspace_root().join("target"))
 }

@@ -1,36 +1,16 @@
 //! The harness itself: it stops everything it started, on drop and on panic, resets moto, and
 //! says how to install what is missing.
 
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use cachefill_core::storage::{ObjectStore, PutOptions};
+use cachefill_e2e::process::is_alive;
 use cachefill_e2e::{MISS_HANDLER, Stack, StackConfig, StackError, Tools};
-
-fn alive(pid: u32) -> bool {
-    // A reaped process has no /proc entry; an orphan that died stays a zombie until init
-    // reaps it, which counts as gone. The state follows the parenthesised command name.
-    match std::fs::read_to_string(Path::new(&format!("/proc/{pid}/stat"))) {
-        Ok(stat) => !matches!(
-            stat.rsplit_once(')')
-                .map(|(_, rest)| rest.trim_start().chars().next()),
-            Some(Some('Z' | 'X'))
-        ),
-        Err(_) => false,
-    }
-}
 
 /// Wait briefly for processes to disappear (the kernel may lag a reap by a moment).
 fn all_gone(pids: &[u32]) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if pids.iter().all(|p| !alive(*p)) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
+    cachefill_e2e::process::all_gone(pids, Duration::from_secs(5))
 }
 
 #[tokio::test]
@@ -46,7 +26,7 @@ async fn dropping_the_stack_stops_every_process_it_started() -> anyhow::Result<(
         3,
         "moto, the emulator and one instance: {pids:?}"
     );
-    assert!(pids.iter().all(|p| alive(*p)));
+    assert!(pids.iter().all(|p| is_alive(*p)));
     drop(stack);
     assert!(all_gone(&pids), "still running: {pids:?}");
     Ok(())
@@ -182,7 +162,7 @@ fn a_killed_test_process_leaves_no_process_behind() -> anyhow::Result<()> {
         .map(str::parse)
         .collect::<Result<_, _>>()?;
     assert_eq!(pids.len(), 3, "{pids:?}");
-    assert!(pids.iter().all(|p| alive(*p)));
+    assert!(pids.iter().all(|p| is_alive(*p)));
     // SIGKILL: no destructor runs in the test process.
     child.kill()?;
     child.wait()?;

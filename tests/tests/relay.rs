@@ -2,15 +2,22 @@
 //! `S3Event` AWS would send, a message is deleted only once the function accepted it, and a
 //! failed one is delivered again.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::s3::S3Event;
 use bytes::Bytes;
 use cachefill_core::storage::{ObjectStore, PutOptions};
 use cachefill_e2e::{EVENT_RECORDER, Notification, Stack, StackConfig, parse_notification};
 
+/// Short, so the redelivery of a failed event is seen without a long wait.
+const VISIBILITY: Duration = Duration::from_secs(3);
+
 async fn started(record_dir: &std::path::Path) -> anyhow::Result<Option<Stack>> {
-    let Some(stack) = Stack::start_or_skip("relay", StackConfig::default()).await? else {
+    let config = StackConfig {
+        events_visibility: VISIBILITY,
+        ..StackConfig::default()
+    };
+    let Some(stack) = Stack::start_or_skip("relay", config).await? else {
         return Ok(None);
     };
     let env = [(
@@ -113,6 +120,9 @@ async fn a_failed_delivery_stays_queued_and_is_retried() -> anyhow::Result<()> {
         )
         .await?;
     let relay = stack.relay_to(EVENT_RECORDER)?;
+    // The message is received after this instant, so it may not be offered again before
+    // this instant plus the visibility timeout.
+    let before_receive = Instant::now();
     let report = relay.drain(Duration::from_secs(1), 3).await?;
     assert_eq!(report.delivered.len(), 0, "{report:?}");
     assert_eq!(report.failed.len(), 1, "{report:?}");
@@ -124,10 +134,25 @@ async fn a_failed_delivery_stays_queued_and_is_retried() -> anyhow::Result<()> {
     );
     assert!(recorded(record_dir.path())?.is_empty());
 
-    // Once the visibility timeout passes, the same event is offered again.
-    tokio::time::sleep(cachefill_e2e::stack::EVENTS_VISIBILITY + Duration::from_secs(1)).await;
-    let retry = relay.relay_once(Duration::from_secs(2)).await?;
+    // Once the visibility timeout has passed, and not before, the same event is offered again.
+    let deadline = before_receive + VISIBILITY + Duration::from_secs(10);
+    let retry = loop {
+        let pass = relay.relay_once(Duration::from_secs(1)).await?;
+        if pass.received > 0 {
+            break pass;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the failed event was not offered again"
+        );
+    };
+    assert!(
+        before_receive.elapsed() >= VISIBILITY,
+        "offered again after {:?}, before the visibility timeout",
+        before_receive.elapsed()
+    );
     assert_eq!(retry.failed.len(), 1, "{retry:?}");
+    assert_eq!(retry.failed[0].error_type(), Some("RecorderRejected"));
     Ok(())
 }
 
