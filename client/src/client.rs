@@ -182,6 +182,10 @@ pub struct CacheClient {
 }
 
 /// What the bucket said about a range.
+fn env_lookup(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
 enum Remote {
     Hit(LocalFile),
     /// Not covered; these wanted sessions are missing.
@@ -191,11 +195,26 @@ enum Remote {
 impl CacheClient {
     /// A client from lumibot's `LUMIBOT_CACHE_*` settings in the environment.
     pub async fn from_env() -> Result<Self, ClientError> {
-        Self::from_settings(&ClientSettings::from_env()?).await
+        Self::from_lookup(env_lookup).await
     }
 
-    /// A client from settings: S3 for the bucket, Lambda for the fill function.
+    /// A client from the settings `get` returns by name, instead of the process environment
+    /// (for several differently configured clients in one process).
+    pub async fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ClientError> {
+        let settings = ClientSettings::from_lookup(&get)?;
+        Self::from_settings_and_lookup(&settings, get).await
+    }
+
+    /// A client from settings: S3 for the bucket, Lambda for the fill function (its endpoint
+    /// from `AWS_ENDPOINT_URL_LAMBDA`/`AWS_ENDPOINT_URL` in the environment).
     pub async fn from_settings(settings: &ClientSettings) -> Result<Self, ClientError> {
+        Self::from_settings_and_lookup(settings, env_lookup).await
+    }
+
+    async fn from_settings_and_lookup(
+        settings: &ClientSettings,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ClientError> {
         let Some(remote) = settings
             .remote
             .as_ref()
@@ -218,7 +237,10 @@ impl CacheClient {
         let store: Arc<dyn ObjectStore> = Arc::new(connect(remote.bucket.clone(), &s3).await);
         let invoker: Option<Arc<dyn Invoker>> = match &settings.fill_function {
             Some(function) => Some(Arc::new(
-                LambdaInvoker::connect(LambdaOptions::from_settings(settings, function)).await,
+                LambdaInvoker::connect(LambdaOptions::from_settings_and_lookup(
+                    settings, function, get,
+                ))
+                .await,
             )),
             None => None,
         };
