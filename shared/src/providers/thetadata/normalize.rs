@@ -28,20 +28,12 @@ pub fn normalize(dataset: &Dataset, body: &[u8]) -> Result<Rows, ParseError> {
     let estimate = body.len() / 100;
     match Layout::of(dataset) {
         Layout::IntradayOhlc => {
-            let mut sink = OhlcSink {
-                table: Table::with_capacity(estimate),
-                times: Times::default(),
-                contract,
-            };
+            let mut sink = IntradaySink::<OhlcBar>::new(estimate, contract);
             let rows = parse::parse(body, &mut sink)?;
             sink.finish(rows).map(Rows::Ohlc)
         }
         Layout::IntradayQuote => {
-            let mut sink = QuoteSink {
-                table: Table::with_capacity(estimate),
-                times: Times::default(),
-                contract,
-            };
+            let mut sink = IntradaySink::<QuoteBar>::new(estimate, contract);
             let rows = parse::parse(body, &mut sink)?;
             sink.finish(rows).map(Rows::Quote)
         }
@@ -587,46 +579,102 @@ impl Times {
     }
 }
 
-/// Intraday rows, stamped at bar open.
-trait Timed {
+/// Intraday rows, stamped at bar open: the fields of one bar kind, and which must be present.
+trait Timed: Default {
     fn time_mut(&mut self) -> &mut i64;
+    /// Sets `field` when it is one of this kind's values; ignores any other field.
+    fn set(&mut self, field: Field, value: Scalar<'_>) -> Result<(), String>;
+    /// Fields every row must have (beyond its timestamp); one of each group suffices.
+    const REQUIRED: &'static [&'static [Field]];
 }
 
 impl Timed for OhlcBar {
     fn time_mut(&mut self) -> &mut i64 {
         &mut self.time
     }
+
+    #[inline(always)]
+    fn set(&mut self, field: Field, value: Scalar<'_>) -> Result<(), String> {
+        match field {
+            Field::Open => self.open = float(field, value)?,
+            Field::High => self.high = float(field, value)?,
+            Field::Low => self.low = float(field, value)?,
+            Field::Close => self.close = float(field, value)?,
+            Field::Vwap => self.vwap = float(field, value)?,
+            Field::Volume => self.volume = int(field, value)?,
+            Field::Count => self.count = int(field, value)?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    const REQUIRED: &'static [&'static [Field]] = &[
+        &[Field::Open],
+        &[Field::High],
+        &[Field::Low],
+        &[Field::Close],
+    ];
 }
 
 impl Timed for QuoteBar {
     fn time_mut(&mut self) -> &mut i64 {
         &mut self.time
     }
+
+    #[inline(always)]
+    fn set(&mut self, field: Field, value: Scalar<'_>) -> Result<(), String> {
+        match field {
+            Field::Bid => self.bid = float(field, value)?,
+            Field::Ask => self.ask = float(field, value)?,
+            Field::BidSize => self.bid_size = int(field, value)?,
+            Field::AskSize => self.ask_size = int(field, value)?,
+            Field::BidExchange => self.bid_exchange = int(field, value)?,
+            Field::AskExchange => self.ask_exchange = int(field, value)?,
+            Field::BidCondition => self.bid_condition = int(field, value)?,
+            Field::AskCondition => self.ask_condition = int(field, value)?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    const REQUIRED: &'static [&'static [Field]] = &[&[Field::Bid], &[Field::Ask]];
 }
 
-struct OhlcSink {
-    table: Table<OhlcBar>,
+/// Collects intraday bars of one kind: timestamps (v3 text or v2 date + ms of day), the
+/// kind's values, and the contract's fields checked against the dataset.
+struct IntradaySink<B> {
+    table: Table<B>,
     times: Times,
     contract: Option<ContractCheck>,
 }
 
-impl RowSink for OhlcSink {
+impl<B: Timed> IntradaySink<B> {
+    fn new(capacity: usize, contract: Option<ContractCheck>) -> Self {
+        IntradaySink {
+            table: Table::with_capacity(capacity),
+            times: Times::default(),
+            contract,
+        }
+    }
+
+    fn finish(mut self, rows: usize) -> Result<Vec<B>, ParseError> {
+        self.table.check(rows, &[])?;
+        self.times.finish(&mut self.table)?;
+        self.table.check(rows, B::REQUIRED)?;
+        Ok(self.table.rows)
+    }
+}
+
+impl<B: Timed> RowSink for IntradaySink<B> {
     #[inline(always)]
     fn value(&mut self, row: usize, field: Field, value: Scalar<'_>) -> Result<(), String> {
         match field {
             Field::Timestamp => {
                 let bar = self.table.at(row, field);
-                if !self.times.set(&mut bar.time, field, value)? {
+                if !self.times.set(bar.time_mut(), field, value)? {
                     self.table.seen[row] &= !field.bit();
                 }
             }
-            Field::Open => self.table.at(row, field).open = float(field, value)?,
-            Field::High => self.table.at(row, field).high = float(field, value)?,
-            Field::Low => self.table.at(row, field).low = float(field, value)?,
-            Field::Close => self.table.at(row, field).close = float(field, value)?,
-            Field::Vwap => self.table.at(row, field).vwap = float(field, value)?,
-            Field::Volume => self.table.at(row, field).volume = int(field, value)?,
-            Field::Count => self.table.at(row, field).count = int(field, value)?,
             Field::Date => {
                 self.table.at(row, field);
                 self.times.v2_at(row).0 = date_value(field, value)?;
@@ -636,11 +684,12 @@ impl RowSink for OhlcSink {
                 self.times.v2_at(row).1 = int(field, value)?;
             }
             Field::Symbol | Field::Expiration | Field::Strike | Field::Right => {
-                if let Some(c) = &self.contract {
-                    c.check(field, value)?;
-                }
+                self.contract(field, value)?;
             }
-            _ => {}
+            // A field of another kind is ignored by `set`.
+            _ => {
+                self.table.at(row, field).set(field, value)?;
+            }
         }
         Ok(())
     }
@@ -649,7 +698,7 @@ impl RowSink for OhlcSink {
     fn raw_text(&mut self, row: usize, field: Field, text: &[u8]) -> bool {
         field == Field::Timestamp && {
             let bar = self.table.at(row, field);
-            self.times.set_same_day(&mut bar.time, text)
+            self.times.set_same_day(bar.time_mut(), text)
         }
     }
 
@@ -658,90 +707,6 @@ impl RowSink for OhlcSink {
             Some(c) => c.check(field, value),
             None => Ok(()),
         }
-    }
-}
-
-impl OhlcSink {
-    fn finish(mut self, rows: usize) -> Result<Vec<OhlcBar>, ParseError> {
-        self.table.check(rows, &[])?;
-        self.times.finish(&mut self.table)?;
-        self.table.check(
-            rows,
-            &[
-                &[Field::Open],
-                &[Field::High],
-                &[Field::Low],
-                &[Field::Close],
-            ],
-        )?;
-        Ok(self.table.rows)
-    }
-}
-
-struct QuoteSink {
-    table: Table<QuoteBar>,
-    times: Times,
-    contract: Option<ContractCheck>,
-}
-
-impl RowSink for QuoteSink {
-    #[inline(always)]
-    fn value(&mut self, row: usize, field: Field, value: Scalar<'_>) -> Result<(), String> {
-        match field {
-            Field::Timestamp => {
-                let bar = self.table.at(row, field);
-                if !self.times.set(&mut bar.time, field, value)? {
-                    self.table.seen[row] &= !field.bit();
-                }
-            }
-            Field::Bid => self.table.at(row, field).bid = float(field, value)?,
-            Field::Ask => self.table.at(row, field).ask = float(field, value)?,
-            Field::BidSize => self.table.at(row, field).bid_size = int(field, value)?,
-            Field::AskSize => self.table.at(row, field).ask_size = int(field, value)?,
-            Field::BidExchange => self.table.at(row, field).bid_exchange = int(field, value)?,
-            Field::AskExchange => self.table.at(row, field).ask_exchange = int(field, value)?,
-            Field::BidCondition => self.table.at(row, field).bid_condition = int(field, value)?,
-            Field::AskCondition => self.table.at(row, field).ask_condition = int(field, value)?,
-            Field::Date => {
-                self.table.at(row, field);
-                self.times.v2_at(row).0 = date_value(field, value)?;
-            }
-            Field::MsOfDay => {
-                self.table.at(row, field);
-                self.times.v2_at(row).1 = int(field, value)?;
-            }
-            Field::Symbol | Field::Expiration | Field::Strike | Field::Right => {
-                if let Some(c) = &self.contract {
-                    c.check(field, value)?;
-                }
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-
-    #[inline(always)]
-    fn raw_text(&mut self, row: usize, field: Field, text: &[u8]) -> bool {
-        field == Field::Timestamp && {
-            let bar = self.table.at(row, field);
-            self.times.set_same_day(&mut bar.time, text)
-        }
-    }
-
-    fn contract(&mut self, field: Field, value: Scalar<'_>) -> Result<(), String> {
-        match &self.contract {
-            Some(c) => c.check(field, value),
-            None => Ok(()),
-        }
-    }
-}
-
-impl QuoteSink {
-    fn finish(mut self, rows: usize) -> Result<Vec<QuoteBar>, ParseError> {
-        self.table.check(rows, &[])?;
-        self.times.finish(&mut self.table)?;
-        self.table.check(rows, &[&[Field::Bid], &[Field::Ask]])?;
-        Ok(self.table.rows)
     }
 }
 
