@@ -67,6 +67,7 @@ use crate::codec::schema::Layout;
 use crate::dataset::Dataset;
 use crate::settings::{DEFAULT_THETADATA_BASE_URL, SettingsError, UpstreamSettings};
 use http::{Reply, Terminal};
+use parse::ParseError;
 
 /// How to reach the terminal and how patient to be with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -206,20 +207,9 @@ impl ThetaDataProvider {
 
     /// Expirations listed for an option root, ascending.
     pub async fn expirations(&self, root: &str) -> Result<Vec<NaiveDate>, ProviderError> {
-        let mut requests = 0;
         let call = request::expirations_call(&root.to_ascii_uppercase());
-        match self
-            .terminal
-            .get(&call, &mut requests, normalize::expirations)
-            .await?
-        {
-            Reply::Data(mut dates) => {
-                dates.sort();
-                dates.dedup();
-                Ok(dates)
-            }
-            Reply::NoData => Ok(Vec::new()),
-        }
+        self.list(&call, normalize::expirations, NaiveDate::cmp)
+            .await
     }
 
     /// Sessions on which a contract (root and expiration) has quotes, ascending.
@@ -228,20 +218,8 @@ impl ThetaDataProvider {
         root: &str,
         expiration: NaiveDate,
     ) -> Result<Vec<NaiveDate>, ProviderError> {
-        let mut requests = 0;
         let call = request::quote_dates_call(&root.to_ascii_uppercase(), expiration);
-        match self
-            .terminal
-            .get(&call, &mut requests, normalize::dates)
-            .await?
-        {
-            Reply::Data(mut dates) => {
-                dates.sort();
-                dates.dedup();
-                Ok(dates)
-            }
-            Reply::NoData => Ok(Vec::new()),
-        }
+        self.list(&call, normalize::dates, NaiveDate::cmp).await
     }
 
     /// Strikes (in dollars) listed for an option root and expiration, ascending.
@@ -250,17 +228,23 @@ impl ThetaDataProvider {
         root: &str,
         expiration: NaiveDate,
     ) -> Result<Vec<f64>, ProviderError> {
-        let mut requests = 0;
         let call = request::strikes_call(&root.to_ascii_uppercase(), expiration);
-        match self
-            .terminal
-            .get(&call, &mut requests, normalize::strikes)
-            .await?
-        {
-            Reply::Data(mut strikes) => {
-                strikes.sort_by(f64::total_cmp);
-                strikes.dedup();
-                Ok(strikes)
+        self.list(&call, normalize::strikes, f64::total_cmp).await
+    }
+
+    /// A list endpoint's values, sorted by `order` and without repeats; none on `NO_DATA`.
+    async fn list<T: PartialEq>(
+        &self,
+        call: &request::Call,
+        parse: impl Fn(&[u8]) -> Result<Vec<T>, ParseError>,
+        order: impl FnMut(&T, &T) -> std::cmp::Ordering,
+    ) -> Result<Vec<T>, ProviderError> {
+        let mut requests = 0;
+        match self.terminal.get(call, &mut requests, parse).await? {
+            Reply::Data(mut values) => {
+                values.sort_by(order);
+                values.dedup();
+                Ok(values)
             }
             Reply::NoData => Ok(Vec::new()),
         }
