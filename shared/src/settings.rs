@@ -333,18 +333,12 @@ impl FunctionSettings {
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
         let bucket = stripped(&get, CACHE_BUCKET)
             .ok_or_else(|| SettingsError::Missing(CACHE_BUCKET.to_owned()))?;
-        let fetch_concurrency = whole_number(
-            &get,
-            CACHE_FETCH_CONCURRENCY,
-            DEFAULT_FETCH_CONCURRENCY,
-            FETCH_CONCURRENCY,
-            "",
-        )?;
+        let upstream = UpstreamSettings::from_lookup(&get)?;
         Ok(FunctionSettings {
             bucket,
             prefix: prefix(&get, CACHE_PREFIX),
             version: version(&get, CACHE_VERSION),
-            thetadata_base_url: thetadata_base_url(&get)?,
+            thetadata_base_url: upstream.thetadata_base_url,
             lease_ttl: Duration::from_secs(whole_number(
                 &get,
                 CACHE_LEASE_TTL_SECONDS,
@@ -352,15 +346,8 @@ impl FunctionSettings {
                 LEASE_TTL_SECONDS,
                 " of seconds",
             )?),
-            fetch_concurrency: usize::try_from(fetch_concurrency)
-                .expect("the concurrency range fits in usize"),
-            upstream_timeout: Duration::from_secs(whole_number(
-                &get,
-                CACHE_UPSTREAM_TIMEOUT_SECONDS,
-                DEFAULT_UPSTREAM_TIMEOUT_SECONDS,
-                UPSTREAM_TIMEOUT_SECONDS,
-                " of seconds",
-            )?),
+            fetch_concurrency: upstream.fetch_concurrency,
+            upstream_timeout: upstream.upstream_timeout,
             endpoint_url: endpoint_url(&get),
         })
     }
