@@ -11,17 +11,15 @@ use serde::Serialize;
 
 use cachefill_core::clock::{Clock, SystemClock};
 use cachefill_core::codec::Sidecar;
-use cachefill_core::fill::coverage::wanted_sessions;
+use cachefill_core::coverage::{self, Covered, wanted_sessions};
 use cachefill_core::fill::{FillAnswer, FillRequest};
-use cachefill_core::keys::{
-    KeyLayout, PARQUET_SUFFIX, SIDECAR_SUFFIX, parse_relative_path, relative_path,
-};
+use cachefill_core::format::{PARQUET_SUFFIX, SIDECAR_SUFFIX};
+use cachefill_core::keys::{KeyLayout, parse_relative_path, relative_path};
 use cachefill_core::settings::{CacheMode, ClientSettings};
 use cachefill_core::storage::guard::ReadOnlyStore;
 use cachefill_core::storage::s3::{S3Config, connect};
 use cachefill_core::storage::{ObjectStore, StorageError};
 
-use crate::coverage::{self, Covered};
 use crate::error::ClientError;
 use crate::invoke::{InvokeError, Invoker, LambdaInvoker, LambdaOptions};
 use crate::local_cache::{Entry, LocalCache, Receipt, SidecarState};

@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use cachefill_core::codec::{self, BatchFacts, Sidecar};
 use cachefill_core::dataset::Dataset;
-use cachefill_core::keys::{KeyKind, KeyLayout, MANIFEST_AREA, join_key, relative_path};
+use cachefill_core::format::{MANIFEST_AREA, SIDECAR_SUFFIX};
+use cachefill_core::keys::{KeyKind, KeyLayout, join_key, relative_path};
 use cachefill_core::storage::{ObjectMeta, ObjectStore, StorageError};
 use cachefill_core::validate;
 use cachefill_core::validate::manifest::{Manifest, ManifestEntry};
@@ -103,7 +104,7 @@ pub async fn list(
     let (objects, _) = data_objects(store, layout, filter).await?;
     let mut out = Vec::with_capacity(objects.len());
     for (meta, dataset) in objects {
-        let sidecar_key = format!("{}.meta.json", meta.key);
+        let sidecar_key = format!("{}{SIDECAR_SUFFIX}", meta.key);
         let sidecar = match store.get(&sidecar_key, None).await {
             Ok(got) => Sidecar::parse(&got.bytes).ok(),
             Err(StorageError::NotFound { .. }) => None,
@@ -207,7 +208,7 @@ pub async fn audit(
         };
         let sha256 = codec::sha256_hex(&got.bytes);
         remote_relative.insert(relative_path(dataset));
-        let sidecar_key = format!("{key}.meta.json");
+        let sidecar_key = format!("{key}{SIDECAR_SUFFIX}");
         let sidecar = match store.get(&sidecar_key, None).await {
             Ok(got) => Some(got.bytes),
             Err(StorageError::NotFound { .. }) => None,

@@ -7,7 +7,6 @@
 //! | [`mode`] | what `disabled`, `readwrite` and `readonly` may do |
 //! | [`request`] | [`DataRequest`]: a dataset over a range of dates |
 //! | [`local_cache`] | files under the cache root: atomic publish, sidecar verification, locks |
-//! | [`coverage`] | which sessions a file covers, decided before downloading a body |
 //! | [`remote`] | consistent parquet + sidecar downloads; lumibot's upload through a temporary key |
 //! | [`invoke`] | the [`Invoker`] seam: AWS Lambda, or the fill engine in-process |
 //! | [`single_flight`] | one fill per key however many tasks miss it |
@@ -41,7 +40,6 @@
 
 pub mod bucket;
 pub mod client;
-pub mod coverage;
 pub mod demo;
 pub mod embedded;
 pub mod error;

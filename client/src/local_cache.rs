@@ -29,11 +29,12 @@ use sha2::{Digest, Sha256};
 
 use cachefill_core::codec::{self, BatchFacts, Sidecar};
 use cachefill_core::dataset::Dataset;
-use cachefill_core::keys::{PARQUET_SUFFIX, SIDECAR_SUFFIX, parse_relative_path};
+use cachefill_core::format::{PARQUET_SUFFIX, SIDECAR_SUFFIX};
+use cachefill_core::keys::parse_relative_path;
 use cachefill_core::pyfmt;
 
-use crate::coverage::{self, Covered};
 use crate::error::ClientError;
+use cachefill_core::coverage::{self, Covered};
 
 /// Our bookkeeping folder under the cache root (hidden, so lumibot's walks ignore it).
 pub const INTERNAL_DIR: &str = ".cachefill-client";

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use chrono::Utc;
 
 use cachefill_core::codec::{self, BatchFacts, Sidecar};
-use cachefill_core::keys::{SIDECAR_SUFFIX, TEMP_MARKER};
+use cachefill_core::format::{SIDECAR_SUFFIX, TEMP_MARKER};
 use cachefill_core::storage::{ObjectMeta, ObjectStore, PutMode, PutOptions, StorageError};
 
 use crate::error::ClientError;

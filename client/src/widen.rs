@@ -7,8 +7,8 @@
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 
+use cachefill_core::coverage::wanted_sessions;
 use cachefill_core::dataset::Dataset;
-use cachefill_core::fill::coverage::wanted_sessions;
 
 use crate::error::ClientError;
 

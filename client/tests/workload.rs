@@ -10,7 +10,7 @@ use cachefill_client::{CacheClient, InProcessInvoker, Source, Widening, demo};
 use cachefill_core::providers::ProviderSet;
 use cachefill_core::providers::synthetic::SyntheticProvider;
 use cachefill_core::storage::ObjectStore;
-use cachefill_core::testing::CountingProvider;
+use cachefill_testing::doubles::CountingProvider;
 use common::{Counted, counted_provider, quick};
 
 type Engine = InProcessInvoker<Arc<dyn ObjectStore>, ProviderSet>;

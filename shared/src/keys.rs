@@ -12,15 +12,10 @@ use chrono::{Datelike, NaiveDate};
 use crate::dataset::{
     AssetType, Dataset, DatasetError, Datastyle, OptionContract, Provider, Right, Strike, Timespan,
 };
-
-pub const PARQUET_SUFFIX: &str = ".parquet";
-pub const SIDECAR_SUFFIX: &str = ".meta.json";
-pub const MANIFEST_AREA: &str = "_manifest";
-pub const QUARANTINE_AREA: &str = "_quarantine";
-pub const LEASE_AREA: &str = "_leases";
-pub const AUDIT_AREA: &str = "_audit";
-/// lumibot's readwrite uploads go to `<key>.tmp-<secs>-<rand>` before the copy.
-pub const TEMP_MARKER: &str = ".tmp-";
+use crate::format::{
+    AUDIT_AREA, LEASE_AREA, MANIFEST_AREA, PARQUET_SUFFIX, QUARANTINE_AREA, SIDECAR_SUFFIX,
+    TEMP_MARKER, VERSION_AREAS,
+};
 
 /// The file name of a dataset's parquet.
 pub fn file_name(dataset: &Dataset) -> String {
@@ -179,7 +174,7 @@ impl KeyLayout {
         let Some(relative) = self.relative_of(key) else {
             return Ok(KeyKind::Foreign);
         };
-        for area in [MANIFEST_AREA, QUARANTINE_AREA, LEASE_AREA] {
+        for area in VERSION_AREAS {
             if relative.starts_with(&format!("{area}/")) {
                 return Ok(KeyKind::Reserved(area));
             }

@@ -15,13 +15,13 @@
 pub mod calendar;
 pub mod clock;
 pub mod codec;
+pub mod coverage;
 pub mod dataset;
 pub mod fill;
+pub mod format;
 pub mod keys;
 pub mod providers;
 pub mod pyfmt;
 pub mod settings;
 pub mod storage;
-#[cfg(any(test, feature = "testing"))]
-pub mod testing;
 pub mod validate;

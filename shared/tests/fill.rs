@@ -13,12 +13,13 @@ use cachefill_core::codec::schema::schema_for;
 use cachefill_core::codec::{self, BatchFacts, OhlcBar, Rows, Sidecar};
 use cachefill_core::dataset::Dataset;
 use cachefill_core::fill::{EngineConfig, FillEngine, FillError, FillRequest, FillStatus};
+use cachefill_core::format;
 use cachefill_core::keys::KeyLayout;
 use cachefill_core::providers::synthetic::SyntheticProvider;
 use cachefill_core::providers::{Provider, ProviderError};
 use cachefill_core::storage::ObjectStore;
 use cachefill_core::storage::local::LocalStore;
-use cachefill_core::testing::{CountingProvider, FailingStore, ScriptedProvider};
+use cachefill_testing::doubles::{CountingProvider, FailingStore, ScriptedProvider};
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 
 const AAPL_MINUTE: &str = r#"{"provider":"synthetic","asset_type":"stock","symbol":"AAPL","timespan":"minute","datastyle":"ohlc"}"#;
@@ -109,9 +110,9 @@ async fn written_parquet_has_the_exact_schema_and_a_matching_sidecar() {
     let answer = f.engine.fill(&req).await.unwrap();
     let (bytes, decoded) = object(f.engine.store(), &answer.key).await;
     assert_eq!(decoded.batch.schema(), schema_for(&req.dataset));
-    assert_eq!(decoded.cachefill_meta("provider"), Some("synthetic"));
+    assert_eq!(decoded.fact(format::FACT_PROVIDER), Some("synthetic"));
     assert_eq!(
-        decoded.cachefill_meta("coverage"),
+        decoded.fact(format::FACT_COVERAGE),
         Some("2024-03-01..2024-03-08")
     );
 
@@ -187,7 +188,7 @@ async fn a_gap_in_the_middle_is_filled_and_nothing_else() {
     assert_eq!(answer.status, FillStatus::Filled);
     let (_, decoded) = object(f.engine.store(), &answer.key).await;
     assert_eq!(
-        decoded.cachefill_meta("coverage"),
+        decoded.fact(format::FACT_COVERAGE),
         Some("2024-01-02..2024-01-26")
     );
 }
@@ -367,7 +368,7 @@ async fn concurrent_fills_of_different_ranges_keep_both() {
     rb.unwrap();
     let (_, decoded) = object(f.engine.store(), &config().layout.data_key(&a.dataset)).await;
     assert_eq!(
-        decoded.cachefill_meta("coverage"),
+        decoded.fact(format::FACT_COVERAGE),
         Some("2024-04-01..2024-04-12,2024-05-01..2024-05-10")
     );
     f.provider.reset();
@@ -510,7 +511,7 @@ async fn rows_another_writer_added_are_kept_when_the_put_races() {
     );
     let (_, after) = object(engine.store(), &key).await;
     assert_eq!(
-        after.cachefill_meta("coverage"),
+        after.fact(format::FACT_COVERAGE),
         Some("2024-01-02..2024-01-10,2024-01-12"),
         "our sessions and the other writer's are both there"
     );

@@ -11,10 +11,10 @@ use cachefill_core::fill::{
     EngineConfig, ErrorType, FillAnswer, FillEngine, FillError, FillRequest, FillStatus,
 };
 use cachefill_core::keys::KeyLayout;
-use cachefill_core::providers::thetadata::replay::{Fault, Query, ReplayServer, Reply};
 use cachefill_core::providers::thetadata::{RetryPolicy, ThetaDataConfig, ThetaDataProvider};
 use cachefill_core::storage::ObjectStore;
 use cachefill_core::storage::local::LocalStore;
+use cachefill_testing::thetadata::{Fault, Query, ReplayServer, Reply};
 use chrono::{NaiveDate, TimeZone, Utc};
 use serde_json::{Value, json};
 

@@ -17,13 +17,11 @@ use cachefill_core::codec::{self, BatchFacts, Sidecar};
 use cachefill_core::dataset::Dataset;
 use cachefill_core::fill::{EngineConfig, FillAnswer, FillEngine, FillRequest, FillStatus};
 use cachefill_core::keys::KeyLayout;
-use cachefill_core::providers::thetadata::replay::{
-    Exchange, Query, ReplayServer, Reply, fixtures_root,
-};
 use cachefill_core::providers::thetadata::{RetryPolicy, ThetaDataConfig, ThetaDataProvider};
 use cachefill_core::providers::{FetchRequest, Provider};
 use cachefill_core::storage::ObjectStore;
 use cachefill_core::storage::local::LocalStore;
+use cachefill_testing::thetadata::{Exchange, Query, ReplayServer, Reply};
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use serde_json::{Value, json};
 
@@ -97,7 +95,7 @@ fn request(json: &str, start: &str, end: &str, after_hours: bool) -> FillRequest
 
 fn recorded(name: &str) -> Bytes {
     Exchange::load(
-        &fixtures_root()
+        &cachefill_testing::fixtures::root()
             .unwrap()
             .join(format!("thetadata-v3/{name}.json")),
     )
@@ -709,7 +707,7 @@ async fn index_bars_are_kept_without_trade_counts() {
 /// Fill ten sessions of slow answers with the engine allowed 8 units at once, and return
 /// the most requests the server saw in flight together.
 async fn most_in_flight(config: impl FnOnce(&ReplayServer) -> ThetaDataConfig) -> usize {
-    use cachefill_core::providers::thetadata::replay::Fault;
+    use cachefill_testing::thetadata::Fault;
     let server = ReplayServer::empty().await.unwrap();
     serve_aapl_quotes(&server, &[]);
     server.inject_next(usize::MAX, Fault::Delay(Duration::from_millis(80)));
@@ -785,7 +783,7 @@ async fn readiness_and_option_listings() {
 
     // A terminal that still wants v2 names answers 410; the error quotes it, once.
     let answer_410 = Exchange::load(
-        &fixtures_root()
+        &cachefill_testing::fixtures::root()
             .unwrap()
             .join("thetadata-v3/option-list-strikes.json"),
     )

@@ -11,12 +11,12 @@ use cachefill_core::codec::{EodBar, OhlcBar, QuoteBar, Rows};
 use cachefill_core::dataset::Dataset;
 use cachefill_core::providers::thetadata::normalize::{self, normalize};
 use cachefill_core::providers::thetadata::parse::ParseError;
-use cachefill_core::providers::thetadata::replay::{Exchange, fixtures_root};
+use cachefill_testing::thetadata::Exchange;
 use chrono::{DateTime, NaiveDate};
 use serde_json::{Map, Value, json};
 
 fn fixture(name: &str) -> PathBuf {
-    fixtures_root().unwrap().join(name)
+    cachefill_testing::fixtures::root().unwrap().join(name)
 }
 
 fn exchange(name: &str) -> Exchange {

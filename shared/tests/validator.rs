@@ -15,11 +15,11 @@ use cachefill_core::fill::{EngineConfig, FillEngine, FillRequest};
 use cachefill_core::providers::synthetic::SyntheticProvider;
 use cachefill_core::storage::local::LocalStore;
 use cachefill_core::storage::{ObjectStore, PutOptions};
-use cachefill_core::testing::FailingStore;
 use cachefill_core::validate::event::TEST_EVENT;
 use cachefill_core::validate::{
     EventRecord, Outcome, Restore, SkipReason, Validator, ValidatorConfig,
 };
+use cachefill_testing::doubles::FailingStore;
 use chrono::Utc;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;

@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 
 use cachefill_core::dataset::Dataset;
-use cachefill_core::providers::thetadata::replay::{Exchange, ReplayServer, Reply, fixtures_root};
+use cachefill_testing::thetadata::{Exchange, ReplayServer, Reply};
 use chrono::NaiveDate;
 
 use crate::error::{Result, StackError};
@@ -43,7 +43,8 @@ impl Terminal {
         let server = ReplayServer::thetadata()
             .await
             .map_err(|e| StackError::service("starting the ThetaData replay server", e))?;
-        let root = fixtures_root().map_err(|e| StackError::service("fixtures", e))?;
+        let root =
+            cachefill_testing::fixtures::root().map_err(|e| StackError::service("fixtures", e))?;
         let recorded = Exchange::load(&root.join(QUOTE_FIXTURE))
             .map_err(|e| StackError::service("fixtures", e))?;
         let body = String::from_utf8(recorded.reply.body.to_vec())

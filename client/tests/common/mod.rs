@@ -17,7 +17,7 @@ use cachefill_core::providers::synthetic::SyntheticProvider;
 use cachefill_core::storage::{
     GetResult, ObjectMeta, ObjectStore, PutOptions, PutResult, StorageError, Tags, VersionInfo,
 };
-use cachefill_core::testing::CountingProvider;
+use cachefill_testing::doubles::CountingProvider;
 
 pub fn dataset(symbol: &str) -> Dataset {
     Dataset::from_json(&format!(

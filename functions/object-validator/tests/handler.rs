@@ -10,8 +10,8 @@ use cachefill_core::keys::KeyLayout;
 use cachefill_core::providers::synthetic;
 use cachefill_core::storage::local::LocalStore;
 use cachefill_core::storage::{ObjectStore, PutOptions, PutResult};
-use cachefill_core::testing::FailingStore;
 use cachefill_core::validate::{Validator, ValidatorConfig};
+use cachefill_testing::doubles::FailingStore;
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
 use serde_json::{Value, json};
 

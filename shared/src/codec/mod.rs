@@ -22,8 +22,6 @@ pub use sidecar::Sidecar;
 
 /// lumibot's limit: one row group per at most a million rows.
 pub const MAX_ROW_GROUP_ROWS: usize = 1_000_000;
-/// Prefix of our own parquet key-value metadata.
-pub const META_PREFIX: &str = "cachefill.";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
@@ -45,11 +43,9 @@ pub struct Decoded {
 }
 
 impl Decoded {
-    /// Our own `cachefill.*` facts, without the prefix.
-    pub fn cachefill_meta(&self, name: &str) -> Option<&str> {
-        self.metadata
-            .get(&format!("{META_PREFIX}{name}"))
-            .map(String::as_str)
+    /// One of our own footer facts (`format::FACT_*`).
+    pub fn fact(&self, key: &str) -> Option<&str> {
+        self.metadata.get(key).map(String::as_str)
     }
 }
 

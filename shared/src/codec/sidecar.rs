@@ -22,12 +22,10 @@ pub struct Sidecar {
 }
 
 impl Sidecar {
-    pub const VERSION: u32 = 2;
-
     /// The sidecar of a parquet whose rows have `facts` and whose bytes hash to `checksum`.
     pub fn new(facts: &BatchFacts, checksum: &str, updated: DateTime<Utc>) -> Self {
         Sidecar {
-            version: Self::VERSION,
+            version: crate::format::SIDECAR_VERSION,
             rows: facts.rows as u64,
             real_rows: facts.real_rows as u64,
             placeholders: facts.placeholders as u64,

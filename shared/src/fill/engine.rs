@@ -12,7 +12,6 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use futures::{StreamExt, TryStreamExt};
 
 use super::answer::{FillAnswer, FillError, FillStatus};
-use super::coverage::{self, Coverage, NyDates};
 use super::lease::{self, Acquire, Lease};
 use super::merge;
 use super::request::FillRequest;
@@ -20,21 +19,18 @@ use crate::clock::{Clock, SystemClock};
 use crate::codec::facts::datetimes;
 use crate::codec::rows::rows_to_batch;
 use crate::codec::schema::Layout;
-use crate::codec::{self, BatchFacts, Decoded, META_PREFIX, Rows, Sidecar};
+use crate::codec::{self, BatchFacts, Rows, Sidecar};
+use crate::coverage::{self, Coverage, NyDates};
 use crate::dataset::Dataset;
-use crate::keys::{KeyLayout, SIDECAR_SUFFIX};
+use crate::format::{
+    self, COVERAGE_METADATA, JSON_CONTENT_TYPE, MAX_COVERAGE_METADATA, PARQUET_CONTENT_TYPE,
+    SHA256_METADATA, SIDECAR_SUFFIX,
+};
+use crate::keys::KeyLayout;
 use crate::providers::{FetchRequest, Provider};
 use crate::pyfmt;
 use crate::storage::{ObjectMeta, ObjectStore, PutMode, PutOptions, StorageError, etags_equal};
 use crate::validate;
-
-/// Version of the `cachefill.*` metadata layout written into parquet files.
-pub const SCHEMA_VERSION: &str = "1";
-/// Object user metadata (S3 `x-amz-meta-…`) carrying coverage, readable with a HEAD.
-pub const COVERAGE_METADATA: &str = "cachefill-coverage";
-pub const SHA256_METADATA: &str = "cachefill-sha256";
-/// User metadata stays well inside S3's 2 KB limit; longer coverage is only in the file.
-const MAX_COVERAGE_METADATA: usize = 1500;
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -234,7 +230,7 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
             let options = PutOptions {
                 mode,
                 metadata: object_metadata(&coverage, &sha256),
-                content_type: Some("application/vnd.apache.parquet".into()),
+                content_type: Some(PARQUET_CONTENT_TYPE.into()),
             };
             match self.store.put(key, bytes.clone(), options).await {
                 Ok(put) => {
@@ -391,8 +387,7 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
         let batch = merge::conform(dataset, &decoded.batch).map_err(|e| {
             FillError::Internal(format!("the object at {key} cannot be extended: {e}"))
         })?;
-        let provisional = provisional_of(&decoded, &batch, got.meta.last_modified)?;
-        let coverage = Coverage::of_batch(&batch, provisional)
+        let coverage = coverage::of_decoded(&decoded, &batch, got.meta.last_modified)
             .map_err(|e| FillError::Internal(e.to_string()))?;
         Ok(Some(Current {
             bytes: got.bytes,
@@ -428,7 +423,7 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
             }
             let options = PutOptions {
                 mode,
-                content_type: Some("application/json".into()),
+                content_type: Some(JSON_CONTENT_TYPE.into()),
                 ..Default::default()
             };
             match self
@@ -453,22 +448,28 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
         now: DateTime<Utc>,
     ) -> BTreeMap<String, String> {
         let entries = [
-            ("schema_version", SCHEMA_VERSION.to_string()),
-            ("provider", dataset.provider.to_string()),
-            ("dataset", dataset.to_json()),
             (
-                "coverage",
+                format::FACT_SCHEMA_VERSION,
+                format::SCHEMA_VERSION.to_string(),
+            ),
+            (format::FACT_PROVIDER, dataset.provider.to_string()),
+            (format::FACT_DATASET, dataset.to_json()),
+            (
+                format::FACT_COVERAGE,
                 coverage::format_ranges(&coverage.all_sessions()),
             ),
-            ("provisional", coverage::format_dates(&coverage.provisional)),
             (
-                "filled_at",
+                format::FACT_PROVISIONAL,
+                coverage::format_dates(&coverage.provisional),
+            ),
+            (
+                format::FACT_FILLED_AT,
                 now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             ),
         ];
         entries
             .into_iter()
-            .map(|(k, v)| (format!("{META_PREFIX}{k}"), v))
+            .map(|(k, v)| (k.to_string(), v))
             .collect()
     }
 
@@ -514,28 +515,6 @@ fn missing_of(current: Option<&Current>, wanted: &[NaiveDate]) -> Vec<NaiveDate>
         Some(c) => c.coverage.missing(wanted),
         None => wanted.to_vec(),
     }
-}
-
-/// Placeholder sessions of a file not to trust: our own record of them, or for files
-/// written elsewhere, placeholders that were young when the object was last modified.
-fn provisional_of(
-    decoded: &Decoded,
-    batch: &RecordBatch,
-    last_modified: DateTime<Utc>,
-) -> Result<BTreeSet<NaiveDate>, FillError> {
-    if decoded.cachefill_meta("schema_version").is_some() {
-        return Ok(decoded
-            .cachefill_meta("provisional")
-            .map(coverage::parse_dates)
-            .unwrap_or_default());
-    }
-    let coverage = Coverage::of_batch(batch, BTreeSet::new())
-        .map_err(|e| FillError::Internal(e.to_string()))?;
-    Ok(coverage
-        .placeholders
-        .into_iter()
-        .filter(|d| coverage::is_provisional(*d, last_modified))
-        .collect())
 }
 
 /// Provisional placeholders after a write: earlier ones not refetched, plus new young ones.

@@ -54,7 +54,7 @@ pub async fn try_acquire(
             body(owner, now + ttl),
             PutOptions {
                 mode,
-                content_type: Some("application/json".into()),
+                content_type: Some(crate::format::JSON_CONTENT_TYPE.into()),
                 ..Default::default()
             },
         )
@@ -113,7 +113,7 @@ pub async fn release(
             body(&lease.owner, expired),
             PutOptions {
                 mode: PutMode::IfMatch(lease.etag.clone()),
-                content_type: Some("application/json".into()),
+                content_type: Some(crate::format::JSON_CONTENT_TYPE.into()),
                 ..Default::default()
             },
         )

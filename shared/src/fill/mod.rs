@@ -1,7 +1,6 @@
 //! The fill: from a miss-handler request to a parquet that covers it.
 
 pub mod answer;
-pub mod coverage;
 pub mod engine;
 pub mod lease;
 pub mod merge;

@@ -716,7 +716,6 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::storage::conformance;
 
     /// Set in a re-executed copy of this test binary to make `cross_process_child` a writer.
     const CHILD_ROOT_ENV: &str = "CACHEFILL_TEST_LOCALSTORE_CHILD_ROOT";
@@ -728,18 +727,6 @@ mod tests {
 
     fn store_in(dir: &tempfile::TempDir) -> LocalStore {
         LocalStore::new(dir.path().join("bucket")).unwrap()
-    }
-
-    #[tokio::test]
-    async fn conformance_on_a_current_thread_runtime() {
-        let dir = tempfile::tempdir().unwrap();
-        conformance::run_all(&store_in(&dir), "conformance/current-thread").await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn conformance_on_two_workers_without_a_prefix() {
-        let dir = tempfile::tempdir().unwrap();
-        conformance::run_all(&store_in(&dir), "").await;
     }
 
     /// Appends `entry` to the JSON array at `key` with the conditional-update loop.

@@ -37,8 +37,6 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
-#[cfg(any(test, feature = "testing"))]
-pub mod conformance;
 pub mod guard;
 pub mod local;
 #[cfg(feature = "s3")]

@@ -138,7 +138,7 @@ pub async fn write(
     let key = key_for(layout, record, at);
     let options = PutOptions {
         mode: PutMode::IfAbsent,
-        content_type: Some("application/json".into()),
+        content_type: Some(crate::format::JSON_CONTENT_TYPE.into()),
         ..Default::default()
     };
     store

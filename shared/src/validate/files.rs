@@ -12,7 +12,8 @@ use serde::Serialize;
 
 use super::rules::{self, Violation};
 use crate::dataset::Dataset;
-use crate::keys::{self, KeyKind, KeyLayout, SIDECAR_SUFFIX};
+use crate::format::{PARQUET_SUFFIX, SIDECAR_SUFFIX, TEMP_MARKER};
+use crate::keys::{self, KeyKind, KeyLayout};
 use crate::storage::{ObjectStore, StorageError};
 
 /// The verdict on one file or key.
@@ -117,7 +118,7 @@ pub fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>, FileError> {
             let name = entry.file_name().to_string_lossy().into_owned();
             if kind.is_dir() {
                 pending.push(path);
-            } else if name.ends_with(keys::PARQUET_SUFFIX) && !name.contains(keys::TEMP_MARKER) {
+            } else if name.ends_with(PARQUET_SUFFIX) && !name.contains(TEMP_MARKER) {
                 out.push(path);
             }
         }

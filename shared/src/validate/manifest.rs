@@ -23,10 +23,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::event::compare_sequencers;
+use crate::format::MANIFEST_HISTORY;
 use crate::storage::{ObjectStore, PutMode, PutOptions, StorageError};
 
 /// Validated versions kept in `history`.
-pub const HISTORY_LIMIT: usize = 50;
 
 /// One validated version of a dataset's parquet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,7 +156,7 @@ impl Manifest {
             .position(|e| order.compare(&entry, e) == Ordering::Greater)
             .unwrap_or(history.len());
         history.insert(at, entry);
-        history.truncate(HISTORY_LIMIT);
+        history.truncate(MANIFEST_HISTORY);
         Some(Manifest {
             current: history.first().cloned(),
             history,
@@ -227,7 +227,7 @@ pub async fn record(
         let current = next.current.as_ref() == Some(entry);
         let options = PutOptions {
             mode,
-            content_type: Some("application/json".into()),
+            content_type: Some(crate::format::JSON_CONTENT_TYPE.into()),
             ..Default::default()
         };
         match store.put(key, Bytes::from(next.to_json()), options).await {
@@ -317,7 +317,7 @@ mod tests {
         for i in 0..60 {
             m = m.with_entry(entry(&format!("v{i:02}"), 0), &order).unwrap();
         }
-        assert_eq!(m.history.len(), HISTORY_LIMIT);
+        assert_eq!(m.history.len(), MANIFEST_HISTORY);
         assert_eq!(m.current.unwrap().version_id.as_deref(), Some("v59"));
         assert_eq!(m.history.last().unwrap().version_id.as_deref(), Some("v10"));
     }

@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use super::rules::Violation;
 use crate::dataset::Dataset;
+use crate::format::REASON_SUFFIX;
 use crate::keys::KeyLayout;
 use crate::storage::{ObjectStore, PutMode, PutOptions, StorageError};
 
@@ -42,11 +43,11 @@ pub fn keys(layout: &KeyLayout, dataset: &Dataset, kind: ObjectKind, id: &str) -
     match kind {
         ObjectKind::Parquet => QuarantineKeys {
             object: format!("{folder}{id}.parquet"),
-            reason: format!("{folder}{id}.reason.json"),
+            reason: format!("{folder}{id}{REASON_SUFFIX}"),
         },
         ObjectKind::Sidecar => QuarantineKeys {
             object: format!("{folder}sidecar-{id}.meta.json"),
-            reason: format!("{folder}sidecar-{id}.reason.json"),
+            reason: format!("{folder}sidecar-{id}{REASON_SUFFIX}"),
         },
     }
 }
@@ -114,7 +115,7 @@ pub async fn put_aside(
     }
     let options = PutOptions {
         mode: PutMode::IfAbsent,
-        content_type: Some("application/json".into()),
+        content_type: Some(crate::format::JSON_CONTENT_TYPE.into()),
         ..Default::default()
     };
     match store

@@ -14,8 +14,8 @@ use crate::calendar;
 use crate::codec::facts::placeholder_mask;
 use crate::codec::schema::{self, DATETIME, Layout, MISSING, SIZE_COLUMNS};
 use crate::codec::{self, BatchFacts, Decoded, Sidecar};
+use crate::coverage::NyDates;
 use crate::dataset::Dataset;
-use crate::fill::coverage::NyDates;
 use crate::pyfmt;
 
 /// Which rule a violation breaks; stable names for audit records and tests.

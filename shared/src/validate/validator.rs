@@ -69,7 +69,10 @@ use super::rules::{self, SidecarStanding, Violation};
 use crate::clock::{Clock, SystemClock};
 use crate::codec::{self, BatchFacts, Sidecar};
 use crate::dataset::Dataset;
-use crate::fill::engine::SHA256_METADATA;
+use crate::format::{
+    JSON_CONTENT_TYPE, PARQUET_CONTENT_TYPE, SHA256_METADATA, STATUS_QUARANTINED, STATUS_TAG,
+    STATUS_VALID,
+};
 use crate::keys::{KeyKind, KeyLayout};
 use crate::pyfmt;
 use crate::storage::{
@@ -77,10 +80,6 @@ use crate::storage::{
 };
 
 /// The tag every judged version carries.
-pub const STATUS_TAG: &str = "cachefill-status";
-pub const STATUS_VALID: &str = "valid";
-pub const STATUS_QUARANTINED: &str = "quarantined";
-const PARQUET_CONTENT_TYPE: &str = "application/vnd.apache.parquet";
 
 #[derive(Debug, Clone)]
 pub struct ValidatorConfig {
@@ -894,7 +893,7 @@ impl<S: ObjectStore> Validator<S> {
         });
         let options = PutOptions {
             mode: PutMode::IfMatch(current.etag.clone()),
-            content_type: Some("application/json".into()),
+            content_type: Some(JSON_CONTENT_TYPE.into()),
             ..Default::default()
         };
         match self.store.put(key, body, options).await {

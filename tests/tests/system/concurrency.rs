@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use cachefill_client::DataRequest;
 use cachefill_core::codec;
-use cachefill_core::providers::thetadata::replay::Fault;
 use cachefill_core::storage::ObjectStore;
 use cachefill_e2e::thetadata::{QUOTE_PATH, aapl_hour_quote};
 use cachefill_e2e::{MISS_HANDLER, Terminal};
+use cachefill_testing::thetadata::Fault;
 use tokio::sync::Barrier;
 
 use crate::{layout, sessions, stack_for};

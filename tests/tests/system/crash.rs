@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use cachefill_client::{DataRequest, Source};
 use cachefill_core::codec;
-use cachefill_core::providers::thetadata::replay::Fault;
 use cachefill_core::storage::{ObjectStore, StorageError, VersionInfo};
 use cachefill_e2e::thetadata::{QUOTE_PATH, aapl_hour_quote};
 use cachefill_e2e::{MISS_HANDLER, Seen, Stack, Terminal, eventually};
+use cachefill_testing::thetadata::Fault;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 

@@ -7,7 +7,7 @@
 
 use cachefill_client::{DataRequest, Source};
 use cachefill_core::codec::{self, Sidecar};
-use cachefill_core::providers::thetadata::replay::fixtures_root;
+
 use cachefill_core::storage::ObjectStore;
 use cachefill_e2e::python::run_python;
 use cachefill_e2e::thetadata::{QUOTE_FIXTURE, RECORDED_SESSION, aapl_hour_quote};
@@ -37,8 +37,9 @@ print(json.dumps({
 /// The recorded session's quotes as lumibot must see them: stamped at bar open in UTC (New York
 /// is UTC-5 in January), quotes with neither side dropped.
 fn recorded_rows() -> anyhow::Result<Vec<Value>> {
-    let fixture: Value =
-        serde_json::from_slice(&std::fs::read(fixtures_root()?.join(QUOTE_FIXTURE))?)?;
+    let fixture: Value = serde_json::from_slice(&std::fs::read(
+        cachefill_testing::fixtures::root()?.join(QUOTE_FIXTURE),
+    )?)?;
     let body: Value = serde_json::from_str(
         fixture["response"]["rawText"]
             .as_str()

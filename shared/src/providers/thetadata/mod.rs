@@ -49,8 +49,6 @@ pub mod http;
 mod json;
 pub mod normalize;
 pub mod parse;
-#[cfg(any(test, feature = "testing"))]
-pub mod replay;
 pub mod request;
 
 use std::sync::Arc;

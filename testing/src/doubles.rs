@@ -9,10 +9,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::NaiveDate;
 
-use crate::codec::Rows;
-use crate::dataset::Dataset;
-use crate::providers::{FetchRequest, Fetched, Provider, ProviderError};
-use crate::storage::{
+use cachefill_core::codec::Rows;
+use cachefill_core::dataset::Dataset;
+use cachefill_core::providers::{FetchRequest, Fetched, Provider, ProviderError};
+use cachefill_core::storage::{
     GetResult, ObjectMeta, ObjectStore, PutOptions, PutResult, Result, StorageError, Tags,
     VersionInfo,
 };
@@ -108,7 +108,7 @@ impl Provider for ScriptedProvider {
     }
 
     fn plan(&self, _dataset: &Dataset, sessions: &[NaiveDate]) -> Vec<Vec<NaiveDate>> {
-        crate::providers::one_per_session(sessions)
+        cachefill_core::providers::one_per_session(sessions)
     }
 
     async fn fetch(
@@ -119,7 +119,7 @@ impl Provider for ScriptedProvider {
             return Err(e);
         }
         let script = self.rows.lock().expect("script lock");
-        let mut rows = Rows::empty_for(crate::codec::schema::Layout::of(request.dataset));
+        let mut rows = Rows::empty_for(cachefill_core::codec::schema::Layout::of(request.dataset));
         for session in request.sessions {
             if let Some(r) = script.get(session) {
                 rows.extend(r.clone())

@@ -6,7 +6,8 @@
 //! Only S3 semantics of a versioned bucket are asserted, never behaviour of one backend.
 //!
 //! ```
-//! # use cachefill_core::storage::{conformance, local::LocalStore};
+//! # use cachefill_core::storage::local::LocalStore;
+//! # use cachefill_testing::conformance;
 //! # let dir = tempfile::tempdir().unwrap();
 //! let store = LocalStore::new(dir.path()).unwrap();
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -19,7 +20,7 @@ use std::fmt::Debug;
 use bytes::Bytes;
 use futures::future::join_all;
 
-use super::{
+use cachefill_core::storage::{
     GetResult, Metadata, ObjectStore, PutMode, PutOptions, PutResult, Result, StorageError, Tags,
     etags_equal,
 };
@@ -613,7 +614,7 @@ pub async fn list_by_prefix(store: &dyn ObjectStore, prefix: &str) {
         );
     }
 
-    let keys_under = |listed: Vec<super::ObjectMeta>| -> Vec<String> {
+    let keys_under = |listed: Vec<cachefill_core::storage::ObjectMeta>| -> Vec<String> {
         listed.into_iter().map(|m| m.key).collect()
     };
     assert_eq!(

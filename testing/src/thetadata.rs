@@ -33,7 +33,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 
-use super::request::format_strike;
+use cachefill_core::providers::thetadata::request::format_strike;
+
+use crate::fixtures::{self, FixturesMissing};
 
 /// A normalized query: parameter name → normalized value.
 pub type Query = BTreeMap<String, String>;
@@ -41,11 +43,8 @@ pub type Query = BTreeMap<String, String>;
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
-    #[error(
-        "recorded fixtures not found at {0}: check out the shared folder beside the repository \
-         (the repository at <dir>/main expects <dir>/shared/fixtures)"
-    )]
-    FixturesMissing(PathBuf),
+    #[error(transparent)]
+    FixturesMissing(#[from] FixturesMissing),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -53,17 +52,6 @@ pub enum ReplayError {
     },
     #[error("{path}: not a recorded exchange: {reason}")]
     Fixture { path: PathBuf, reason: String },
-}
-
-/// The shared fixtures folder (`<repository>/../shared/fixtures`).
-pub fn fixtures_root() -> Result<PathBuf, ReplayError> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures");
-    let path = path.canonicalize().unwrap_or(path);
-    if path.is_dir() {
-        Ok(path)
-    } else {
-        Err(ReplayError::FixturesMissing(path))
-    }
 }
 
 /// An HTTP answer.
@@ -374,7 +362,7 @@ impl ReplayServer {
     pub async fn start(fixtures_dir: impl AsRef<Path>) -> Result<ReplayServer, ReplayError> {
         let dir = fixtures_dir.as_ref();
         if !dir.is_dir() {
-            return Err(ReplayError::FixturesMissing(dir.to_path_buf()));
+            return Err(FixturesMissing(dir.to_path_buf()).into());
         }
         let io = |source| ReplayError::Io {
             path: dir.to_path_buf(),
@@ -399,9 +387,9 @@ impl ReplayServer {
         .map_err(io)
     }
 
-    /// Serve the recorded ThetaData v3 exchanges of the shared fixtures.
+    /// Serve the recorded ThetaData v3 exchanges of the repository's fixtures.
     pub async fn thetadata() -> Result<ReplayServer, ReplayError> {
-        Self::start(fixtures_root()?.join("thetadata-v3")).await
+        Self::start(fixtures::dir("thetadata-v3")?).await
     }
 
     /// A server with nothing recorded.

@@ -1,18 +1,29 @@
-//! Coverage: which NYSE sessions a file already answers for (DESIGN §5).
+//! Coverage: which NYSE sessions a file already answers for (`docs/ARCHITECTURE.md`,
+//! "Coverage"). The one place this is decided: the fill engine and the client both ask here.
 //!
 //! A session is covered when the file has a real row or a trusted placeholder on it.
 //! Placeholders written less than two days after their session closed are provisional:
 //! the provider may not have published yet, so they are fetched again.
+//!
+//! Cheapest evidence first, for readers that have not downloaded a body: the
+//! `cachefill-coverage` user metadata of a HEAD ([`claimed`]; it lists young placeholders as
+//! covered, so a body is always checked before it is served); the sidecar's `min`/`max`
+//! ([`sidecar_rules_out`]); then the parquet itself ([`of_parquet`]): its footer facts when we
+//! wrote it, else its rows.
 
 use std::collections::BTreeSet;
 
 use arrow_array::RecordBatch;
+use bytes::Bytes;
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::calendar::{self, CalendarError};
-use crate::codec::CodecError;
 use crate::codec::facts::{datetimes, placeholder_mask};
+use crate::codec::{self, CodecError, Decoded, Sidecar};
 use crate::dataset::Dataset;
+use crate::format::{COVERAGE_METADATA, FACT_COVERAGE, FACT_PROVISIONAL, FACT_SCHEMA_VERSION};
+use crate::storage::ObjectMeta;
 
 /// How long after a session's close a placeholder for it is trusted.
 pub const PLACEHOLDER_TRUST_DELAY: Duration = Duration::days(2);
@@ -94,9 +105,30 @@ impl Coverage {
         })
     }
 
+    /// The wanted sessions this file does not answer for (as [`Covered::missing`]).
+    pub fn missing(&self, wanted: &[NaiveDate]) -> Vec<NaiveDate> {
+        Covered::from(self).missing(wanted)
+    }
+
+    /// Every session the file answers for, trusted or not.
+    pub fn all_sessions(&self) -> BTreeSet<NaiveDate> {
+        self.real.union(&self.placeholders).copied().collect()
+    }
+}
+
+/// The sessions a file answers for, as far as a reader needs to know: everything covered,
+/// and the placeholder sessions among them not to trust yet.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Covered {
+    /// Sessions with a real row or a placeholder.
+    pub sessions: BTreeSet<NaiveDate>,
+    /// Placeholder sessions not trusted yet (the provider may publish later).
+    pub untrusted: BTreeSet<NaiveDate>,
+}
+
+impl Covered {
     pub fn is_covered(&self, session: NaiveDate) -> bool {
-        self.real.contains(&session)
-            || (self.placeholders.contains(&session) && !self.provisional.contains(&session))
+        self.sessions.contains(&session) && !self.untrusted.contains(&session)
     }
 
     /// The wanted sessions this file does not answer for.
@@ -108,9 +140,108 @@ impl Coverage {
             .collect()
     }
 
-    /// Every session the file answers for, trusted or not.
-    pub fn all_sessions(&self) -> BTreeSet<NaiveDate> {
-        self.real.union(&self.placeholders).copied().collect()
+    pub fn covers(&self, wanted: &[NaiveDate]) -> bool {
+        wanted.iter().all(|d| self.is_covered(*d))
+    }
+}
+
+impl From<&Coverage> for Covered {
+    fn from(coverage: &Coverage) -> Self {
+        Covered {
+            sessions: coverage.all_sessions(),
+            untrusted: coverage.provisional.clone(),
+        }
+    }
+}
+
+/// Coverage of a decoded file whose rows (conformed to its dataset) are `batch`. Placeholders
+/// not to trust: our own record of them in the footer, or, for files written elsewhere
+/// (lumibot's own), placeholders that were young when the object was last modified.
+pub fn of_decoded(
+    decoded: &Decoded,
+    batch: &RecordBatch,
+    last_modified: DateTime<Utc>,
+) -> Result<Coverage, CodecError> {
+    let all = Coverage::of_batch(batch, BTreeSet::new())?;
+    let provisional = if decoded.fact(FACT_SCHEMA_VERSION).is_some() {
+        decoded
+            .fact(FACT_PROVISIONAL)
+            .map(parse_dates)
+            .unwrap_or_default()
+    } else {
+        young_placeholders(&all, last_modified)
+    };
+    Ok(Coverage {
+        provisional: provisional
+            .into_iter()
+            .filter(|d| all.placeholders.contains(d))
+            .collect(),
+        ..all
+    })
+}
+
+/// Exact coverage of a parquet body, decided as [`of_decoded`] decides it, without decoding
+/// the rows when the footer carries our facts.
+pub fn of_parquet(bytes: &Bytes, last_modified: DateTime<Utc>) -> Result<Covered, CodecError> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())?;
+    let footer = builder.metadata().file_metadata().key_value_metadata();
+    let fact = |key: &str| {
+        footer
+            .and_then(|kvs| kvs.iter().find(|kv| kv.key == key))
+            .and_then(|kv| kv.value.clone())
+    };
+    if fact(FACT_SCHEMA_VERSION).is_some()
+        && let Some(sessions) = fact(FACT_COVERAGE).as_deref().and_then(parse_ranges)
+    {
+        return Ok(Covered {
+            sessions,
+            untrusted: fact(FACT_PROVISIONAL)
+                .as_deref()
+                .map(parse_dates)
+                .unwrap_or_default(),
+        });
+    }
+    let decoded = codec::decode(bytes.clone())?;
+    Ok(Covered::from(&of_decoded(
+        &decoded,
+        &decoded.batch,
+        last_modified,
+    )?))
+}
+
+fn young_placeholders(all: &Coverage, written: DateTime<Utc>) -> BTreeSet<NaiveDate> {
+    all.placeholders
+        .iter()
+        .copied()
+        .filter(|d| is_provisional(*d, written))
+        .collect()
+}
+
+/// The sessions an object's HEAD claims, when it carries `cachefill-coverage`. Young
+/// placeholders count as covered there, so a claim rules a file out but never in.
+pub fn claimed(meta: &ObjectMeta) -> Option<BTreeSet<NaiveDate>> {
+    parse_ranges(meta.metadata.get(COVERAGE_METADATA)?)
+}
+
+/// Whether every wanted session is in the claimed set.
+pub fn claim_covers(claimed: &BTreeSet<NaiveDate>, wanted: &[NaiveDate]) -> bool {
+    wanted.iter().all(|d| claimed.contains(d))
+}
+
+/// Whether a file whose sidecar says it spans `min..max` cannot hold every wanted session.
+pub fn sidecar_rules_out(sidecar: &Sidecar, wanted: &[NaiveDate]) -> bool {
+    let Some((first, last)) = wanted.first().zip(wanted.last()) else {
+        return false;
+    };
+    let date = |text: &Option<String>| {
+        text.as_deref()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| calendar::ny_date(t.to_utc()))
+    };
+    match (date(&sidecar.min), date(&sidecar.max)) {
+        (Some(min), Some(max)) => *first < min || *last > max,
+        // An empty file holds nothing.
+        _ => sidecar.rows == 0,
     }
 }
 
@@ -232,6 +363,44 @@ mod tests {
         let text = format_ranges(&sessions);
         assert_eq!(text, "2024-03-27..2024-04-01,2024-04-03");
         assert_eq!(parse_ranges(&text).unwrap(), sessions);
+    }
+
+    #[test]
+    fn untrusted_placeholders_are_missing() {
+        let covered = Covered {
+            sessions: [d("2024-01-02"), d("2024-01-03")].into(),
+            untrusted: [d("2024-01-03")].into(),
+        };
+        assert_eq!(
+            covered.missing(&[d("2024-01-02"), d("2024-01-03"), d("2024-01-04")]),
+            vec![d("2024-01-03"), d("2024-01-04")]
+        );
+        assert!(covered.covers(&[d("2024-01-02")]));
+        assert!(covered.covers(&[]));
+    }
+
+    #[test]
+    fn sidecar_span_rules_out_ranges_outside_it() {
+        let sidecar = Sidecar {
+            version: 2,
+            rows: 3,
+            real_rows: 3,
+            placeholders: 0,
+            min: Some("2024-01-02T21:00:00+00:00".into()),
+            max: Some("2024-01-04T21:00:00+00:00".into()),
+            checksum: Some("x".into()),
+            updated: "2024-01-05T00:00:00Z".into(),
+        };
+        assert!(!sidecar_rules_out(
+            &sidecar,
+            &[d("2024-01-02"), d("2024-01-04")]
+        ));
+        assert!(sidecar_rules_out(
+            &sidecar,
+            &[d("2024-01-04"), d("2024-01-05")]
+        ));
+        assert!(sidecar_rules_out(&sidecar, &[d("2023-12-29")]));
+        assert!(!sidecar_rules_out(&sidecar, &[]));
     }
 
     #[test]

@@ -1,0 +1,14 @@
+//! Test support of cachefill, kept out of the crates that ship: nothing here is linked into
+//! the Lambda functions or the `cachefill` command.
+//!
+//! | module | what lives there |
+//! |---|---|
+//! | [`fixtures`] | the recorded provider responses in `tests/fixtures/` |
+//! | [`thetadata`] | a stand-in ThetaData terminal: replays recordings, injects faults |
+//! | [`conformance`] | the storage seam's conformance suite, run against every backend |
+//! | [`doubles`] | wrappers around real components that count calls or fail on purpose |
+
+pub mod conformance;
+pub mod doubles;
+pub mod fixtures;
+pub mod thetadata;
