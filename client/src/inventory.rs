@@ -10,8 +10,8 @@ use cachefill_core::codec::{self, BatchFacts, Sidecar};
 use cachefill_core::dataset::Dataset;
 use cachefill_core::format::{MANIFEST_AREA, SIDECAR_SUFFIX};
 use cachefill_core::keys::{KeyKind, KeyLayout, join_key, relative_path};
+use cachefill_core::rules;
 use cachefill_core::storage::{ObjectMeta, ObjectStore, StorageError};
-use cachefill_core::validate;
 use cachefill_core::validate::manifest::{Manifest, ManifestEntry};
 
 use crate::error::ClientError;
@@ -223,7 +223,7 @@ pub async fn audit(
                     format!("no {sidecar_key}"),
                 ),
                 Some(bytes) => {
-                    let violations = validate::check_sidecar(bytes, &facts, &sha256);
+                    let violations = rules::check_sidecar(bytes, &facts, &sha256);
                     if !violations.is_empty() {
                         let detail = violations
                             .iter()

@@ -11,7 +11,7 @@ use cachefill_core::codec;
 use cachefill_core::codec::rows::rows_to_batch;
 use cachefill_core::dataset::Dataset;
 use cachefill_core::providers::synthetic::generate;
-use cachefill_core::validate::check_object;
+use cachefill_core::rules::check_object;
 use chrono::{NaiveDate, Utc};
 use criterion::{Criterion, criterion_group, criterion_main};
 

@@ -107,15 +107,6 @@ impl BarInterval {
         !matches!(self, BarInterval::Day)
     }
 
-    /// ThetaData's `interval` parameter for intraday bars.
-    pub fn thetadata_interval(self) -> Option<String> {
-        match self {
-            BarInterval::Minutes(n) => Some(format!("{n}m")),
-            BarInterval::Hour => Some("1h".into()),
-            BarInterval::Day => None,
-        }
-    }
-
     pub fn seconds(self) -> u32 {
         match self {
             BarInterval::Minutes(n) => n * 60,

@@ -22,6 +22,7 @@ pub mod format;
 pub mod keys;
 pub mod providers;
 pub mod pyfmt;
+pub mod rules;
 pub mod settings;
 pub mod storage;
 pub mod validate;

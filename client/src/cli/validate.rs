@@ -124,7 +124,7 @@ pub async fn run(args: ValidateArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn rule_name(rule: &cachefill_core::validate::Rule) -> String {
+fn rule_name(rule: &cachefill_core::rules::Rule) -> String {
     serde_json::to_value(rule)
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))

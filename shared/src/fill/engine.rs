@@ -29,8 +29,8 @@ use crate::format::{
 use crate::keys::KeyLayout;
 use crate::providers::{FetchRequest, Provider};
 use crate::pyfmt;
+use crate::rules;
 use crate::storage::{ObjectMeta, ObjectStore, PutMode, PutOptions, StorageError, etags_equal};
-use crate::validate;
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -206,7 +206,7 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
                 &fresh.empty_sessions,
             )
             .map_err(|e| FillError::Internal(format!("merge failed: {e}")))?;
-            let violations = validate::check_batch(dataset, &merged, now);
+            let violations = rules::check_batch(dataset, &merged, now);
             if !violations.is_empty() {
                 return Err(FillError::Internal(format!(
                     "the merged file fails validation, nothing was written: {}",

@@ -12,9 +12,9 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::quarantine::ObjectKind;
-use super::rules::Violation;
 use super::validator::{Outcome, Restore, Verdict};
 use crate::keys::KeyLayout;
+use crate::rules::Violation;
 use crate::storage::{ObjectStore, PutMode, PutOptions, StorageError};
 
 /// CloudWatch namespace of the validator's metrics.

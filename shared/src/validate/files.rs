@@ -10,10 +10,10 @@ use bytes::Bytes;
 use chrono::Utc;
 use serde::Serialize;
 
-use super::rules::{self, Violation};
 use crate::dataset::Dataset;
 use crate::format::{PARQUET_SUFFIX, SIDECAR_SUFFIX, TEMP_MARKER};
 use crate::keys::{self, KeyKind, KeyLayout};
+use crate::rules::{self, Violation};
 use crate::storage::{ObjectStore, StorageError};
 
 /// The verdict on one file or key.

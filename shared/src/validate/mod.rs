@@ -1,9 +1,9 @@
-//! Validation of cached objects: the rules (shared by the miss-handler's self-check, the
-//! object-validator and `cachefill validate`), and the object-validator itself.
+//! The object-validator: judging "an object was written" events against the rules of
+//! [`crate::rules`] (which the miss-handler's self-check and `cachefill validate` share), and
+//! what it writes.
 //!
 //! | module | what lives there |
 //! |---|---|
-//! | [`rules`] | the pure rules: one function returning every violation |
 //! | [`event`] | "an object was written" records and S3 key decoding |
 //! | [`validator`] | judging an event: manifest, quarantine, restore, the sidecar pair rule |
 //! | [`manifest`], [`quarantine`], [`audit`] | what the validator writes, and where |
@@ -16,15 +16,10 @@ pub mod event;
 pub mod files;
 pub mod manifest;
 pub mod quarantine;
-pub mod rules;
 pub mod validator;
 
 pub use embedded::ValidatingStore;
 pub use event::EventRecord;
-pub use rules::{
-    Report, Rule, SidecarStanding, Violation, check_batch, check_object, check_sidecar,
-    sidecar_standing,
-};
 pub use validator::{
     Outcome, Restore, SkipReason, Validator, ValidatorConfig, ValidatorError, Verdict,
 };

@@ -15,10 +15,10 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::rules::Violation;
 use crate::dataset::Dataset;
 use crate::format::REASON_SUFFIX;
 use crate::keys::KeyLayout;
+use crate::rules::Violation;
 use crate::storage::{ObjectStore, PutMode, PutOptions, StorageError};
 
 /// Which of a dataset's two objects a judgement is about.

@@ -15,7 +15,7 @@
 //! none). It is a no-op (`Duplicate`) when the manifest already records that version, when
 //! its sha256 equals the manifest's current one (the restore's own event, or the same bytes
 //! uploaded again), or when it was already quarantined and is no longer at the key.
-//! Otherwise every rule of [`super::rules`] is applied to its bytes alone.
+//! Otherwise every rule of [`crate::rules`] is applied to its bytes alone.
 //!
 //! - Valid: the manifest records it (a conditional write retried on 412; see
 //!   [`super::manifest`]) and the version is tagged `cachefill-status=valid`.
@@ -65,7 +65,6 @@ use super::audit::{self, AuditRecord};
 use super::event::EventRecord;
 use super::manifest::{self, Manifest, ManifestEntry, ManifestError, Recorded, VersionOrder};
 use super::quarantine::{self, ObjectKind, Reason, Writer};
-use super::rules::{self, SidecarStanding, Violation};
 use crate::clock::{Clock, SystemClock};
 use crate::codec::{self, BatchFacts, Sidecar};
 use crate::dataset::Dataset;
@@ -75,6 +74,7 @@ use crate::format::{
 };
 use crate::keys::{KeyKind, KeyLayout};
 use crate::pyfmt;
+use crate::rules::{self, SidecarStanding, Violation};
 use crate::storage::{
     GetResult, ObjectMeta, ObjectStore, PutMode, PutOptions, StorageError, etags_equal,
 };

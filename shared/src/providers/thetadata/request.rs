@@ -7,7 +7,7 @@ use chrono::{Datelike, NaiveDate, Weekday};
 
 use crate::calendar;
 use crate::codec::schema::Layout;
-use crate::dataset::{AssetType, Dataset, Provider as ProviderName, Right};
+use crate::dataset::{AssetType, BarInterval, Dataset, Provider as ProviderName, Right};
 use crate::providers::{ProviderError, one_per_session};
 
 /// One end-of-day request may cover at most this many calendar days.
@@ -122,13 +122,22 @@ pub fn check_supported(dataset: &Dataset) -> Result<(), ProviderError> {
             "an option dataset needs expiration, strike and right".into(),
         ));
     }
-    if dataset.is_intraday() && dataset.timespan.interval().thetadata_interval().is_none() {
+    if dataset.is_intraday() && interval(dataset.timespan.interval()).is_none() {
         return Err(ProviderError::Unsupported(format!(
             "timespan '{}' has no ThetaData interval",
             dataset.timespan.as_str()
         )));
     }
     Ok(())
+}
+
+/// ThetaData's `interval` parameter for intraday bars; `None` for day bars.
+pub fn interval(bars: BarInterval) -> Option<String> {
+    match bars {
+        BarInterval::Minutes(n) => Some(format!("{n}m")),
+        BarInterval::Hour => Some("1h".into()),
+        BarInterval::Day => None,
+    }
 }
 
 /// Units of work: one session per request for intraday data; for end-of-day data, runs of
@@ -222,11 +231,7 @@ pub fn history_calls(
             })
             .collect();
     }
-    let interval = dataset
-        .timespan
-        .interval()
-        .thetadata_interval()
-        .unwrap_or_else(|| "1m".to_string());
+    let interval = interval(dataset.timespan.interval()).unwrap_or_else(|| "1m".to_string());
     let (start_time, end_time) = if include_after_hours {
         EXTENDED_HOURS
     } else {
