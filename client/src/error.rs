@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 
-use cachefill_core::fill::ErrorType;
+use cachefill_core::errors::ErrorType;
 use cachefill_core::settings::{CacheMode, SettingsError};
 use cachefill_core::storage::StorageError;
 

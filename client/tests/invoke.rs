@@ -17,7 +17,8 @@ use cachefill_client::embedded::Embedded;
 use cachefill_client::{
     CacheClient, ClientError, InvokeError, LambdaInvoker, LambdaOptions, Source,
 };
-use cachefill_core::fill::{ErrorType, FillEngine, FillRequest};
+use cachefill_core::errors::ErrorType;
+use cachefill_core::fill::{FillEngine, FillRequest};
 use cachefill_core::providers::ProviderSet;
 use cachefill_core::storage::ObjectStore;
 use common::{quick, request};

@@ -17,6 +17,7 @@ pub mod clock;
 pub mod codec;
 pub mod coverage;
 pub mod dataset;
+pub mod errors;
 pub mod fill;
 pub mod format;
 pub mod keys;

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use cachefill_core::clock::FixedClock;
 use cachefill_core::dataset::Dataset;
+use cachefill_core::errors::ErrorType;
 use cachefill_core::fill::{
-    EngineConfig, ErrorType, FillAnswer, FillEngine, FillError, FillRequest, FillStatus,
+    EngineConfig, FillAnswer, FillEngine, FillError, FillRequest, FillStatus,
 };
 use cachefill_core::keys::KeyLayout;
 use cachefill_core::providers::thetadata::{RetryPolicy, ThetaDataConfig, ThetaDataProvider};

@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 
 use cachefill_client::{ClientError, InvokeError};
-use cachefill_core::fill::{ErrorType, FillError};
+use cachefill_core::errors::ErrorType;
+use cachefill_core::fill::FillError;
 use cachefill_core::storage::StorageError;
 
 /// A command's failure: what to tell the user and which exit code to return.

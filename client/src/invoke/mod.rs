@@ -10,7 +10,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use cachefill_core::fill::{ErrorType, FillAnswer, FillRequest};
+use cachefill_core::errors::ErrorType;
+use cachefill_core::fill::{FillAnswer, FillRequest};
 
 pub use in_process::InProcessInvoker;
 pub use lambda::{LambdaInvoker, LambdaOptions};

@@ -5,7 +5,8 @@
 
 use std::time::Instant;
 
-use cachefill_core::fill::{ErrorType, FillAnswer, FillEngine, FillError, FillRequest};
+use cachefill_core::errors::ErrorType;
+use cachefill_core::fill::{FillAnswer, FillEngine, FillError, FillRequest};
 use cachefill_core::providers::Provider;
 use cachefill_core::storage::ObjectStore;
 use lambda_runtime::{Diagnostic, LambdaEvent};

@@ -1,9 +1,9 @@
 //! The object-validator Lambda's handler: S3 `ObjectCreated` events in, one verdict per
-//! record out (DESIGN §8). The judging itself lives in `cachefill_core::validate`.
+//! record out (`docs/VALIDATOR.md`). The judging itself lives in `cachefill_core::validate`.
 //!
-//! The payload is S3's event (`aws_lambda_events` `S3Event`). Also accepted, because S3
-//! sends them on the way to a queue: the bare `s3:TestEvent` message, and an SQS batch
-//! whose message bodies are S3 events or test events.
+//! The payload is S3's event (`aws_lambda_events` `S3Event`), as S3 invokes the function
+//! directly (and as a replay from the dead-letter queue sends it again); the bare
+//! `s3:TestEvent` message S3 sends when a notification is configured is accepted too.
 //!
 //! Every record is judged on its own; a record whose judgement failed for a reason that
 //! may pass (an outage, contention) fails the invocation after all others were judged, so
@@ -12,7 +12,7 @@
 use std::io::Write;
 
 use aws_lambda_events::event::s3::{S3Event, S3EventRecord};
-use aws_lambda_events::event::sqs::SqsEvent;
+use cachefill_core::errors::ErrorType;
 use cachefill_core::storage::ObjectStore;
 use cachefill_core::validate::audit::{self, NAMESPACE};
 use cachefill_core::validate::event::{EventError, EventRecord, TEST_EVENT, decode_key};
@@ -24,15 +24,15 @@ use serde_json::Value;
 /// A failed invocation; its `errorType` says whether delivering the event again may help.
 #[derive(Debug)]
 pub struct HandlerError {
-    /// `StorageUnavailable` (retry), `InvalidEvent` (never), or `Internal`.
-    pub error_type: &'static str,
+    /// `StorageConflict` (deliver again), `InvalidRequest` (never), or `Internal`.
+    pub error_type: ErrorType,
     pub message: String,
 }
 
 impl From<HandlerError> for Diagnostic {
     fn from(e: HandlerError) -> Self {
         Diagnostic {
-            error_type: e.error_type.to_string(),
+            error_type: e.error_type.as_str().to_string(),
             error_message: e.message,
         }
     }
@@ -46,7 +46,7 @@ impl std::fmt::Display for HandlerError {
 
 fn invalid_event(message: impl Into<String>) -> HandlerError {
     HandlerError {
-        error_type: "InvalidEvent",
+        error_type: ErrorType::InvalidRequest,
         message: message.into(),
     }
 }
@@ -91,24 +91,6 @@ fn test_event(payload: &Value) -> Option<EventRecord> {
 pub fn records_of(payload: &Value) -> Result<Vec<Result<EventRecord, EventError>>, HandlerError> {
     if let Some(test) = test_event(payload) {
         return Ok(vec![Ok(test)]);
-    }
-    let from_sqs = payload
-        .get("Records")
-        .and_then(|r| r.get(0))
-        .and_then(|r| r.get("eventSource"))
-        .and_then(Value::as_str)
-        == Some("aws:sqs");
-    if from_sqs {
-        let batch: SqsEvent = serde_json::from_value(payload.clone())
-            .map_err(|e| invalid_event(format!("not an SQS event: {e}")))?;
-        let mut out = Vec::new();
-        for message in batch.records {
-            let body = message.body.unwrap_or_default();
-            let inner: Value = serde_json::from_str(&body)
-                .map_err(|e| invalid_event(format!("SQS message body is not JSON: {e}")))?;
-            out.extend(records_of(&inner)?);
-        }
-        return Ok(out);
     }
     let event: S3Event = serde_json::from_value(payload.clone())
         .map_err(|e| invalid_event(format!("not an S3 event: {e}")))?;
@@ -204,7 +186,7 @@ pub async fn handle<S: ObjectStore>(
             Ok(verdict) => {
                 if let Some(line) = audit::emf_line(NAMESPACE, &verdict, validator.now()) {
                     writeln!(metrics, "{line}").map_err(|e| HandlerError {
-                        error_type: "Internal",
+                        error_type: ErrorType::Internal,
                         message: format!("cannot write metrics: {e}"),
                     })?;
                 }
@@ -222,7 +204,7 @@ pub async fn handle<S: ObjectStore>(
     }
     if !retry.is_empty() {
         return Err(HandlerError {
-            error_type: "StorageUnavailable",
+            error_type: ErrorType::StorageConflict,
             message: format!(
                 "{} of {} records could not be judged yet: {}",
                 retry.len(),

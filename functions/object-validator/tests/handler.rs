@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use cachefill_core::codec::{self, rows::rows_to_batch};
 use cachefill_core::dataset::Dataset;
+use cachefill_core::errors::ErrorType;
 use cachefill_core::keys::KeyLayout;
 use cachefill_core::providers::synthetic;
 use cachefill_core::storage::local::LocalStore;
@@ -198,7 +199,7 @@ async fn a_test_event_is_skipped_and_writes_nothing() {
 }
 
 #[tokio::test]
-async fn an_sqs_batch_of_s3_events_is_unwrapped_and_each_record_judged_on_its_own() {
+async fn every_record_of_an_event_is_judged_on_its_own() {
     let dir = tempfile::tempdir().unwrap();
     let validator = validator(LocalStore::new(dir.path()).unwrap());
     let key = layout().data_key(&spy());
@@ -214,34 +215,52 @@ async fn an_sqs_batch_of_s3_events_is_unwrapped_and_each_record_judged_on_its_ow
         Bytes::from_static(b"PAR1 not really"),
     )
     .await;
-    let bodies = [
-        json!({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": BUCKET}),
-        json!({"Records": [s3_record(&s3_encode(&key), Some(&v2))]}),
-        json!({"Records": [s3_record(&s3_encode(&key), Some(&v1))]}),
-    ];
-    let messages: Vec<Value> = bodies
-        .iter()
-        .enumerate()
-        .map(|(i, body)| {
-            json!({"messageId": format!("m{i}"), "receiptHandle": "h", "body": body.to_string(),
-                   "attributes": {}, "messageAttributes": {}, "md5OfBody": "x",
-                   "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:1:q",
-                   "awsRegion": "us-east-1"})
-        })
-        .collect();
-    let (summary, metrics) = run(&validator, json!({"Records": messages})).await;
+    let both = json!({"Records": [
+        s3_record(&s3_encode(&key), Some(&v2)),
+        s3_record(&s3_encode(&key), Some(&v1)),
+    ]});
+    let (summary, metrics) = run(&validator, both).await;
     let summary = summary.unwrap();
-    assert_eq!(summary.records, 3);
+    assert_eq!(summary.records, 2);
     assert_eq!(
-        (summary.skipped, summary.quarantined, summary.duplicates),
-        (1, 1, 1),
+        (summary.quarantined, summary.duplicates),
+        (1, 1),
         "{:?}",
         summary.verdicts
     );
-    assert_eq!(summary.verdicts[1].detail.as_deref(), Some("restored"));
+    assert_eq!(summary.verdicts[0].detail.as_deref(), Some("restored"));
     assert_eq!(metrics.len(), 1);
     assert_eq!(metrics[0]["ObjectsQuarantined"], 1);
     assert_eq!(validator.store().get(&key, None).await.unwrap().bytes, good);
+}
+
+#[tokio::test]
+async fn a_queue_batch_is_not_an_s3_event_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let validator = validator(LocalStore::new(dir.path()).unwrap());
+    let key = layout().data_key(&spy());
+    let v1 = put(validator.store(), &key, Bytes::from_static(b"not parquet")).await;
+    let body = json!({"Records": [s3_record(&s3_encode(&key), Some(&v1))]});
+    let batch = json!({"Records": [{
+        "messageId": "m0", "receiptHandle": "h", "body": body.to_string(),
+        "attributes": {}, "messageAttributes": {}, "md5OfBody": "x",
+        "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:1:q",
+        "awsRegion": "us-east-1"
+    }]});
+    let (result, metrics) = run(&validator, batch).await;
+    let error = result.unwrap_err();
+    assert_eq!(
+        error.error_type,
+        ErrorType::InvalidRequest,
+        "{}",
+        error.message
+    );
+    assert!(metrics.is_empty());
+    assert_eq!(
+        validator.store().list("").await.unwrap().len(),
+        1,
+        "the upload is untouched: nothing was judged"
+    );
 }
 
 #[tokio::test]
@@ -270,10 +289,10 @@ async fn a_storage_outage_fails_the_invocation_after_judging_the_other_records()
     )
     .await;
     let error = result.unwrap_err();
-    assert_eq!(error.error_type, "StorageUnavailable");
+    assert_eq!(error.error_type, ErrorType::StorageConflict);
     assert!(error.message.contains(&spy_key), "{}", error.message);
     let diagnostic: Diagnostic = error.into();
-    assert_eq!(diagnostic.error_type, "StorageUnavailable");
+    assert_eq!(diagnostic.error_type, "StorageConflict");
     assert!(
         validator
             .store()
@@ -312,5 +331,5 @@ fn records_keep_what_s3_said_about_the_writer() {
     let bad = json!({"Records": [s3_record("a%ZZ", None)]});
     assert!(object_validator::records_of(&bad).unwrap()[0].is_err());
     let not_an_event = object_validator::records_of(&json!({"hello": 1})).unwrap_err();
-    assert_eq!(not_an_event.error_type, "InvalidEvent");
+    assert_eq!(not_an_event.error_type, ErrorType::InvalidRequest);
 }

@@ -1,9 +1,13 @@
-//! The miss-handler's answer and its failures (DESIGN §6).
+//! The miss-handler's answer and its failures (`docs/ARCHITECTURE.md`, "The miss-handler").
 
 use serde::{Deserialize, Serialize};
 
+use crate::calendar::CalendarError;
+use crate::codec::CodecError;
 use crate::dataset::DatasetError;
+use crate::errors::ErrorType;
 use crate::providers::ProviderError;
+use crate::rules::Violation;
 use crate::storage::StorageError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,86 +50,67 @@ pub struct FillAnswer {
     pub elapsed_ms: u64,
 }
 
-/// The `errorType` of a failed invocation; callers decide on retries by it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ErrorType {
-    /// The request is wrong; retrying it will never help.
-    InvalidRequest,
-    UpstreamNoPermission,
-    UpstreamRateLimited,
-    UpstreamUnavailable,
-    /// Concurrent writers kept winning; retry later.
-    StorageConflict,
-    Internal,
-}
-
-impl ErrorType {
-    pub const ALL: [ErrorType; 6] = [
-        ErrorType::InvalidRequest,
-        ErrorType::UpstreamNoPermission,
-        ErrorType::UpstreamRateLimited,
-        ErrorType::UpstreamUnavailable,
-        ErrorType::StorageConflict,
-        ErrorType::Internal,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorType::InvalidRequest => "InvalidRequest",
-            ErrorType::UpstreamNoPermission => "UpstreamNoPermission",
-            ErrorType::UpstreamRateLimited => "UpstreamRateLimited",
-            ErrorType::UpstreamUnavailable => "UpstreamUnavailable",
-            ErrorType::StorageConflict => "StorageConflict",
-            ErrorType::Internal => "Internal",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|t| t.as_str() == text)
-    }
-
-    /// Whether the same request may succeed later.
-    pub fn is_retryable(self) -> bool {
-        matches!(
-            self,
-            ErrorType::UpstreamRateLimited
-                | ErrorType::UpstreamUnavailable
-                | ErrorType::StorageConflict
-        )
-    }
-}
-
-impl std::fmt::Display for ErrorType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// Why a fill failed. Nothing is written when a fill fails.
+#[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum FillError {
     #[error("invalid request: {0}")]
-    InvalidRequest(String),
+    InvalidRequest(#[from] DatasetError),
+    /// A date of the request is outside the trading calendar.
+    #[error("invalid request: {0}")]
+    OutOfCalendar(#[from] CalendarError),
     #[error(transparent)]
     Upstream(#[from] ProviderError),
-    #[error("storage conflict: {0}")]
-    StorageConflict(String),
+    /// Concurrent writers kept winning the conditional write of the parquet.
+    #[error("storage conflict: {key} kept changing during {attempts} write attempts; retry later")]
+    Contended { key: String, attempts: u32 },
+    /// The parquet is written; concurrent writers kept replacing its sidecar.
+    #[error("storage conflict: {key} kept changing; the parquet is written, its sidecar is not")]
+    SidecarContended { key: String },
     #[error("storage: {0}")]
     Storage(#[from] StorageError),
-    #[error("internal error: {0}")]
-    Internal(String),
-}
-
-impl From<DatasetError> for FillError {
-    fn from(e: DatasetError) -> Self {
-        FillError::InvalidRequest(e.0)
-    }
+    /// The object at the key does not decode; a person should look at it.
+    #[error(
+        "the object at {key} is not readable parquet ({source}); run `cachefill validate` on it"
+    )]
+    Unreadable {
+        key: String,
+        #[source]
+        source: CodecError,
+    },
+    /// The object at the key decodes but does not fit its dataset's schema.
+    #[error("the object at {key} cannot be extended: {source}")]
+    NotExtendable {
+        key: String,
+        #[source]
+        source: CodecError,
+    },
+    /// The merged file broke a validation rule; it was not written.
+    #[error(
+        "the merged file for {key} fails validation, nothing was written: {}",
+        violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    )]
+    SelfCheck {
+        key: String,
+        violations: Vec<Violation>,
+    },
+    /// Building, merging or encoding rows failed: a bug or a provider answer out of shape.
+    #[error("{stage} failed: {source}")]
+    Codec {
+        stage: &'static str,
+        #[source]
+        source: CodecError,
+    },
 }
 
 impl FillError {
+    pub(crate) fn codec(stage: &'static str) -> impl FnOnce(CodecError) -> FillError {
+        move |source| FillError::Codec { stage, source }
+    }
+
     pub fn error_type(&self) -> ErrorType {
         match self {
-            FillError::InvalidRequest(_) => ErrorType::InvalidRequest,
+            FillError::InvalidRequest(_) | FillError::OutOfCalendar(_) => ErrorType::InvalidRequest,
             FillError::Upstream(e) => match e {
                 ProviderError::NoPermission(_) => ErrorType::UpstreamNoPermission,
                 ProviderError::RateLimited(_) => ErrorType::UpstreamRateLimited,
@@ -133,11 +118,14 @@ impl FillError {
                 ProviderError::Unsupported(_) => ErrorType::InvalidRequest,
                 _ => ErrorType::Internal,
             },
-            FillError::StorageConflict(_) => ErrorType::StorageConflict,
-            FillError::Storage(StorageError::PreconditionFailed { .. }) => {
+            FillError::Contended { .. } | FillError::SidecarContended { .. } => {
                 ErrorType::StorageConflict
             }
-            FillError::Storage(_) | FillError::Internal(_) => ErrorType::Internal,
+            FillError::Storage(e) => ErrorType::of_storage(e),
+            FillError::Unreadable { .. }
+            | FillError::NotExtendable { .. }
+            | FillError::SelfCheck { .. }
+            | FillError::Codec { .. } => ErrorType::Internal,
         }
     }
 }

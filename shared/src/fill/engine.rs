@@ -159,8 +159,7 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
         self.provider.supports(dataset)?;
         let key = self.config.layout.data_key(dataset);
         let wanted =
-            coverage::wanted_sessions(dataset, request.start, request.end, self.clock.now())
-                .map_err(|e| FillError::InvalidRequest(e.to_string()))?;
+            coverage::wanted_sessions(dataset, request.start, request.end, self.clock.now())?;
         let mut current = self.read_current(dataset, &key).await?;
         if missing_of(current.as_ref(), &wanted).is_empty() {
             return self.answer(&key, current.as_ref(), &wanted, None, started);
@@ -205,23 +204,19 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
                 &fresh.batch,
                 &fresh.empty_sessions,
             )
-            .map_err(|e| FillError::Internal(format!("merge failed: {e}")))?;
+            .map_err(FillError::codec("merge"))?;
             let violations = rules::check_batch(dataset, &merged, now);
             if !violations.is_empty() {
-                return Err(FillError::Internal(format!(
-                    "the merged file fails validation, nothing was written: {}",
-                    violations
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                )));
+                return Err(FillError::SelfCheck {
+                    key: key.to_string(),
+                    violations,
+                });
             }
             let provisional = provisional_after(current.as_ref(), &fresh.empty_sessions, now);
-            let coverage = Coverage::of_batch(&merged, provisional)
-                .map_err(|e| FillError::Internal(e.to_string()))?;
+            let coverage =
+                Coverage::of_batch(&merged, provisional).map_err(FillError::codec("coverage"))?;
             let bytes = codec::encode(&merged, &self.file_metadata(dataset, &coverage, now))
-                .map_err(|e| FillError::Internal(format!("encoding failed: {e}")))?;
+                .map_err(FillError::codec("encoding"))?;
             let sha256 = codec::sha256_hex(&bytes);
             let mode = match &current {
                 Some(c) => PutMode::IfMatch(c.meta.etag.clone()),
@@ -258,9 +253,10 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
                     current = self.read_current(dataset, key).await?;
                 }
                 Err(StorageError::PreconditionFailed { .. }) => {
-                    return Err(FillError::StorageConflict(format!(
-                        "{key} kept changing during {attempts} write attempts; retry later"
-                    )));
+                    return Err(FillError::Contended {
+                        key: key.to_string(),
+                        attempts,
+                    });
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -351,10 +347,9 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
         let mut requests = 0;
         for unit in fetched {
             requests += u64::from(unit.requests);
-            rows.extend(unit.rows)
-                .map_err(|e| FillError::Internal(e.to_string()))?;
+            rows.extend(unit.rows).map_err(FillError::codec("rows"))?;
         }
-        let batch = rows_to_batch(dataset, rows).map_err(|e| FillError::Internal(e.to_string()))?;
+        let batch = rows_to_batch(dataset, rows).map_err(FillError::codec("rows"))?;
         let (batch, with_rows) = only_sessions(&batch, missing)?;
         let empty_sessions = missing
             .iter()
@@ -379,16 +374,17 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
             Err(StorageError::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        let decoded = codec::decode(got.bytes.clone()).map_err(|e| {
-            FillError::Internal(format!(
-                "the object at {key} is not readable parquet ({e}); run `cachefill validate` on it"
-            ))
+        let decoded = codec::decode(got.bytes.clone()).map_err(|source| FillError::Unreadable {
+            key: key.to_string(),
+            source,
         })?;
-        let batch = merge::conform(dataset, &decoded.batch).map_err(|e| {
-            FillError::Internal(format!("the object at {key} cannot be extended: {e}"))
-        })?;
+        let batch =
+            merge::conform(dataset, &decoded.batch).map_err(|source| FillError::NotExtendable {
+                key: key.to_string(),
+                source,
+            })?;
         let coverage = coverage::of_decoded(&decoded, &batch, got.meta.last_modified)
-            .map_err(|e| FillError::Internal(e.to_string()))?;
+            .map_err(FillError::codec("coverage"))?;
         Ok(Some(Current {
             bytes: got.bytes,
             meta: got.meta,
@@ -406,8 +402,7 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
         now: DateTime<Utc>,
     ) -> Result<(), FillError> {
         let sidecar_key = format!("{key}{SIDECAR_SUFFIX}");
-        let facts =
-            BatchFacts::of(&written.batch).map_err(|e| FillError::Internal(e.to_string()))?;
+        let facts = BatchFacts::of(&written.batch).map_err(FillError::codec("sidecar"))?;
         let json = Sidecar::new(&facts, &codec::sha256_hex(&written.bytes), now).to_json();
         for _ in 0..self.config.max_write_attempts {
             let mode = match self.store.head(&sidecar_key, None).await {
@@ -436,9 +431,7 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(FillError::StorageConflict(format!(
-            "{sidecar_key} kept changing; the parquet is written, its sidecar is not"
-        )))
+        Err(FillError::SidecarContended { key: sidecar_key })
     }
 
     fn file_metadata(
@@ -482,7 +475,7 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
         started: Instant,
     ) -> Result<FillAnswer, FillError> {
         let facts = match current {
-            Some(c) => BatchFacts::of(&c.batch).map_err(|e| FillError::Internal(e.to_string()))?,
+            Some(c) => BatchFacts::of(&c.batch).map_err(FillError::codec("answer"))?,
             None => BatchFacts::default(),
         };
         let has_data = current.is_some_and(|c| wanted.iter().any(|d| c.coverage.real.contains(d)));
@@ -548,7 +541,7 @@ fn only_sessions(
     sessions: &[NaiveDate],
 ) -> Result<(RecordBatch, BTreeSet<NaiveDate>), FillError> {
     let wanted: BTreeSet<NaiveDate> = sessions.iter().copied().collect();
-    let times = datetimes(batch).map_err(|e| FillError::Internal(e.to_string()))?;
+    let times = datetimes(batch).map_err(FillError::codec("rows"))?;
     let mut dates = NyDates::new();
     let mut with_rows = BTreeSet::new();
     let keep: BooleanArray = times
@@ -562,7 +555,7 @@ fn only_sessions(
         })
         .collect();
     let filtered = arrow_select::filter::filter_record_batch(batch, &keep)
-        .map_err(|e| FillError::Internal(e.to_string()))?;
+        .map_err(|e| FillError::codec("rows")(e.into()))?;
     Ok((filtered, with_rows))
 }
 

@@ -6,6 +6,6 @@ pub mod lease;
 pub mod merge;
 pub mod request;
 
-pub use answer::{ErrorType, FillAnswer, FillError, FillStatus};
+pub use answer::{FillAnswer, FillError, FillStatus};
 pub use engine::{EngineConfig, FillEngine, Progress};
 pub use request::FillRequest;

@@ -54,6 +54,16 @@ pub enum ProviderError {
     Protocol(String),
 }
 
+impl ProviderError {
+    /// Whether the same fetch may succeed later (after the provider's own bounded retries).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ProviderError::RateLimited(_) | ProviderError::Unavailable(_)
+        )
+    }
+}
+
 /// An upstream source of bars and quotes.
 #[async_trait]
 pub trait Provider: Send + Sync + Debug {

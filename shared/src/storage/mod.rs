@@ -93,6 +93,15 @@ impl StorageError {
     pub fn is_precondition_failed(&self) -> bool {
         matches!(self, StorageError::PreconditionFailed { .. })
     }
+
+    /// Whether the same call may succeed later: an outage or throttling of the backend, or a
+    /// lost conditional write (re-read and try again). Everything else needs a person.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            StorageError::Unavailable { .. } | StorageError::PreconditionFailed { .. }
+        )
+    }
 }
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;

@@ -68,6 +68,7 @@ use super::quarantine::{self, ObjectKind, Reason, Writer};
 use crate::clock::{Clock, SystemClock};
 use crate::codec::{self, BatchFacts, Sidecar};
 use crate::dataset::Dataset;
+use crate::errors::ErrorType;
 use crate::format::{
     JSON_CONTENT_TYPE, PARQUET_CONTENT_TYPE, SHA256_METADATA, STATUS_QUARANTINED, STATUS_TAG,
     STATUS_VALID,
@@ -257,21 +258,24 @@ pub enum ValidatorError {
 }
 
 impl ValidatorError {
-    /// Whether delivering the event again may succeed (outages, contention), as opposed to
-    /// needing a person (denied access, a manifest that is not ours).
-    pub fn is_retryable(&self) -> bool {
+    /// What a caller can do about it, by the storage seam's transience: outages and lost
+    /// races pass when the event is delivered again; denied access or a manifest that is not
+    /// ours needs a person.
+    pub fn error_type(&self) -> ErrorType {
         match self {
             ValidatorError::Storage(e) | ValidatorError::Manifest(ManifestError::Storage(e)) => {
-                matches!(
-                    e,
-                    StorageError::Unavailable { .. }
-                        | StorageError::PreconditionFailed { .. }
-                        | StorageError::Other { .. }
-                )
+                ErrorType::of_storage(e)
             }
-            ValidatorError::Manifest(ManifestError::Contention { .. }) => true,
-            ValidatorError::Manifest(_) => false,
+            ValidatorError::Manifest(ManifestError::Contention { .. }) => {
+                ErrorType::StorageConflict
+            }
+            ValidatorError::Manifest(ManifestError::Corrupt { .. }) => ErrorType::Internal,
         }
+    }
+
+    /// Whether delivering the event again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        self.error_type().is_retryable()
     }
 }
 
@@ -342,15 +346,6 @@ impl<S: ObjectStore> Validator<S> {
 
     fn layout(&self) -> &KeyLayout {
         &self.config.layout
-    }
-
-    /// Judge every record on its own: one failure does not stop the others.
-    pub async fn judge_all(&self, events: &[EventRecord]) -> Vec<Result<Verdict>> {
-        let mut out = Vec::with_capacity(events.len());
-        for event in events {
-            out.push(self.judge(event).await);
-        }
-        out
     }
 
     /// Judge one record, act on the verdict and write its audit record.
