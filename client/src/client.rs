@@ -17,7 +17,7 @@ use cachefill_core::format::{PARQUET_SUFFIX, SIDECAR_SUFFIX};
 use cachefill_core::keys::{KeyLayout, parse_relative_path, relative_path};
 use cachefill_core::settings::{CacheMode, ClientSettings};
 use cachefill_core::storage::guard::ReadOnlyStore;
-use cachefill_core::storage::s3::{S3Config, connect};
+use cachefill_core::storage::s3::connect;
 use cachefill_core::storage::{ObjectStore, StorageError};
 
 use crate::error::ClientError;
@@ -180,10 +180,6 @@ pub struct CacheClient {
 }
 
 /// What the bucket said about a range.
-fn env_lookup(name: &str) -> Option<String> {
-    std::env::var(name).ok()
-}
-
 enum Remote {
     Hit(LocalFile),
     /// Not covered; these wanted sessions are missing.
@@ -193,26 +189,17 @@ enum Remote {
 impl CacheClient {
     /// A client from lumibot's `LUMIBOT_CACHE_*` settings in the environment.
     pub async fn from_env() -> Result<Self, ClientError> {
-        Self::from_lookup(env_lookup).await
+        Self::from_settings(&ClientSettings::from_env()?).await
     }
 
     /// A client from the settings `get` returns by name, instead of the process environment
     /// (for several differently configured clients in one process).
     pub async fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ClientError> {
-        let settings = ClientSettings::from_lookup(&get)?;
-        Self::from_settings_and_lookup(&settings, get).await
+        Self::from_settings(&ClientSettings::from_lookup(get)?).await
     }
 
-    /// A client from settings: S3 for the bucket, Lambda for the fill function (its endpoint
-    /// from `AWS_ENDPOINT_URL_LAMBDA`/`AWS_ENDPOINT_URL` in the environment).
+    /// A client from settings: S3 for the bucket, Lambda for the fill function.
     pub async fn from_settings(settings: &ClientSettings) -> Result<Self, ClientError> {
-        Self::from_settings_and_lookup(settings, env_lookup).await
-    }
-
-    async fn from_settings_and_lookup(
-        settings: &ClientSettings,
-        get: impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, ClientError> {
         let Some(remote) = settings
             .remote
             .as_ref()
@@ -225,28 +212,16 @@ impl CacheClient {
             );
             return CacheClient::new(config, None, None);
         };
-        let s3 = S3Config {
-            region: remote.region.clone(),
-            endpoint_url: settings.endpoint_url.clone(),
-            access_key_id: remote.access_key_id.clone(),
-            secret_access_key: remote.secret_access_key.clone(),
-            session_token: remote.session_token.clone(),
-        };
-        let store: Arc<dyn ObjectStore> = Arc::new(connect(remote.bucket.clone(), &s3).await);
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(connect(remote.bucket.clone(), &settings.s3()).await);
         let invoker: Option<Arc<dyn Invoker>> = match &settings.fill_function {
             Some(function) => Some(Arc::new(
-                LambdaInvoker::connect(LambdaOptions::from_settings_and_lookup(
-                    settings, function, get,
-                ))
-                .await,
+                LambdaInvoker::connect(LambdaOptions::from_settings(settings, function)).await,
             )),
             None => None,
         };
-        let mut config = ClientConfig::new(
-            remote.mode,
-            settings.cache_folder.clone(),
-            KeyLayout::new(&remote.prefix, &remote.version),
-        );
+        let mut config =
+            ClientConfig::new(remote.mode, settings.cache_folder.clone(), remote.layout());
         config.bucket = Some(remote.bucket.clone());
         CacheClient::new(config, Some(store), invoker)
     }

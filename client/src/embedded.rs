@@ -1,4 +1,4 @@
-//! The embedded default (DESIGN §9): one machine, no AWS. The bucket is a local directory,
+//! The embedded default: one machine, no AWS. The bucket is a local directory,
 //! the miss-handler's fill engine runs in this process, and the object-validator runs after
 //! every write the functions make, as the S3 event would trigger it.
 
@@ -8,7 +8,8 @@ use std::sync::Arc;
 use cachefill_core::fill::{EngineConfig, FillEngine};
 use cachefill_core::keys::KeyLayout;
 use cachefill_core::providers::{Provider, ProviderSet};
-use cachefill_core::settings::CacheMode;
+use cachefill_core::runtime::{self, InitError};
+use cachefill_core::settings::{CacheMode, ProviderSettings};
 use cachefill_core::storage::ObjectStore;
 use cachefill_core::storage::local::LocalStore;
 use cachefill_core::validate::ValidatingStore;
@@ -27,6 +28,8 @@ pub struct Embedded {
     pub cache_dir: PathBuf,
     pub layout: KeyLayout,
     store: LocalStore,
+    /// What in-process fills fetch from: every provider, by default with default settings.
+    providers: Arc<ProviderSet>,
 }
 
 /// The store the in-process functions write through: every write is followed by the
@@ -52,12 +55,27 @@ impl Embedded {
     ) -> Result<Self, ClientError> {
         let store = LocalStore::new(bucket_dir)
             .map_err(|e| ClientError::local(bucket_dir, std::io::Error::other(e.to_string())))?;
+        let providers = runtime::providers(&ProviderSettings::defaults(ProviderSettings::EMBEDDED))
+            .expect("the default provider settings always set up");
         Ok(Embedded {
             bucket_dir: bucket_dir.to_path_buf(),
             cache_dir: cache_dir.to_path_buf(),
             layout,
             store,
+            providers: Arc::new(providers),
         })
+    }
+
+    /// Serve in-process fills from the providers `settings` describe (the command line passes
+    /// the environment's `CACHE_PROVIDERS`, `THETADATA_BASE_URL`, …).
+    pub fn with_providers(mut self, settings: &ProviderSettings) -> Result<Self, InitError> {
+        self.providers = Arc::new(runtime::providers(settings)?);
+        Ok(self)
+    }
+
+    /// The providers in-process fills fetch from.
+    pub fn providers(&self) -> Arc<ProviderSet> {
+        self.providers.clone()
     }
 
     /// The bucket's name in answers: its directory.
@@ -92,9 +110,9 @@ impl Embedded {
         config
     }
 
-    /// A readonly client whose misses are filled in-process from the standard providers.
+    /// A readonly client whose misses are filled in-process from this state's providers.
     pub fn client(&self) -> CacheClient {
-        self.client_with(ProviderSet::standard(), self.config())
+        self.client_with(self.providers(), self.config())
     }
 
     /// A client with its own provider and configuration (tests, benchmarks).

@@ -47,7 +47,7 @@ enum Behavior {
 struct Lambda {
     behavior: Arc<Mutex<Behavior>>,
     payloads: Arc<Mutex<Vec<String>>>,
-    engine: Arc<FillEngine<Arc<dyn ObjectStore>, ProviderSet>>,
+    engine: Arc<FillEngine<Arc<dyn ObjectStore>, Arc<ProviderSet>>>,
 }
 
 fn error_document(error_type: ErrorType) -> String {
@@ -137,7 +137,7 @@ impl Harness {
         let lambda = Lambda {
             behavior: Arc::new(Mutex::new(behavior)),
             payloads: Arc::default(),
-            engine: Arc::new(embedded.engine(ProviderSet::standard())),
+            engine: Arc::new(embedded.engine(embedded.providers())),
         };
         let app = Router::new()
             .route("/2015-03-31/functions/{name}/invocations", post(invoke))

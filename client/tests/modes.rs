@@ -10,7 +10,6 @@ use cachefill_client::local_cache::sidecar_path;
 use cachefill_client::{CacheClient, ClientConfig, ClientError, InProcessInvoker, Source, demo};
 use cachefill_core::codec::{self, Sidecar};
 use cachefill_core::keys::{KeyLayout, relative_path};
-use cachefill_core::providers::ProviderSet;
 use cachefill_core::settings::{CacheMode, ClientSettings};
 use cachefill_core::storage::local::LocalStore;
 use cachefill_core::storage::{ObjectStore, PutOptions, StorageError};
@@ -27,7 +26,7 @@ async fn readonly_never_writes_to_the_bucket() {
         Policy::RefuseWrites,
     ));
     let invoker = Arc::new(Counted::new(InProcessInvoker::new(
-        embedded.engine(ProviderSet::standard()),
+        embedded.engine(embedded.providers()),
     )));
     let client = CacheClient::new(
         quick(embedded.config()),
@@ -177,7 +176,7 @@ async fn disabled_touches_nothing_remote() {
         Policy::RefuseAll,
     ));
     let invoker = Arc::new(Counted::new(InProcessInvoker::new(
-        embedded.engine(ProviderSet::standard()),
+        embedded.engine(embedded.providers()),
     )));
     let mut config = embedded.config();
     config.mode = CacheMode::Disabled;

@@ -24,6 +24,7 @@ pub mod keys;
 pub mod providers;
 pub mod pyfmt;
 pub mod rules;
+pub mod runtime;
 pub mod settings;
 pub mod storage;
 pub mod validate;

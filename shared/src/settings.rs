@@ -1,4 +1,6 @@
-//! Configuration read from environment variables (DESIGN §3).
+//! Configuration read from environment variables: the one module that reads the process
+//! environment (`docs/ARCHITECTURE.md`, "Settings"). Each binary reads the settings it uses
+//! once, at start, and hands them to the composition root ([`crate::runtime`]).
 //!
 //! Client side (backtest jobs). The `LUMIBOT_CACHE_*` variables follow
 //! lumibot's `BacktestCacheSettings.from_env` exactly: same defaults, same
@@ -20,6 +22,7 @@
 //! | `LUMIBOT_CACHE_FILL_FUNCTION` | none | Lambda function name or ARN invoked on a readonly miss (ours) |
 //! | `LUMIBOT_CACHE_FOLDER` | lumibot's cache dir | local cache root, used verbatim like lumibot does (ours) |
 //! | `AWS_ENDPOINT_URL_S3`, then `AWS_ENDPOINT_URL` | AWS | S3-compatible endpoint, addressed path-style |
+//! | `AWS_ENDPOINT_URL_LAMBDA`, then `AWS_ENDPOINT_URL` | AWS | Lambda-compatible endpoint of the fill function |
 //!
 //! lumibot's default cache folder is `$XDG_CACHE_HOME/lumibot/1.0` (falling back
 //! to `~/.cache/lumibot/1.0`) on Linux, `~/Library/Caches/lumibot/1.0` on macOS
@@ -29,14 +32,20 @@
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
-//! | `CACHE_BUCKET` | — | bucket holding the cache; required |
-//! | `CACHE_PREFIX` | empty | key prefix, trimmed like `LUMIBOT_CACHE_S3_PREFIX` |
-//! | `CACHE_VERSION` | `v1` | namespace under the prefix, trimmed like `LUMIBOT_CACHE_S3_VERSION` |
-//! | `THETADATA_BASE_URL` | `http://127.0.0.1:25503` | ThetaData terminal; a trailing `/` or `/v3` is dropped |
-//! | `CACHE_LEASE_TTL_SECONDS` | `960` | lifetime of a fill lease: the 900 s function timeout plus 60 s margin (1–86400) |
-//! | `CACHE_FETCH_CONCURRENCY` | `4` | upstream requests in flight per fill (1–64) |
-//! | `CACHE_UPSTREAM_TIMEOUT_SECONDS` | `30` | timeout of one upstream request (1–900) |
-//! | `AWS_ENDPOINT_URL_S3`, then `AWS_ENDPOINT_URL` | AWS | S3-compatible endpoint, addressed path-style |
+//! | variable | read by | default | meaning |
+//! |---|---|---|---|
+//! | `CACHE_BUCKET` | both | — | bucket holding the cache; required |
+//! | `CACHE_PREFIX` | both | empty | key prefix, trimmed like `LUMIBOT_CACHE_S3_PREFIX` |
+//! | `CACHE_VERSION` | both | `v1` | namespace under the prefix, trimmed like `LUMIBOT_CACHE_S3_VERSION` |
+//! | `AWS_ENDPOINT_URL_S3`, then `AWS_ENDPOINT_URL` | both | AWS | S3-compatible endpoint, addressed path-style (ignored when `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true`) |
+//! | `CACHE_PROVIDERS` | miss-handler | `thetadata` | providers this deployment serves, comma-separated (`thetadata`, `synthetic`); the embedded default serves all |
+//! | `THETADATA_BASE_URL` | miss-handler | `http://127.0.0.1:25503` | ThetaData terminal; a trailing `/` or `/v3` is dropped |
+//! | `CACHE_LEASE_TTL_SECONDS` | miss-handler | `960` | lifetime of a fill lease: the 900 s function timeout plus 60 s margin (1–86400) |
+//! | `CACHE_FETCH_CONCURRENCY` | miss-handler | `4` | upstream requests in flight per fill (1–64) |
+//! | `CACHE_UPSTREAM_TIMEOUT_SECONDS` | miss-handler | `30` | timeout of one upstream request (1–900) |
+//!
+//! A missing or invalid value fails the function's start (its init) with a message naming
+//! the variable; it never becomes an answer to a caller.
 //!
 //! Blank values count as unset, as Python's `value or default` does. Variables
 //! whose value is not valid UTF-8 are treated as unset.
@@ -46,6 +55,9 @@ use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
+
+use crate::dataset::Provider as ProviderName;
+use crate::keys::KeyLayout;
 
 pub const LUMIBOT_CACHE_BACKEND: &str = "LUMIBOT_CACHE_BACKEND";
 pub const LUMIBOT_CACHE_MODE: &str = "LUMIBOT_CACHE_MODE";
@@ -60,6 +72,9 @@ pub const LUMIBOT_CACHE_FILL_FUNCTION: &str = "LUMIBOT_CACHE_FILL_FUNCTION";
 pub const LUMIBOT_CACHE_FOLDER: &str = "LUMIBOT_CACHE_FOLDER";
 pub const AWS_ENDPOINT_URL_S3: &str = "AWS_ENDPOINT_URL_S3";
 pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
+pub const AWS_ENDPOINT_URL_LAMBDA: &str = "AWS_ENDPOINT_URL_LAMBDA";
+pub const AWS_IGNORE_CONFIGURED_ENDPOINT_URLS: &str = "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS";
+pub const CACHE_PROVIDERS: &str = "CACHE_PROVIDERS";
 pub const CACHE_BUCKET: &str = "CACHE_BUCKET";
 pub const CACHE_PREFIX: &str = "CACHE_PREFIX";
 pub const CACHE_VERSION: &str = "CACHE_VERSION";
@@ -143,8 +158,61 @@ pub enum SettingsError {
     Missing(String),
 }
 
-/// lumibot's remote cache settings; present only when the S3 cache is on.
+/// A secret value (a secret access key, a session token, an API key). `Debug` shows only
+/// that it is set, so settings can be logged whole; [`Secret::expose`] hands it to the one
+/// client that needs it.
 #[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Where and as whom to reach S3. Built here and only here (from the function's or the
+/// client's settings); `storage::s3::connect` turns it into a client. Every field is
+/// optional: unset ones come from the standard AWS chain.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct S3Config {
+    pub region: Option<String>,
+    /// A custom S3 API (moto, MinIO): addressed path-style.
+    pub endpoint_url: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<Secret>,
+    pub session_token: Option<Secret>,
+}
+
+impl S3Config {
+    /// The AWS chain's region and credentials, and the endpoint the environment names.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Self {
+        S3Config {
+            endpoint_url: endpoint_url(&get, AWS_ENDPOINT_URL_S3),
+            ..S3Config::default()
+        }
+    }
+
+    /// An explicit endpoint (tests, the dev stack).
+    pub fn with_endpoint(endpoint_url: impl Into<String>) -> Self {
+        S3Config {
+            endpoint_url: Some(endpoint_url.into()),
+            ..S3Config::default()
+        }
+    }
+}
+
+/// lumibot's remote cache settings; present only when the S3 cache is on.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteCacheSettings {
     pub backend: String,
     pub mode: CacheMode,
@@ -152,37 +220,9 @@ pub struct RemoteCacheSettings {
     pub prefix: String,
     pub region: Option<String>,
     pub access_key_id: Option<String>,
-    pub secret_access_key: Option<String>,
-    pub session_token: Option<String>,
+    pub secret_access_key: Option<Secret>,
+    pub session_token: Option<Secret>,
     pub version: String,
-}
-
-impl fmt::Debug for RemoteCacheSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RemoteCacheSettings")
-            .field("backend", &self.backend)
-            .field("mode", &self.mode)
-            .field("bucket", &self.bucket)
-            .field("prefix", &self.prefix)
-            .field("region", &self.region)
-            .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &Redacted(&self.secret_access_key))
-            .field("session_token", &Redacted(&self.session_token))
-            .field("version", &self.version)
-            .finish()
-    }
-}
-
-/// Shows whether a secret is set without showing it.
-struct Redacted<'a>(&'a Option<String>);
-
-impl fmt::Debug for Redacted<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Some(_) => f.write_str("Some(<redacted>)"),
-            None => f.write_str("None"),
-        }
-    }
 }
 
 impl RemoteCacheSettings {
@@ -211,8 +251,8 @@ impl RemoteCacheSettings {
             prefix: prefix(&get, LUMIBOT_CACHE_S3_PREFIX),
             region: stripped(&get, LUMIBOT_CACHE_S3_REGION),
             access_key_id: stripped(&get, LUMIBOT_CACHE_S3_ACCESS_KEY_ID),
-            secret_access_key: stripped(&get, LUMIBOT_CACHE_S3_SECRET_ACCESS_KEY),
-            session_token: stripped(&get, LUMIBOT_CACHE_S3_SESSION_TOKEN),
+            secret_access_key: stripped(&get, LUMIBOT_CACHE_S3_SECRET_ACCESS_KEY).map(Secret),
+            session_token: stripped(&get, LUMIBOT_CACHE_S3_SESSION_TOKEN).map(Secret),
             version: version(&get, LUMIBOT_CACHE_S3_VERSION),
         }))
     }
@@ -220,6 +260,10 @@ impl RemoteCacheSettings {
     /// [`RemoteCacheSettings::from_lookup`] over the process environment.
     pub fn from_env() -> Result<Option<Self>, SettingsError> {
         Self::from_lookup(env_lookup)
+    }
+
+    pub fn layout(&self) -> KeyLayout {
+        KeyLayout::new(&self.prefix, &self.version)
     }
 }
 
@@ -229,7 +273,10 @@ pub struct ClientSettings {
     pub remote: Option<RemoteCacheSettings>,
     pub fill_function: Option<String>,
     pub cache_folder: PathBuf,
+    /// `AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL`.
     pub endpoint_url: Option<String>,
+    /// `AWS_ENDPOINT_URL_LAMBDA`, else `AWS_ENDPOINT_URL`.
+    pub lambda_endpoint_url: Option<String>,
 }
 
 impl ClientSettings {
@@ -243,7 +290,8 @@ impl ClientSettings {
             remote,
             fill_function: stripped(&get, LUMIBOT_CACHE_FILL_FUNCTION),
             cache_folder,
-            endpoint_url: endpoint_url(&get),
+            endpoint_url: endpoint_url(&get, AWS_ENDPOINT_URL_S3),
+            lambda_endpoint_url: endpoint_url(&get, AWS_ENDPOINT_URL_LAMBDA),
         })
     }
 
@@ -257,6 +305,19 @@ impl ClientSettings {
         self.remote
             .as_ref()
             .map_or(CacheMode::Disabled, |remote| remote.mode)
+    }
+
+    /// How this job reaches S3: lumibot's region and static credentials (when set) and the
+    /// S3 endpoint.
+    pub fn s3(&self) -> S3Config {
+        let remote = self.remote.as_ref();
+        S3Config {
+            region: remote.and_then(|r| r.region.clone()),
+            endpoint_url: self.endpoint_url.clone(),
+            access_key_id: remote.and_then(|r| r.access_key_id.clone()),
+            secret_access_key: remote.and_then(|r| r.secret_access_key.clone()),
+            session_token: remote.and_then(|r| r.session_token.clone()),
+        }
     }
 }
 
@@ -315,61 +376,57 @@ fn home(get: &impl Fn(&str) -> Option<String>, variable: &str) -> PathBuf {
         .unwrap_or_default()
 }
 
-/// Settings of the Lambda functions.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FunctionSettings {
+/// The bucket both functions work on, and how to reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreSettings {
     pub bucket: String,
     pub prefix: String,
     pub version: String,
-    /// Without a trailing `/` or `/v3`; callers append `/v3/...`.
-    pub thetadata_base_url: String,
-    pub lease_ttl: Duration,
-    pub fetch_concurrency: usize,
-    pub upstream_timeout: Duration,
-    pub endpoint_url: Option<String>,
+    pub s3: S3Config,
 }
 
-impl FunctionSettings {
+impl StoreSettings {
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
         let bucket = stripped(&get, CACHE_BUCKET)
             .ok_or_else(|| SettingsError::Missing(CACHE_BUCKET.to_owned()))?;
-        let upstream = UpstreamSettings::from_lookup(&get)?;
-        Ok(FunctionSettings {
+        Ok(StoreSettings {
             bucket,
             prefix: prefix(&get, CACHE_PREFIX),
             version: version(&get, CACHE_VERSION),
-            thetadata_base_url: upstream.thetadata_base_url,
-            lease_ttl: Duration::from_secs(whole_number(
-                &get,
-                CACHE_LEASE_TTL_SECONDS,
-                DEFAULT_LEASE_TTL_SECONDS,
-                LEASE_TTL_SECONDS,
-                " of seconds",
-            )?),
-            fetch_concurrency: upstream.fetch_concurrency,
-            upstream_timeout: upstream.upstream_timeout,
-            endpoint_url: endpoint_url(&get),
+            s3: S3Config::from_lookup(&get),
         })
     }
 
-    /// [`FunctionSettings::from_lookup`] over the process environment.
-    pub fn from_env() -> Result<Self, SettingsError> {
-        Self::from_lookup(env_lookup)
+    pub fn layout(&self) -> KeyLayout {
+        KeyLayout::new(&self.prefix, &self.version)
     }
 }
 
-/// The upstream part of [`FunctionSettings`], read with the same rules, for processes that
-/// reach a provider without a bucket of their own (the command line, tests).
+/// Which providers a process serves and how it reaches them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UpstreamSettings {
-    /// Without a trailing `/` or `/v3`.
+pub struct ProviderSettings {
+    /// In the order `CACHE_PROVIDERS` names them, without repeats.
+    pub served: Vec<ProviderName>,
+    /// Without a trailing `/` or `/v3`; callers append `/v3/...`.
     pub thetadata_base_url: String,
+    /// Upstream requests in flight per fill.
     pub fetch_concurrency: usize,
+    /// Timeout of one upstream request, body included.
     pub upstream_timeout: Duration,
 }
 
-impl UpstreamSettings {
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+impl ProviderSettings {
+    /// What a deployed miss-handler serves unless `CACHE_PROVIDERS` says otherwise.
+    pub const DEPLOYED: &[ProviderName] = &[ProviderName::ThetaData];
+    /// What the embedded default and the command line serve unless `CACHE_PROVIDERS` says
+    /// otherwise: every provider, the synthetic one included.
+    pub const EMBEDDED: &[ProviderName] = &ProviderName::ALL;
+
+    /// The settings from `get`, serving `default_served` when `CACHE_PROVIDERS` is unset.
+    pub fn from_lookup(
+        get: impl Fn(&str) -> Option<String>,
+        default_served: &[ProviderName],
+    ) -> Result<Self, SettingsError> {
         let fetch_concurrency = whole_number(
             &get,
             CACHE_FETCH_CONCURRENCY,
@@ -377,7 +434,8 @@ impl UpstreamSettings {
             FETCH_CONCURRENCY,
             "",
         )?;
-        Ok(UpstreamSettings {
+        Ok(ProviderSettings {
+            served: served(&get, default_served)?,
             thetadata_base_url: thetadata_base_url(&get)?,
             fetch_concurrency: usize::try_from(fetch_concurrency)
                 .expect("the concurrency range fits in usize"),
@@ -391,7 +449,60 @@ impl UpstreamSettings {
         })
     }
 
-    /// [`UpstreamSettings::from_lookup`] over the process environment.
+    /// [`ProviderSettings::from_lookup`] over the process environment.
+    pub fn from_env(default_served: &[ProviderName]) -> Result<Self, SettingsError> {
+        Self::from_lookup(env_lookup, default_served)
+    }
+
+    /// Every default, serving `served` (no environment read).
+    pub fn defaults(served: &[ProviderName]) -> Self {
+        Self::from_lookup(|_| None, served).expect("the defaults are valid")
+    }
+}
+
+/// Settings of the miss-handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissHandlerSettings {
+    pub store: StoreSettings,
+    pub providers: ProviderSettings,
+    pub lease_ttl: Duration,
+}
+
+impl MissHandlerSettings {
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        Ok(MissHandlerSettings {
+            store: StoreSettings::from_lookup(&get)?,
+            providers: ProviderSettings::from_lookup(&get, ProviderSettings::DEPLOYED)?,
+            lease_ttl: Duration::from_secs(whole_number(
+                &get,
+                CACHE_LEASE_TTL_SECONDS,
+                DEFAULT_LEASE_TTL_SECONDS,
+                LEASE_TTL_SECONDS,
+                " of seconds",
+            )?),
+        })
+    }
+
+    /// [`MissHandlerSettings::from_lookup`] over the process environment.
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_lookup(env_lookup)
+    }
+}
+
+/// Settings of the object-validator: only its bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidatorSettings {
+    pub store: StoreSettings,
+}
+
+impl ValidatorSettings {
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        Ok(ValidatorSettings {
+            store: StoreSettings::from_lookup(get)?,
+        })
+    }
+
+    /// [`ValidatorSettings::from_lookup`] over the process environment.
     pub fn from_env() -> Result<Self, SettingsError> {
         Self::from_lookup(env_lookup)
     }
@@ -441,8 +552,40 @@ fn version(get: &impl Fn(&str) -> Option<String>, name: &str) -> String {
     }
 }
 
-fn endpoint_url(get: &impl Fn(&str) -> Option<String>) -> Option<String> {
-    stripped(get, AWS_ENDPOINT_URL_S3).or_else(|| stripped(get, AWS_ENDPOINT_URL))
+/// A service's endpoint: its own variable, else `AWS_ENDPOINT_URL`; none when
+/// `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS` is `true`, as the AWS SDKs decide it.
+fn endpoint_url(get: &impl Fn(&str) -> Option<String>, service_variable: &str) -> Option<String> {
+    let ignored = stripped(get, AWS_IGNORE_CONFIGURED_ENDPOINT_URLS)
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    if ignored {
+        return None;
+    }
+    stripped(get, service_variable).or_else(|| stripped(get, AWS_ENDPOINT_URL))
+}
+
+/// `CACHE_PROVIDERS`: provider names, comma-separated; unset or blank serves `default`.
+fn served(
+    get: &impl Fn(&str) -> Option<String>,
+    default: &[ProviderName],
+) -> Result<Vec<ProviderName>, SettingsError> {
+    let Some(raw) = stripped(get, CACHE_PROVIDERS) else {
+        return Ok(default.to_vec());
+    };
+    let mut out = Vec::new();
+    for name in raw.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let provider = ProviderName::parse(name).map_err(|_| SettingsError::Invalid {
+            name: CACHE_PROVIDERS.to_owned(),
+            expected: format!(
+                "provider names separated by commas (from: {})",
+                ProviderName::ALL.map(ProviderName::as_str).join(", ")
+            ),
+            value: raw.clone(),
+        })?;
+        if !out.contains(&provider) {
+            out.push(provider);
+        }
+    }
+    Ok(out)
 }
 
 fn thetadata_base_url(get: &impl Fn(&str) -> Option<String>) -> Result<String, SettingsError> {
@@ -523,10 +666,10 @@ mod tests {
         ])
     }
 
-    fn function(pairs: &[(&str, &str)]) -> Result<FunctionSettings, SettingsError> {
+    fn function(pairs: &[(&str, &str)]) -> Result<MissHandlerSettings, SettingsError> {
         let mut all = vec![(CACHE_BUCKET, "fill-bucket")];
         all.extend_from_slice(pairs);
-        FunctionSettings::from_lookup(lookup(&all))
+        MissHandlerSettings::from_lookup(lookup(&all))
     }
 
     const UNSUPPORTED_BOGUS: &str =
@@ -691,7 +834,10 @@ mod tests {
         .expect("enabled");
         assert_eq!(settings.region.as_deref(), Some("us-east-1"));
         assert_eq!(settings.access_key_id, None);
-        assert_eq!(settings.secret_access_key.as_deref(), Some("secret"));
+        assert_eq!(
+            settings.secret_access_key.as_ref().map(Secret::expose),
+            Some("secret")
+        );
         assert_eq!(settings.session_token, None);
     }
 
@@ -718,6 +864,7 @@ mod tests {
             fill_function: None,
             cache_folder: PathBuf::from("/c"),
             endpoint_url: None,
+            lambda_endpoint_url: None,
         };
         assert!(!format!("{client:?}").contains("wJalrXUtnFEMI-secret"));
     }
@@ -869,15 +1016,20 @@ mod tests {
         let settings = function(&[]).expect("valid");
         assert_eq!(
             settings,
-            FunctionSettings {
-                bucket: "fill-bucket".to_owned(),
-                prefix: String::new(),
-                version: "v1".to_owned(),
-                thetadata_base_url: "http://127.0.0.1:25503".to_owned(),
+            MissHandlerSettings {
+                store: StoreSettings {
+                    bucket: "fill-bucket".to_owned(),
+                    prefix: String::new(),
+                    version: "v1".to_owned(),
+                    s3: S3Config::default(),
+                },
+                providers: ProviderSettings {
+                    served: vec![ProviderName::ThetaData],
+                    thetadata_base_url: "http://127.0.0.1:25503".to_owned(),
+                    fetch_concurrency: 4,
+                    upstream_timeout: Duration::from_secs(30),
+                },
                 lease_ttl: Duration::from_secs(960),
-                fetch_concurrency: 4,
-                upstream_timeout: Duration::from_secs(30),
-                endpoint_url: None,
             }
         );
     }
@@ -894,14 +1046,14 @@ mod tests {
             (AWS_ENDPOINT_URL, "http://127.0.0.1:5000"),
         ])
         .expect("valid");
-        assert_eq!(settings.prefix, "stage/cache");
-        assert_eq!(settings.version, "v3");
-        assert_eq!(settings.thetadata_base_url, "http://theta:25503");
+        assert_eq!(settings.store.prefix, "stage/cache");
+        assert_eq!(settings.store.version, "v3");
+        assert_eq!(settings.providers.thetadata_base_url, "http://theta:25503");
         assert_eq!(settings.lease_ttl, Duration::from_secs(120));
-        assert_eq!(settings.fetch_concurrency, 64);
-        assert_eq!(settings.upstream_timeout, Duration::from_secs(1));
+        assert_eq!(settings.providers.fetch_concurrency, 64);
+        assert_eq!(settings.providers.upstream_timeout, Duration::from_secs(1));
         assert_eq!(
-            settings.endpoint_url.as_deref(),
+            settings.store.s3.endpoint_url.as_deref(),
             Some("http://127.0.0.1:5000")
         );
         for (url, expected) in [
@@ -911,17 +1063,80 @@ mod tests {
             ("  ", "http://127.0.0.1:25503"),
         ] {
             let settings = function(&[(THETADATA_BASE_URL, url)]).expect("valid");
-            assert_eq!(settings.thetadata_base_url, expected, "{url:?}");
+            assert_eq!(settings.providers.thetadata_base_url, expected, "{url:?}");
         }
     }
 
     #[test]
     fn function_settings_require_a_bucket() {
         for pairs in [vec![], vec![(CACHE_BUCKET, " ")]] {
-            let error = FunctionSettings::from_lookup(lookup(&pairs)).expect_err("bucket required");
-            assert_eq!(error, SettingsError::Missing("CACHE_BUCKET".to_owned()));
-            assert_eq!(error.to_string(), "CACHE_BUCKET must be set");
+            for error in [
+                MissHandlerSettings::from_lookup(lookup(&pairs)).expect_err("bucket required"),
+                ValidatorSettings::from_lookup(lookup(&pairs)).expect_err("bucket required"),
+            ] {
+                assert_eq!(error, SettingsError::Missing("CACHE_BUCKET".to_owned()));
+                assert_eq!(error.to_string(), "CACHE_BUCKET must be set");
+            }
         }
+    }
+
+    #[test]
+    fn the_validator_reads_only_its_bucket() {
+        let settings = ValidatorSettings::from_lookup(lookup(&[
+            (CACHE_BUCKET, "b"),
+            (CACHE_PREFIX, "/p/"),
+            (THETADATA_BASE_URL, "not a url"),
+            (CACHE_FETCH_CONCURRENCY, "zero"),
+            (CACHE_PROVIDERS, "nobody"),
+        ]))
+        .expect("provider settings are not the validator's");
+        assert_eq!(settings.store.layout().root(), "p/v1");
+    }
+
+    #[test]
+    fn served_providers_come_from_cache_providers() {
+        assert_eq!(
+            function(&[]).unwrap().providers.served,
+            [ProviderName::ThetaData]
+        );
+        assert_eq!(
+            function(&[(CACHE_PROVIDERS, " synthetic , thetadata,synthetic ")])
+                .unwrap()
+                .providers
+                .served,
+            [ProviderName::Synthetic, ProviderName::ThetaData]
+        );
+        assert_eq!(
+            ProviderSettings::defaults(ProviderSettings::EMBEDDED).served,
+            ProviderName::ALL
+        );
+        let error = function(&[(CACHE_PROVIDERS, "thetadata,polygonx")]).unwrap_err();
+        assert!(
+            matches!(&error, SettingsError::Invalid { name, .. } if name == CACHE_PROVIDERS),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn endpoints_follow_the_sdk_rules() {
+        let get = lookup(&[
+            (AWS_ENDPOINT_URL, "http://127.0.0.1:5000"),
+            (AWS_ENDPOINT_URL_LAMBDA, "http://127.0.0.1:9000"),
+        ]);
+        assert_eq!(
+            S3Config::from_lookup(&get).endpoint_url.as_deref(),
+            Some("http://127.0.0.1:5000")
+        );
+        let client = ClientSettings::from_lookup(&get).unwrap();
+        assert_eq!(
+            client.lambda_endpoint_url.as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
+        let ignored = lookup(&[
+            (AWS_ENDPOINT_URL, "http://127.0.0.1:5000"),
+            (AWS_IGNORE_CONFIGURED_ENDPOINT_URLS, "TRUE"),
+        ]);
+        assert_eq!(S3Config::from_lookup(&ignored).endpoint_url, None);
     }
 
     #[test]

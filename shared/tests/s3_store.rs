@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use cachefill_core::settings::Secret;
 use cachefill_core::storage::s3::{S3Config, connect};
 use cachefill_core::storage::{ObjectStore, StorageError};
 
@@ -13,7 +14,7 @@ fn test_config(endpoint: &str) -> S3Config {
         region: Some("us-east-1".into()),
         endpoint_url: Some(endpoint.into()),
         access_key_id: Some("test".into()),
-        secret_access_key: Some("test".into()),
+        secret_access_key: Some(Secret::new("test")),
         session_token: None,
     }
 }

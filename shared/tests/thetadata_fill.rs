@@ -19,6 +19,7 @@ use cachefill_core::fill::{EngineConfig, FillAnswer, FillEngine, FillRequest, Fi
 use cachefill_core::keys::KeyLayout;
 use cachefill_core::providers::thetadata::{RetryPolicy, ThetaDataConfig, ThetaDataProvider};
 use cachefill_core::providers::{FetchRequest, Provider};
+use cachefill_core::settings::ProviderSettings;
 use cachefill_core::storage::ObjectStore;
 use cachefill_core::storage::local::LocalStore;
 use cachefill_testing::thetadata::{Exchange, Query, ReplayServer, Reply};
@@ -756,12 +757,16 @@ async fn the_default_limit_is_four_requests_in_flight() {
 async fn the_fetch_concurrency_setting_sets_the_limit() {
     let from_settings = most_in_flight(|server| {
         let base_url = format!("{}/v3", server.base_url());
-        ThetaDataConfig::from_lookup(|name| match name {
-            "THETADATA_BASE_URL" => Some(base_url.clone()),
-            "CACHE_FETCH_CONCURRENCY" => Some("3".to_string()),
-            _ => None,
-        })
-        .unwrap()
+        let settings = ProviderSettings::from_lookup(
+            |name| match name {
+                "THETADATA_BASE_URL" => Some(base_url.clone()),
+                "CACHE_FETCH_CONCURRENCY" => Some("3".to_string()),
+                _ => None,
+            },
+            ProviderSettings::DEPLOYED,
+        )
+        .unwrap();
+        ThetaDataConfig::from_settings(&settings)
     })
     .await;
     assert_eq!(from_settings, 3);

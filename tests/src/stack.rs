@@ -149,7 +149,7 @@ impl Stack {
             region: Some(REGION.to_string()),
             endpoint_url: Some(moto.endpoint()),
             access_key_id: Some(ACCESS_KEY_ID.to_string()),
-            secret_access_key: Some(SECRET_ACCESS_KEY.to_string()),
+            secret_access_key: Some(cachefill_core::settings::Secret::new(SECRET_ACCESS_KEY)),
             session_token: None,
         })
         .await;
@@ -339,13 +339,16 @@ impl Stack {
     }
 
     /// The environment of every function instance: [`Stack::aws_env`], the bucket layout
-    /// (`CACHE_BUCKET`, `CACHE_PREFIX`, `CACHE_VERSION`) and [`StackConfig::function_env`].
+    /// (`CACHE_BUCKET`, `CACHE_PREFIX`, `CACHE_VERSION`), the providers served
+    /// (`CACHE_PROVIDERS`) and [`StackConfig::function_env`].
     pub fn function_env(&self) -> Vec<(String, String)> {
         let mut env = self.aws_env();
         env.extend(pairs(&[
             ("CACHE_BUCKET", &self.config.bucket),
             ("CACHE_PREFIX", &self.config.prefix),
             ("CACHE_VERSION", &self.config.version),
+            // The tests fill synthetic datasets too; a deployment serves ThetaData only.
+            ("CACHE_PROVIDERS", "thetadata,synthetic"),
         ]));
         env.extend(self.config.function_env.iter().cloned());
         env

@@ -10,9 +10,7 @@ use cachefill_client::{
 };
 use cachefill_core::fill::FillRequest;
 use cachefill_core::keys::KeyLayout;
-use cachefill_core::providers::ProviderSet;
-use cachefill_core::settings::{CacheMode, ClientSettings};
-use cachefill_core::storage::s3::S3Config;
+use cachefill_core::settings::{CacheMode, ClientSettings, ProviderSettings};
 use clap::Args;
 
 use super::output::Failure;
@@ -166,16 +164,7 @@ impl BucketArgs {
             (None, Some(_)) => None,
         };
         match s3_bucket {
-            Some(name) => {
-                let config = S3Config {
-                    region: remote.and_then(|r| r.region.clone()),
-                    endpoint_url: settings.endpoint_url.clone(),
-                    access_key_id: remote.and_then(|r| r.access_key_id.clone()),
-                    secret_access_key: remote.and_then(|r| r.secret_access_key.clone()),
-                    session_token: remote.and_then(|r| r.session_token.clone()),
-                };
-                Ok(Bucket::s3(&name, &config, layout).await)
-            }
+            Some(name) => Ok(Bucket::s3(&name, &settings.s3(), layout).await),
             None => {
                 let dir = self
                     .bucket_dir
@@ -194,6 +183,12 @@ impl BucketArgs {
 
 fn settings() -> Result<ClientSettings, Failure> {
     ClientSettings::from_env().map_err(|e| Failure::invalid(e.to_string()))
+}
+
+/// The providers in-process fills serve: every one unless `CACHE_PROVIDERS` says otherwise.
+pub fn embedded_providers() -> Result<ProviderSettings, Failure> {
+    ProviderSettings::from_env(ProviderSettings::EMBEDDED)
+        .map_err(|e| Failure::invalid(e.to_string()))
 }
 
 /// A bucket and the local cache folder that mirrors it.
@@ -246,10 +241,12 @@ impl ClientArgs {
         let cache_root = self.cache.cache_root()?;
         let client = match &bucket.local_dir {
             Some(dir) => {
-                let embedded = Embedded::open_dirs(dir, &cache_root, bucket.layout.clone())?;
+                let embedded = Embedded::open_dirs(dir, &cache_root, bucket.layout.clone())?
+                    .with_providers(&embedded_providers()?)
+                    .map_err(|e| Failure::invalid(e.to_string()))?;
                 let mut config = embedded.config();
                 config.widening = self.widen;
-                embedded.client_with(ProviderSet::standard(), config)
+                embedded.client_with(embedded.providers(), config)
             }
             None => {
                 let mode = match settings.mode() {

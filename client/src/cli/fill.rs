@@ -3,11 +3,11 @@
 use std::time::Duration;
 
 use cachefill_core::fill::{EngineConfig, FillAnswer, FillEngine, Progress};
-use cachefill_core::providers::ProviderSet;
+use cachefill_core::runtime;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::args::{BucketArgs, DatasetArgs, RangeArgs};
+use super::args::{BucketArgs, DatasetArgs, RangeArgs, embedded_providers};
 use super::output::{Failure, print_json};
 
 #[derive(Debug, Args)]
@@ -43,9 +43,11 @@ pub async fn run(args: FillArgs) -> Result<(), Failure> {
     let store = bucket
         .function_store()
         .map_err(|e| Failure::internal(format!("cannot open the bucket: {e}")))?;
+    let providers =
+        runtime::providers(&embedded_providers()?).map_err(|e| Failure::invalid(e.to_string()))?;
     let engine = FillEngine::new(
         store,
-        ProviderSet::standard(),
+        providers,
         EngineConfig::new(bucket.name.clone(), bucket.layout.clone()),
     )
     .with_observer(move |progress| match progress {

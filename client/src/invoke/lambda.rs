@@ -22,15 +22,12 @@ use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
 
 use cachefill_core::fill::{FillAnswer, FillRequest};
-use cachefill_core::settings::{AWS_ENDPOINT_URL, ClientSettings};
+use cachefill_core::settings::{ClientSettings, Secret};
 
 use super::{InvokeError, Invoker, parse_answer, parse_function_error};
 
-/// Service-specific endpoint variable of the Lambda API, read before `AWS_ENDPOINT_URL`.
-pub const AWS_ENDPOINT_URL_LAMBDA: &str = "AWS_ENDPOINT_URL_LAMBDA";
-
 /// Where and as whom to invoke the miss-handler.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct LambdaOptions {
     /// Function name or ARN.
     pub function: String,
@@ -39,27 +36,11 @@ pub struct LambdaOptions {
     /// Custom endpoint (`http://127.0.0.1:9000` for the emulator).
     pub endpoint_url: Option<String>,
     pub access_key_id: Option<String>,
-    pub secret_access_key: Option<String>,
-    pub session_token: Option<String>,
+    pub secret_access_key: Option<Secret>,
+    pub session_token: Option<Secret>,
     /// How long to wait for the answer before giving up on it (the fill may go on).
     pub read_timeout: Duration,
     pub connect_timeout: Duration,
-}
-
-impl fmt::Debug for LambdaOptions {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let redacted = |v: &Option<String>| v.as_ref().map(|_| "<redacted>");
-        f.debug_struct("LambdaOptions")
-            .field("function", &self.function)
-            .field("region", &self.region)
-            .field("endpoint_url", &self.endpoint_url)
-            .field("access_key_id", &redacted(&self.access_key_id))
-            .field("secret_access_key", &redacted(&self.secret_access_key))
-            .field("session_token", &redacted(&self.session_token))
-            .field("read_timeout", &self.read_timeout)
-            .field("connect_timeout", &self.connect_timeout)
-            .finish()
-    }
 }
 
 impl LambdaOptions {
@@ -81,30 +62,16 @@ impl LambdaOptions {
         }
     }
 
-    /// Options for `function` from lumibot's settings: the S3 region and static credentials
-    /// (when set) and `AWS_ENDPOINT_URL_LAMBDA`, then `AWS_ENDPOINT_URL`.
+    /// Options for `function` from the job's settings: the S3 region and static credentials
+    /// (when set) and the Lambda endpoint (`AWS_ENDPOINT_URL_LAMBDA`, then `AWS_ENDPOINT_URL`).
     pub fn from_settings(settings: &ClientSettings, function: impl Into<String>) -> Self {
-        Self::from_settings_and_lookup(settings, function, |name| std::env::var(name).ok())
-    }
-
-    pub fn from_settings_and_lookup(
-        settings: &ClientSettings,
-        function: impl Into<String>,
-        get: impl Fn(&str) -> Option<String>,
-    ) -> Self {
-        let non_empty = |name: &str| {
-            get(name)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
-        let remote = settings.remote.as_ref();
+        let s3 = settings.s3();
         LambdaOptions {
-            region: remote.and_then(|r| r.region.clone()),
-            endpoint_url: non_empty(AWS_ENDPOINT_URL_LAMBDA)
-                .or_else(|| non_empty(AWS_ENDPOINT_URL)),
-            access_key_id: remote.and_then(|r| r.access_key_id.clone()),
-            secret_access_key: remote.and_then(|r| r.secret_access_key.clone()),
-            session_token: remote.and_then(|r| r.session_token.clone()),
+            region: s3.region,
+            endpoint_url: settings.lambda_endpoint_url.clone(),
+            access_key_id: s3.access_key_id,
+            secret_access_key: s3.secret_access_key,
+            session_token: s3.session_token,
             ..LambdaOptions::new(function)
         }
     }
@@ -125,7 +92,7 @@ impl LambdaOptions {
         secret_access_key: impl Into<String>,
     ) -> Self {
         self.access_key_id = Some(access_key_id.into());
-        self.secret_access_key = Some(secret_access_key.into());
+        self.secret_access_key = Some(Secret::new(secret_access_key));
         self
     }
 
@@ -177,8 +144,11 @@ impl LambdaInvoker {
             (Some(id), Some(secret)) => {
                 loader = loader.credentials_provider(Credentials::new(
                     id,
-                    secret,
-                    options.session_token.clone(),
+                    secret.expose(),
+                    options
+                        .session_token
+                        .as_ref()
+                        .map(|t| t.expose().to_string()),
                     None,
                     "cachefill-static",
                 ));
@@ -327,24 +297,17 @@ mod tests {
     }
 
     #[test]
-    fn endpoint_prefers_the_lambda_variable() {
-        let settings = ClientSettings::from_lookup(|_| None).unwrap();
-        let both = |name: &str| match name {
-            AWS_ENDPOINT_URL_LAMBDA => Some("http://127.0.0.1:9000".to_string()),
-            AWS_ENDPOINT_URL => Some("http://127.0.0.1:5000".to_string()),
+    fn options_come_from_the_settings_and_hide_the_secret() {
+        let settings = ClientSettings::from_lookup(|name| match name {
+            "AWS_ENDPOINT_URL_LAMBDA" => Some("http://127.0.0.1:9000".to_string()),
+            "AWS_ENDPOINT_URL" => Some("http://127.0.0.1:5000".to_string()),
             _ => None,
-        };
-        let options = LambdaOptions::from_settings_and_lookup(&settings, "f", both);
+        })
+        .unwrap();
+        let options = LambdaOptions::from_settings(&settings, "f");
         assert_eq!(
             options.endpoint_url.as_deref(),
             Some("http://127.0.0.1:9000")
-        );
-        let general =
-            |name: &str| (name == AWS_ENDPOINT_URL).then(|| "http://127.0.0.1:5000".to_string());
-        let options = LambdaOptions::from_settings_and_lookup(&settings, "f", general);
-        assert_eq!(
-            options.endpoint_url.as_deref(),
-            Some("http://127.0.0.1:5000")
         );
         let options = options.with_static_credentials("AKIDEXAMPLE", "hunter2-secret-value");
         assert!(!format!("{options:?}").contains("hunter2"));

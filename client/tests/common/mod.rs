@@ -216,7 +216,7 @@ pub fn cached_files(dir: &Path) -> Vec<String> {
 
 /// Fill `request` straight into the embedded bucket, as another job's miss would.
 pub async fn prefill(embedded: &Embedded, request: &DataRequest) -> FillAnswer {
-    let engine = embedded.engine(ProviderSet::standard());
+    let engine = embedded.engine(embedded.providers());
     engine
         .fill(&request.to_fill_request(request.start, request.end).unwrap())
         .await

@@ -8,9 +8,14 @@ use std::time::Instant;
 use cachefill_core::errors::ErrorType;
 use cachefill_core::fill::{FillAnswer, FillEngine, FillError, FillRequest};
 use cachefill_core::providers::Provider;
+use cachefill_core::providers::ProviderSet;
 use cachefill_core::storage::ObjectStore;
+use cachefill_core::storage::s3::S3Store;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::value::RawValue;
+
+/// The engine the deployed function runs (`cachefill_core::runtime::miss_handler`).
+pub type Engine = FillEngine<S3Store, ProviderSet>;
 
 /// A failed invocation: its `errorType` tells the caller whether to retry.
 #[derive(Debug)]

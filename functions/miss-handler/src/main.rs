@@ -1,10 +1,8 @@
-//! miss-handler Lambda: builds its clients once, then serves fills.
+//! miss-handler Lambda: reads its settings and builds its clients once, then serves fills.
+//! A setting that cannot be used stops the function here, at init, naming the variable.
 
-use cachefill_core::fill::{EngineConfig, FillEngine};
-use cachefill_core::keys::KeyLayout;
-use cachefill_core::providers::ProviderSet;
-use cachefill_core::settings::FunctionSettings;
-use cachefill_core::storage::s3::{S3Config, connect};
+use cachefill_core::runtime;
+use cachefill_core::settings::MissHandlerSettings;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::value::RawValue;
 
@@ -22,22 +20,13 @@ async fn main() -> Result<(), Error> {
         )
         .init();
 
-    let settings = FunctionSettings::from_env()?;
-    let s3 = S3Config {
-        endpoint_url: settings.endpoint_url.clone(),
-        ..Default::default()
+    let engine = match init().await {
+        Ok(engine) => engine,
+        Err(e) => {
+            tracing::error!(error = %e, "miss-handler cannot start");
+            return Err(e.into());
+        }
     };
-    let store = connect(settings.bucket.clone(), &s3).await;
-    let providers = ProviderSet::standard();
-    let mut config = EngineConfig::new(
-        settings.bucket.clone(),
-        KeyLayout::new(&settings.prefix, &settings.version),
-    );
-    config.lease_ttl = settings.lease_ttl;
-    config.fetch_concurrency = Some(settings.fetch_concurrency);
-    let engine = FillEngine::new(store, providers, config);
-    tracing::info!(bucket = %settings.bucket, prefix = %settings.prefix, version = %settings.version, "miss-handler ready");
-
     let engine = &engine;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<Box<RawValue>>| async move {
@@ -45,4 +34,16 @@ async fn main() -> Result<(), Error> {
         },
     ))
     .await
+}
+
+async fn init() -> Result<miss_handler::Engine, runtime::InitError> {
+    let settings = MissHandlerSettings::from_env()?;
+    let engine = runtime::miss_handler(&settings).await?;
+    tracing::info!(
+        bucket = %settings.store.bucket,
+        root = %settings.store.layout().root(),
+        providers = ?settings.providers.served,
+        "miss-handler ready"
+    );
+    Ok(engine)
 }

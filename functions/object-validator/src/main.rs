@@ -1,9 +1,8 @@
-//! object-validator Lambda: builds its S3 client once, then judges S3 events.
+//! object-validator Lambda: reads its settings and builds its S3 client once, then judges
+//! S3 events. A setting that cannot be used stops the function here, at init.
 
-use cachefill_core::keys::KeyLayout;
-use cachefill_core::settings::FunctionSettings;
-use cachefill_core::storage::s3::{S3Config, connect};
-use cachefill_core::validate::{Validator, ValidatorConfig};
+use cachefill_core::runtime;
+use cachefill_core::settings::ValidatorSettings;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 
@@ -21,15 +20,15 @@ async fn main() -> Result<(), Error> {
         )
         .init();
 
-    let settings = FunctionSettings::from_env()?;
-    let s3 = S3Config {
-        endpoint_url: settings.endpoint_url.clone(),
-        ..Default::default()
+    let settings = match ValidatorSettings::from_env() {
+        Ok(settings) => settings,
+        Err(e) => {
+            tracing::error!(error = %e, "object-validator cannot start");
+            return Err(runtime::InitError::from(e).into());
+        }
     };
-    let store = connect(settings.bucket.clone(), &s3).await;
-    let layout = KeyLayout::new(&settings.prefix, &settings.version);
-    let validator = Validator::new(store, ValidatorConfig::new(settings.bucket.clone(), layout));
-    tracing::info!(bucket = %settings.bucket, prefix = %settings.prefix, version = %settings.version, "object-validator ready");
+    let validator = runtime::object_validator(&settings).await;
+    tracing::info!(bucket = %settings.store.bucket, root = %settings.store.layout().root(), "object-validator ready");
 
     let validator = &validator;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {

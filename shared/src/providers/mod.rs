@@ -14,6 +14,7 @@ use chrono::NaiveDate;
 
 use crate::codec::Rows;
 use crate::dataset::{Dataset, Provider as ProviderName};
+use crate::settings::ProviderSettings;
 
 /// What one unit of work asks for.
 #[derive(Debug, Clone, Copy)]
@@ -113,11 +114,27 @@ impl ProviderSet {
         Self::default()
     }
 
-    /// Every provider this build serves, as the miss-handler and the command line use them.
-    pub fn standard() -> Self {
-        ProviderSet::new()
-            .with(ProviderName::Synthetic, synthetic::SyntheticProvider::new())
-            .with(ProviderName::ThetaData, thetadata::from_env())
+    /// The providers `settings` serve (`CACHE_PROVIDERS`), each set up from them; a provider
+    /// that cannot be set up fails here, at start, naming the setting.
+    pub fn from_settings(settings: &ProviderSettings) -> Result<Self, thetadata::SetupError> {
+        let mut set = ProviderSet::new();
+        for name in &settings.served {
+            set = match name {
+                ProviderName::ThetaData => set.with(
+                    *name,
+                    thetadata::ThetaDataProvider::new(thetadata::ThetaDataConfig::from_settings(
+                        settings,
+                    ))?,
+                ),
+                ProviderName::Synthetic => set.with(*name, synthetic::SyntheticProvider::new()),
+            };
+        }
+        Ok(set)
+    }
+
+    /// The names served, in order.
+    pub fn served(&self) -> Vec<ProviderName> {
+        self.providers.iter().map(|(name, _)| *name).collect()
     }
 
     pub fn with(mut self, name: ProviderName, provider: impl Provider + 'static) -> Self {
@@ -132,8 +149,13 @@ impl ProviderSet {
             .map(|(_, p)| p.as_ref())
             .ok_or_else(|| {
                 ProviderError::Unsupported(format!(
-                    "provider '{}' is not configured in this deployment",
-                    dataset.provider
+                    "provider '{}' is not served by this deployment (CACHE_PROVIDERS serves: {})",
+                    dataset.provider,
+                    self.served()
+                        .iter()
+                        .map(|p| p.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ))
             })
     }

@@ -10,8 +10,8 @@
 //!   chain applies (environment, shared profile files, web identity, ECS/IMDS — on Lambda, the
 //!   function's role). A key id without a secret is ignored with a warning, never half-used.
 //! - **Region**: `region` when given, else the chain's (`AWS_REGION`, profile, IMDS).
-//! - **Endpoint**: `endpoint_url` when given, else the SDK's own `AWS_ENDPOINT_URL_S3` /
-//!   `AWS_ENDPOINT_URL`. Any custom endpoint also switches to path-style addressing
+//! - **Endpoint**: `endpoint_url` when given (the settings fill it from `AWS_ENDPOINT_URL_S3`
+//!   / `AWS_ENDPOINT_URL` as the SDKs do). A custom endpoint also switches to path-style addressing
 //!   (`http://host/bucket/key`), which S3-compatible servers such as moto and MinIO need
 //!   because they do not serve `bucket.host` names.
 //!
@@ -37,50 +37,29 @@ use aws_sdk_s3::types::{MetadataDirective, Tag, Tagging};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
+pub use crate::settings::S3Config;
+use crate::settings::Secret;
+
 use super::{
     GetResult, Metadata, ObjectMeta, ObjectStore, PutMode, PutOptions, PutResult, Result,
     StorageError, Tags, VersionInfo, check_key,
 };
 
-/// Where and as whom to reach S3; every field is optional (see the module docs).
-#[derive(Clone, Default)]
-pub struct S3Config {
-    pub region: Option<String>,
-    pub endpoint_url: Option<String>,
-    pub access_key_id: Option<String>,
-    pub secret_access_key: Option<String>,
-    pub session_token: Option<String>,
-}
-
-impl fmt::Debug for S3Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Credentials end up in logs through Debug, so only their presence is shown.
-        let redacted = |v: &Option<String>| v.as_ref().map(|_| "<redacted>");
-        f.debug_struct("S3Config")
-            .field("region", &self.region)
-            .field("endpoint_url", &self.endpoint_url)
-            .field("access_key_id", &redacted(&self.access_key_id))
-            .field("secret_access_key", &redacted(&self.secret_access_key))
-            .field("session_token", &redacted(&self.session_token))
-            .finish()
-    }
-}
-
 /// Build an S3 client from the standard AWS chain plus the overrides in `config`.
 pub async fn build_client(config: &S3Config) -> Client {
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
-    if let Some(region) = non_empty(&config.region) {
+    if let Some(region) = non_empty(config.region.as_deref()) {
         loader = loader.region(Region::new(region.to_string()));
     }
     match (
-        non_empty(&config.access_key_id),
-        non_empty(&config.secret_access_key),
+        non_empty(config.access_key_id.as_deref()),
+        non_empty(config.secret_access_key.as_ref().map(Secret::expose)),
     ) {
         (Some(key_id), Some(secret)) => {
             let credentials = Credentials::new(
                 key_id,
                 secret,
-                non_empty(&config.session_token).map(str::to_string),
+                non_empty(config.session_token.as_ref().map(Secret::expose)).map(str::to_string),
                 None,
                 "cachefill-static",
             );
@@ -92,13 +71,14 @@ pub async fn build_client(config: &S3Config) -> Client {
              using the standard AWS credential chain instead"
         ),
     }
-    let explicit_endpoint = non_empty(&config.endpoint_url);
-    if let Some(endpoint) = explicit_endpoint {
+    let endpoint = non_empty(config.endpoint_url.as_deref());
+    if let Some(endpoint) = endpoint {
         loader = loader.endpoint_url(endpoint);
     }
     let sdk_config = loader.load().await;
     let mut s3_config = aws_sdk_s3::config::Builder::from(&sdk_config);
-    if explicit_endpoint.is_some() || endpoint_from_environment() {
+    // S3 stand-ins (moto, MinIO) answer path-style requests only.
+    if endpoint.is_some() {
         s3_config = s3_config.force_path_style(true);
     }
     Client::from_conf(s3_config.build())
@@ -109,16 +89,8 @@ pub async fn connect(bucket: impl Into<String>, config: &S3Config) -> S3Store {
     S3Store::new(build_client(config).await, bucket)
 }
 
-fn non_empty(value: &Option<String>) -> Option<&str> {
-    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
-}
-
-/// Whether the SDK will pick up a custom S3 endpoint from the environment on its own.
-fn endpoint_from_environment() -> bool {
-    let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
-    let ignored = std::env::var("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
-        .is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"));
-    !ignored && (set("AWS_ENDPOINT_URL_S3") || set("AWS_ENDPOINT_URL"))
+fn non_empty(value: Option<&str>) -> Option<&str> {
+    value.map(str::trim).filter(|v| !v.is_empty())
 }
 
 /// One bucket of an S3 API, as an [`ObjectStore`].
@@ -725,13 +697,13 @@ mod tests {
     fn debug_output_hides_credentials() {
         let config = S3Config {
             access_key_id: Some("AKIAEXAMPLE".into()),
-            secret_access_key: Some("very-secret".into()),
-            session_token: Some("token".into()),
+            secret_access_key: Some(Secret::new("very-secret")),
+            session_token: Some(Secret::new("token-value")),
             ..Default::default()
         };
         let shown = format!("{config:?}");
-        assert!(!shown.contains("AKIAEXAMPLE"), "{shown}");
         assert!(!shown.contains("very-secret"), "{shown}");
-        assert!(!shown.contains("token\""), "{shown}");
+        assert!(!shown.contains("token-value"), "{shown}");
+        assert_eq!(shown.matches("<redacted>").count(), 2, "{shown}");
     }
 }

@@ -26,8 +26,6 @@ use super::event::compare_sequencers;
 use crate::format::MANIFEST_HISTORY;
 use crate::storage::{ObjectStore, PutMode, PutOptions, StorageError};
 
-/// Validated versions kept in `history`.
-
 /// One validated version of a dataset's parquet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestEntry {

@@ -122,7 +122,9 @@ fn the_dev_stack_prints_a_working_environment_and_stops_everything_on_ctrl_c() -
             region: Some(exports["AWS_REGION"].clone()),
             endpoint_url: settings.endpoint_url.clone(),
             access_key_id: Some(exports["AWS_ACCESS_KEY_ID"].clone()),
-            secret_access_key: Some(exports["AWS_SECRET_ACCESS_KEY"].clone()),
+            secret_access_key: Some(cachefill_core::settings::Secret::new(
+                exports["AWS_SECRET_ACCESS_KEY"].clone(),
+            )),
             session_token: None,
         })
         .await;

@@ -51,7 +51,6 @@ pub mod normalize;
 pub mod parse;
 pub mod request;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -59,11 +58,11 @@ use chrono::NaiveDate;
 
 pub use http::RetryPolicy;
 
-use super::{FetchRequest, Fetched, Provider, ProviderError, one_per_session};
+use super::{FetchRequest, Fetched, Provider, ProviderError};
 use crate::codec::Rows;
 use crate::codec::schema::Layout;
 use crate::dataset::Dataset;
-use crate::settings::{DEFAULT_THETADATA_BASE_URL, SettingsError, UpstreamSettings};
+use crate::settings::{DEFAULT_THETADATA_BASE_URL, ProviderSettings, THETADATA_BASE_URL};
 use http::{Reply, Terminal};
 use parse::ParseError;
 
@@ -103,30 +102,22 @@ impl ThetaDataConfig {
         }
     }
 
-    /// `THETADATA_BASE_URL`, `CACHE_FETCH_CONCURRENCY` and `CACHE_UPSTREAM_TIMEOUT_SECONDS`,
-    /// read like the Lambda functions read them.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
-        let upstream = UpstreamSettings::from_lookup(get)?;
-        Ok(ThetaDataConfig {
-            concurrency: upstream.fetch_concurrency,
-            request_timeout: upstream.upstream_timeout,
-            ..ThetaDataConfig::new(&upstream.thetadata_base_url)
-        })
-    }
-
-    /// [`ThetaDataConfig::from_lookup`] over the process environment.
-    pub fn from_env() -> Result<Self, SettingsError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+    /// The terminal the settings name (`THETADATA_BASE_URL`), as patient as they say
+    /// (`CACHE_FETCH_CONCURRENCY`, `CACHE_UPSTREAM_TIMEOUT_SECONDS`).
+    pub fn from_settings(settings: &ProviderSettings) -> Self {
+        ThetaDataConfig {
+            concurrency: settings.fetch_concurrency,
+            request_timeout: settings.upstream_timeout,
+            ..ThetaDataConfig::new(&settings.thetadata_base_url)
+        }
     }
 }
 
 /// Why a provider could not be set up.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SetupError {
-    #[error(transparent)]
-    Settings(#[from] SettingsError),
     #[error(
-        "THETADATA_BASE_URL {0} uses https, but this build speaks plain http to the terminal \
+        "{THETADATA_BASE_URL} {0} uses https, but this build speaks plain http to the terminal \
          (it runs on this machine or a private network); use its http:// address"
     )]
     Https(String),
@@ -175,11 +166,6 @@ impl ThetaDataProvider {
             terminal,
             concurrency: config.concurrency.max(1),
         })
-    }
-
-    /// The provider configured from the environment (see [`ThetaDataConfig::from_env`]).
-    pub fn from_env() -> Result<Self, SetupError> {
-        Self::new(ThetaDataConfig::from_env()?)
     }
 
     pub fn base_url(&self) -> &str {
@@ -284,80 +270,26 @@ impl Provider for ThetaDataProvider {
     }
 }
 
-/// Stands in for a provider whose configuration is unusable, so every ThetaData request
-/// is refused with the reason instead of reaching a wrong address.
-#[derive(Debug)]
-struct NotConfigured {
-    reason: String,
-}
-
-impl NotConfigured {
-    fn refusal(&self) -> ProviderError {
-        ProviderError::Unsupported(format!(
-            "ThetaData is not usable in this deployment: {}",
-            self.reason
-        ))
-    }
-}
-
-#[async_trait]
-impl Provider for NotConfigured {
-    fn supports(&self, _dataset: &Dataset) -> Result<(), ProviderError> {
-        Err(self.refusal())
-    }
-
-    fn plan(&self, _dataset: &Dataset, sessions: &[NaiveDate]) -> Vec<Vec<NaiveDate>> {
-        one_per_session(sessions)
-    }
-
-    async fn fetch(&self, _unit: FetchRequest<'_>) -> Result<Fetched, ProviderError> {
-        Err(self.refusal())
-    }
-}
-
-/// The provider as the environment configures it; an unusable configuration yields a
-/// provider that refuses every dataset and says why.
-pub fn from_env() -> Arc<dyn Provider> {
-    match ThetaDataProvider::from_env() {
-        Ok(provider) => Arc::new(provider),
-        Err(e) => {
-            tracing::error!(error = %e, "ThetaData provider not configured");
-            Arc::new(NotConfigured {
-                reason: e.to_string(),
-            })
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn config_reads_the_function_settings_variables() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |name: &str| {
-                pairs
-                    .iter()
-                    .find(|(k, _)| *k == name)
-                    .map(|(_, v)| v.to_string())
-            }
+    fn config_follows_the_provider_settings() {
+        let settings = ProviderSettings {
+            thetadata_base_url: "http://theta:25503".into(),
+            fetch_concurrency: 2,
+            upstream_timeout: Duration::from_secs(7),
+            ..ProviderSettings::defaults(ProviderSettings::DEPLOYED)
         };
-        let config = ThetaDataConfig::from_lookup(env(&[
-            ("THETADATA_BASE_URL", "http://theta:25503/v3/"),
-            ("CACHE_FETCH_CONCURRENCY", "2"),
-            ("CACHE_UPSTREAM_TIMEOUT_SECONDS", "7"),
-        ]))
-        .unwrap();
+        let config = ThetaDataConfig::from_settings(&settings);
         assert_eq!(config.base_url, "http://theta:25503");
         assert_eq!(config.concurrency, 2);
         assert_eq!(config.request_timeout, Duration::from_secs(7));
         assert_eq!(
-            ThetaDataConfig::from_lookup(env(&[])).unwrap(),
+            ThetaDataConfig::from_settings(&ProviderSettings::defaults(ProviderSettings::DEPLOYED)),
             ThetaDataConfig::default()
         );
-        assert!(ThetaDataConfig::from_lookup(env(&[("CACHE_FETCH_CONCURRENCY", "0")])).is_err());
-        assert!(ThetaDataConfig::from_lookup(env(&[("THETADATA_BASE_URL", "theta")])).is_err());
     }
 
     #[test]
@@ -365,14 +297,7 @@ mod tests {
         let err =
             ThetaDataProvider::new(ThetaDataConfig::new("https://theta.example/v3")).unwrap_err();
         assert!(matches!(err, SetupError::Https(_)));
-        let refusing = NotConfigured {
-            reason: err.to_string(),
-        };
-        let dataset = Dataset::from_json(
-            r#"{"provider":"thetadata","asset_type":"stock","symbol":"SPY","timespan":"minute","datastyle":"ohlc"}"#,
-        )
-        .unwrap();
-        let refusal = refusing.supports(&dataset).unwrap_err().to_string();
-        assert!(refusal.contains("https"), "{refusal}");
+        let message = err.to_string();
+        assert!(message.contains(THETADATA_BASE_URL), "{message}");
     }
 }
