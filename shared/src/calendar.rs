@@ -6,48 +6,82 @@
 //! a session when it is a weekday that is neither a regular holiday nor a
 //! special closure.
 //!
-//! Regular holidays, with weekend observance (Saturday → the preceding Friday,
-//! Sunday → the following Monday):
+//! Regular holidays (`HOLIDAYS`), each in the years given:
 //!
-//! | holiday | rule |
+//! | holiday | rule | years |
+//! |---|---|---|
+//! | New Year's Day | January 1, observed, but *not* moved from a Saturday to December 31 | all |
+//! | Martin Luther King Jr. Day | 3rd Monday of January (since 1998) | all |
+//! | Washington's Birthday | 3rd Monday of February | all |
+//! | Good Friday | the Friday before Western (Gregorian) Easter Sunday | all |
+//! | Memorial Day | last Monday of May | all |
+//! | Juneteenth | June 19, observed | from 2022 |
+//! | Independence Day | July 4, observed | all |
+//! | Labor Day | 1st Monday of September | all |
+//! | Thanksgiving | 4th Thursday of November | all |
+//! | Christmas | December 25, observed | all |
+//!
+//! "Observed" is the weekend rule for fixed dates: a Saturday holiday closes the
+//! preceding Friday, a Sunday holiday the following Monday. New Year's Day only
+//! moves from a Sunday, so that the exchange is open on the last day of the
+//! year (NYSE Rule 7.2: unusual business conditions such as the end of a yearly
+//! accounting period).
+//!
+//! Regular hours are 09:30–16:00 New York time. Early closes (`EARLY_CLOSES`)
+//! are at 13:00:
+//!
+//! | day | rule | years |
+//! |---|---|---|
+//! | day before Independence Day | July 3 on a Monday, Tuesday or Thursday | all |
+//! | day before Independence Day | July 3 on a Wednesday | from 2013 |
+//! | day after Independence Day | July 5 on a Friday | to 2012 |
+//! | day after Thanksgiving | the Friday after the 4th Thursday of November | all |
+//! | Christmas Eve | December 24 from Monday to Thursday | all |
+//!
+//! (A July 3 on a Friday or a December 24 on a Friday is the observed holiday itself.)
+//!
+//! Special days (`SPECIAL_DAYS`), one-off and listed by date. Full-day closures:
+//!
+//! | date | closure |
 //! |---|---|
-//! | New Year's Day | January 1; on a Saturday it is *not* moved to Friday December 31 |
-//! | Martin Luther King Jr. Day | 3rd Monday of January (since 1998) |
-//! | Washington's Birthday | 3rd Monday of February |
-//! | Good Friday | the Friday before Western (Gregorian) Easter Sunday |
-//! | Memorial Day | last Monday of May |
-//! | Juneteenth | June 19, observed, from 2022 |
-//! | Independence Day | July 4, observed |
-//! | Labor Day | 1st Monday of September |
-//! | Thanksgiving | 4th Thursday of November |
-//! | Christmas | December 25, observed |
+//! | 2001-09-11 to 2001-09-14 | September 11 |
+//! | 2004-06-11 | National Day of Mourning for Ronald Reagan |
+//! | 2007-01-02 | National Day of Mourning for Gerald Ford |
+//! | 2012-10-29, 2012-10-30 | Hurricane Sandy |
+//! | 2018-12-05 | National Day of Mourning for George H. W. Bush |
+//! | 2025-01-09 | National Day of Mourning for Jimmy Carter |
 //!
-//! Special full-day closures (one-off, listed by date): 2001-09-11 to 2001-09-14
-//! (September 11), 2004-06-11 (Ronald Reagan), 2007-01-02 (Gerald Ford),
-//! 2012-10-29 and 2012-10-30 (Hurricane Sandy), 2018-12-05 (George H. W. Bush),
-//! 2025-01-09 (Jimmy Carter). Closures announced after this table was written
-//! cannot be known in advance and must be added here when they happen.
+//! Sessions with other hours than the rules give:
 //!
-//! Regular hours are 09:30–16:00 New York time. Early closes at 13:00:
-//! July 3 when July 4 falls on a Tuesday, Wednesday or Friday, and also on a
-//! Thursday from 2013 (before 2013 a Thursday July 4 moved the early close to
-//! Friday July 5); the day after Thanksgiving; December 24 from Monday to
-//! Thursday; and the one-off 2003-12-26. The scheduled late open of 2002-09-11
-//! (12:00) is listed as well; unscheduled minute-level delays are not modelled.
+//! | date | hours | why |
+//! |---|---|---|
+//! | 2002-09-11 | 12:00–16:00 | first anniversary of September 11 |
+//! | 2003-12-26 | 09:30–13:00 | Friday after Christmas |
+//!
+//! Unscheduled minute-level delays are not modelled. Closures announced after these tables were
+//! written cannot be known in advance and must be added here when they happen.
 
+use std::ops::RangeInclusive;
+
+use chrono::Weekday::{Fri, Mon, Thu, Tue, Wed};
 use chrono::{
     DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset,
     TimeZone, Utc, Weekday,
 };
 
+use Observance::{NearestWeekday, SundayToMonday};
+
 /// The exchange's time zone; ThetaData timestamps are wall-clock times in it.
 pub const NEW_YORK: chrono_tz::Tz = chrono_tz::America::New_York;
 
 /// First date the calendar answers for.
-pub const FIRST_SUPPORTED: NaiveDate = ymd(2000, 1, 1);
+pub const FIRST_SUPPORTED: NaiveDate = ymd(FIRST_YEAR, 1, 1);
 
 /// Last date the calendar answers for.
-pub const LAST_SUPPORTED: NaiveDate = ymd(2099, 12, 31);
+pub const LAST_SUPPORTED: NaiveDate = ymd(LAST_YEAR, 12, 31);
+
+const FIRST_YEAR: i32 = 2000;
+const LAST_YEAR: i32 = 2099;
 
 /// Opening time of a regular session, New York wall clock.
 pub const REGULAR_OPEN: NaiveTime = hm(9, 30);
@@ -58,31 +92,153 @@ pub const REGULAR_CLOSE: NaiveTime = hm(16, 0);
 /// Closing time of an early-close session, New York wall clock.
 pub const EARLY_CLOSE: NaiveTime = hm(13, 0);
 
-/// Full-day closures that no recurring rule produces.
-const SPECIAL_CLOSURES: [(NaiveDate, &str); 10] = [
-    (ymd(2001, 9, 11), "September 11"),
-    (ymd(2001, 9, 12), "September 11"),
-    (ymd(2001, 9, 13), "September 11"),
-    (ymd(2001, 9, 14), "September 11"),
-    (
-        ymd(2004, 6, 11),
-        "National Day of Mourning for Ronald Reagan",
-    ),
-    (ymd(2007, 1, 2), "National Day of Mourning for Gerald Ford"),
-    (ymd(2012, 10, 29), "Hurricane Sandy"),
-    (ymd(2012, 10, 30), "Hurricane Sandy"),
-    (
-        ymd(2018, 12, 5),
-        "National Day of Mourning for George H. W. Bush",
-    ),
-    (ymd(2025, 1, 9), "National Day of Mourning for Jimmy Carter"),
+/// Every year of the supported range, for rules that applied all along.
+const ALL_YEARS: RangeInclusive<i32> = since(FIRST_YEAR);
+
+/// A day of the year that a rule names.
+#[derive(Debug, Clone, Copy)]
+enum Day {
+    /// `Fixed(month, day)`.
+    Fixed(u32, u32),
+    /// `Nth(month, weekday, n)`: the `n`th `weekday` of `month`.
+    Nth(u32, Weekday, u8),
+    /// `Last(month, weekday)`: the last `weekday` of `month`.
+    Last(u32, Weekday),
+    /// `Easter(days)`: Western Easter Sunday plus `days` (negative: before).
+    Easter(i64),
+}
+
+/// Where a holiday that falls on a weekend is observed.
+#[derive(Debug, Clone, Copy)]
+enum Observance {
+    /// Saturday on the Friday before, Sunday on the Monday after.
+    NearestWeekday,
+    /// Sunday on the Monday after; a Saturday holiday is not made up.
+    SundayToMonday,
+}
+
+/// A regular holiday and the years it applies in.
+#[derive(Debug)]
+struct HolidayRule {
+    name: &'static str,
+    day: Day,
+    observance: Observance,
+    years: RangeInclusive<i32>,
+}
+
+const fn holiday(
+    name: &'static str,
+    day: Day,
+    observance: Observance,
+    years: RangeInclusive<i32>,
+) -> HolidayRule {
+    HolidayRule {
+        name,
+        day,
+        observance,
+        years,
+    }
+}
+
+const THANKSGIVING: Day = Day::Nth(11, Thu, 4);
+
+/// The regular holidays; the module docs list them in the same order.
+#[rustfmt::skip]
+const HOLIDAYS: [HolidayRule; 10] = [
+    holiday("New Year's Day",             Day::Fixed(1, 1),     SundayToMonday, ALL_YEARS),
+    holiday("Martin Luther King Jr. Day", Day::Nth(1, Mon, 3),  NearestWeekday, since(1998)),
+    holiday("Washington's Birthday",      Day::Nth(2, Mon, 3),  NearestWeekday, ALL_YEARS),
+    holiday("Good Friday",                Day::Easter(-2),      NearestWeekday, ALL_YEARS),
+    holiday("Memorial Day",               Day::Last(5, Mon),    NearestWeekday, ALL_YEARS),
+    holiday("Juneteenth",                 Day::Fixed(6, 19),    NearestWeekday, since(2022)),
+    holiday("Independence Day",           Day::Fixed(7, 4),     NearestWeekday, ALL_YEARS),
+    holiday("Labor Day",                  Day::Nth(9, Mon, 1),  NearestWeekday, ALL_YEARS),
+    holiday("Thanksgiving",               THANKSGIVING,         NearestWeekday, ALL_YEARS),
+    holiday("Christmas",                  Day::Fixed(12, 25),   NearestWeekday, ALL_YEARS),
 ];
 
-/// Early closes (13:00) that no recurring rule produces.
-const SPECIAL_EARLY_CLOSES: [NaiveDate; 1] = [ymd(2003, 12, 26)];
+/// A recurring early close: the day `days` after `day` (negative: before), when
+/// that falls on one of `weekdays`, in `years`.
+#[derive(Debug)]
+struct EarlyCloseRule {
+    day: Day,
+    days: i64,
+    weekdays: &'static [Weekday],
+    years: RangeInclusive<i32>,
+}
 
-/// Scheduled late opens.
-const SPECIAL_LATE_OPENS: [(NaiveDate, NaiveTime); 1] = [(ymd(2002, 9, 11), hm(12, 0))];
+const fn early(
+    day: Day,
+    days: i64,
+    weekdays: &'static [Weekday],
+    years: RangeInclusive<i32>,
+) -> EarlyCloseRule {
+    EarlyCloseRule {
+        day,
+        days,
+        weekdays,
+        years,
+    }
+}
+
+/// The recurring early closes; the module docs list them in the same order.
+#[rustfmt::skip]
+const EARLY_CLOSES: [EarlyCloseRule; 5] = [
+    // Day before Independence Day; on a Wednesday from 2013 too (then no early close on July 5).
+    early(Day::Fixed(7, 4),   -1, &[Mon, Tue, Thu],      ALL_YEARS),
+    early(Day::Fixed(7, 4),   -1, &[Wed],                since(2013)),
+    // Day after Independence Day.
+    early(Day::Fixed(7, 4),    1, &[Fri],                FIRST_YEAR..=2012),
+    // Day after Thanksgiving.
+    early(THANKSGIVING,        1, &[Fri],                ALL_YEARS),
+    // Christmas Eve.
+    early(Day::Fixed(12, 25), -1, &[Mon, Tue, Wed, Thu], ALL_YEARS),
+];
+
+/// How a special day departs from the rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Special {
+    /// No session, for the reason given.
+    Closed(&'static str),
+    /// A session with these hours instead of the ones the rules give, for the
+    /// reason given.
+    Hours {
+        open: NaiveTime,
+        close: NaiveTime,
+        why: &'static str,
+    },
+}
+
+const fn closed(date: NaiveDate, why: &'static str) -> (NaiveDate, Special) {
+    (date, Special::Closed(why))
+}
+
+const fn hours(
+    date: NaiveDate,
+    open: NaiveTime,
+    close: NaiveTime,
+    why: &'static str,
+) -> (NaiveDate, Special) {
+    (date, Special::Hours { open, close, why })
+}
+
+/// One-off closures and sessions with unusual hours, sorted by date; the
+/// module docs list them.
+#[rustfmt::skip]
+const SPECIAL_DAYS: [(NaiveDate, Special); 12] = [
+    closed(ymd(2001, 9, 11), "September 11"),
+    closed(ymd(2001, 9, 12), "September 11"),
+    closed(ymd(2001, 9, 13), "September 11"),
+    closed(ymd(2001, 9, 14), "September 11"),
+    hours(ymd(2002, 9, 11), hm(12, 0), hm(16, 0), "first anniversary of September 11"),
+    hours(ymd(2003, 12, 26), hm(9, 30), hm(13, 0), "Friday after Christmas"),
+    closed(ymd(2004, 6, 11), "National Day of Mourning for Ronald Reagan"),
+    closed(ymd(2007, 1, 2), "National Day of Mourning for Gerald Ford"),
+    closed(ymd(2012, 10, 29), "Hurricane Sandy"),
+    closed(ymd(2012, 10, 30), "Hurricane Sandy"),
+    closed(ymd(2018, 12, 5), "National Day of Mourning for George H. W. Bush"),
+    closed(ymd(2025, 1, 9), "National Day of Mourning for Jimmy Carter"),
+];
 
 /// A date the calendar cannot answer for.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -116,11 +272,21 @@ pub fn sessions_between(start: NaiveDate, end: NaiveDate) -> Result<Vec<NaiveDat
     }
     check_range(start)?;
     check_range(end)?;
-    Ok(start
-        .iter_days()
-        .take_while(|day| *day <= end)
-        .filter(|day| is_weekday(*day) && closure_name(*day).is_none())
-        .collect())
+    let days = (end - start).num_days() + 1;
+    let mut sessions = Vec::with_capacity(usize::try_from(days).unwrap_or(0) * 5 / 7 + 2);
+    // The closures of a year are worked out once for all its days.
+    for year in start.year()..=end.year() {
+        let closures = closures_in(year);
+        let first = start.max(ymd(year, 1, 1));
+        let last = end.min(ymd(year, 12, 31));
+        sessions.extend(
+            first
+                .iter_days()
+                .take_while(|day| *day <= last)
+                .filter(|day| is_weekday(*day) && !closures.contains(day)),
+        );
+    }
+    Ok(sessions)
 }
 
 /// Why the exchange is closed on a weekday: the holiday or special closure that
@@ -141,16 +307,18 @@ pub fn session_hours(date: NaiveDate) -> Result<Option<SessionHours>, CalendarEr
     if !is_session(date)? {
         return Ok(None);
     }
-    let open = SPECIAL_LATE_OPENS
-        .iter()
-        .find(|(day, _)| *day == date)
-        .map_or(REGULAR_OPEN, |(_, open)| *open);
+    if let Some(Special::Hours { open, close, .. }) = special_day(date) {
+        return Ok(Some(SessionHours { open, close }));
+    }
     let close = if is_early_close(date) {
         EARLY_CLOSE
     } else {
         REGULAR_CLOSE
     };
-    Ok(Some(SessionHours { open, close }))
+    Ok(Some(SessionHours {
+        open: REGULAR_OPEN,
+        close,
+    }))
 }
 
 /// The first session strictly after `after`.
@@ -219,6 +387,11 @@ const fn hm(hour: u32, minute: u32) -> NaiveTime {
     }
 }
 
+/// The years from `year` to the end of the supported range.
+const fn since(year: i32) -> RangeInclusive<i32> {
+    RangeInclusive::new(year, LAST_YEAR)
+}
+
 fn check_range(date: NaiveDate) -> Result<(), CalendarError> {
     if (FIRST_SUPPORTED..=LAST_SUPPORTED).contains(&date) {
         Ok(())
@@ -247,67 +420,79 @@ fn is_weekday(date: NaiveDate) -> bool {
     !matches!(date.weekday(), Weekday::Sat | Weekday::Sun)
 }
 
-/// The closure on a weekday `date`, regular or special.
-fn closure_name(date: NaiveDate) -> Option<&'static str> {
-    regular_holidays(date.year())
-        .into_iter()
-        .chain(SPECIAL_CLOSURES)
-        .find(|(day, _)| *day == date)
-        .map(|(_, name)| name)
+/// The special day on `date`, if it is one.
+fn special_day(date: NaiveDate) -> Option<Special> {
+    SPECIAL_DAYS
+        .binary_search_by_key(&date, |(day, _)| *day)
+        .ok()
+        .map(|index| SPECIAL_DAYS[index].1)
 }
 
-/// The dates the exchange observes its regular holidays on in `year`.
-fn regular_holidays(year: i32) -> Vec<(NaiveDate, &'static str)> {
-    let mut holidays = Vec::with_capacity(10);
-    // A Saturday New Year's Day would move into the previous year, which NYSE does not do.
-    if ymd(year, 1, 1).weekday() != Weekday::Sat {
-        holidays.push((observed(ymd(year, 1, 1)), "New Year's Day"));
+/// The closure on a weekday `date`, regular or special.
+fn closure_name(date: NaiveDate) -> Option<&'static str> {
+    if let Some(Special::Closed(name)) = special_day(date) {
+        return Some(name);
     }
-    if year >= 1998 {
-        holidays.push((
-            nth_weekday(year, 1, Weekday::Mon, 3),
-            "Martin Luther King Jr. Day",
-        ));
-    }
-    holidays.push((
-        nth_weekday(year, 2, Weekday::Mon, 3),
-        "Washington's Birthday",
-    ));
-    holidays.push((easter_sunday(year) - Duration::days(2), "Good Friday"));
-    holidays.push((last_weekday(year, 5, Weekday::Mon), "Memorial Day"));
-    if year >= 2022 {
-        holidays.push((observed(ymd(year, 6, 19)), "Juneteenth"));
-    }
-    holidays.push((observed(ymd(year, 7, 4)), "Independence Day"));
-    holidays.push((nth_weekday(year, 9, Weekday::Mon, 1), "Labor Day"));
-    holidays.push((thanksgiving(year), "Thanksgiving"));
-    holidays.push((observed(ymd(year, 12, 25)), "Christmas"));
-    holidays
+    HOLIDAYS
+        .iter()
+        .find(|rule| rule.observed_in(date.year()) == Some(date))
+        .map(|rule| rule.name)
+}
+
+/// Every weekday of `year` that is not a session: the observed regular
+/// holidays and the special closures.
+fn closures_in(year: i32) -> Vec<NaiveDate> {
+    let specials = SPECIAL_DAYS
+        .iter()
+        .filter(|(day, special)| day.year() == year && matches!(special, Special::Closed(_)))
+        .map(|(day, _)| *day);
+    HOLIDAYS
+        .iter()
+        .filter_map(|rule| rule.observed_in(year))
+        .chain(specials)
+        .collect()
 }
 
 fn is_early_close(date: NaiveDate) -> bool {
-    let year = date.year();
-    let weekday = date.weekday();
-    match (date.month(), date.day()) {
-        (7, 3) => {
-            matches!(weekday, Weekday::Mon | Weekday::Tue | Weekday::Thu)
-                || (weekday == Weekday::Wed && year >= 2013)
+    EARLY_CLOSES.iter().any(|rule| rule.falls_on(date))
+}
+
+impl Day {
+    fn in_year(self, year: i32) -> NaiveDate {
+        match self {
+            Day::Fixed(month, day) => ymd(year, month, day),
+            Day::Nth(month, weekday, n) => nth_weekday(year, month, weekday, n),
+            Day::Last(month, weekday) => last_weekday(year, month, weekday),
+            Day::Easter(days) => easter_sunday(year) + Duration::days(days),
         }
-        (7, 5) => weekday == Weekday::Fri && year < 2013,
-        (12, 24) => matches!(
-            weekday,
-            Weekday::Mon | Weekday::Tue | Weekday::Wed | Weekday::Thu
-        ),
-        _ => date == thanksgiving(year) + Duration::days(1) || SPECIAL_EARLY_CLOSES.contains(&date),
     }
 }
 
-/// The weekday a fixed-date holiday is observed on.
-fn observed(date: NaiveDate) -> NaiveDate {
-    match date.weekday() {
-        Weekday::Sat => date - Duration::days(1),
-        Weekday::Sun => date + Duration::days(1),
-        _ => date,
+impl HolidayRule {
+    /// The weekday the exchange closes for this holiday in `year`, if any.
+    ///
+    /// Always a date of `year` itself: the only holiday that a weekend could
+    /// move across a year boundary is a Saturday New Year's Day, which is not
+    /// made up.
+    fn observed_in(&self, year: i32) -> Option<NaiveDate> {
+        if !self.years.contains(&year) {
+            return None;
+        }
+        let date = self.day.in_year(year);
+        match (date.weekday(), self.observance) {
+            (Weekday::Sat, NearestWeekday) => Some(date - Duration::days(1)),
+            (Weekday::Sat, SundayToMonday) => None,
+            (Weekday::Sun, _) => Some(date + Duration::days(1)),
+            _ => Some(date),
+        }
+    }
+}
+
+impl EarlyCloseRule {
+    fn falls_on(&self, date: NaiveDate) -> bool {
+        self.years.contains(&date.year())
+            && self.weekdays.contains(&date.weekday())
+            && self.day.in_year(date.year()) + Duration::days(self.days) == date
     }
 }
 
@@ -319,10 +504,6 @@ fn nth_weekday(year: i32, month: u32, weekday: Weekday, n: u8) -> NaiveDate {
 fn last_weekday(year: i32, month: u32, weekday: Weekday) -> NaiveDate {
     NaiveDate::from_weekday_of_month_opt(year, month, weekday, 5)
         .unwrap_or_else(|| nth_weekday(year, month, weekday, 4))
-}
-
-fn thanksgiving(year: i32) -> NaiveDate {
-    nth_weekday(year, 11, Weekday::Thu, 4)
 }
 
 /// Western Easter Sunday by the anonymous Gregorian algorithm.
@@ -531,6 +712,8 @@ mod tests {
             "2023-07-03",
             "2002-07-05",
             "2003-12-26",
+            "2013-07-03",
+            "2008-07-03",
         ] {
             assert_eq!(session_hours(d(date)), Ok(Some(early)), "{date}");
         }
@@ -545,12 +728,76 @@ mod tests {
             "2024-12-26",
             "2002-07-03",
             "2024-06-03",
+            "2013-07-05",
+            "2008-12-26",
         ] {
             assert_eq!(session_hours(d(date)), Ok(Some(regular)), "{date}");
         }
         // Dec 24 on a Friday is the observed Christmas, not an early close.
         assert_eq!(session_hours(d("2021-12-24")), Ok(None));
         assert_eq!(session_hours(d("2024-07-06")), Ok(None));
+    }
+
+    #[test]
+    fn special_days_are_sorted_weekdays_that_the_rules_do_not_give() {
+        for pair in SPECIAL_DAYS.windows(2) {
+            assert!(pair[0].0 < pair[1].0, "{} before {}", pair[0].0, pair[1].0);
+        }
+        for (date, special) in SPECIAL_DAYS {
+            assert!(check_range(date).is_ok() && is_weekday(date), "{date}");
+            let holiday = HOLIDAYS
+                .iter()
+                .find(|rule| rule.observed_in(date.year()) == Some(date));
+            assert!(holiday.is_none(), "{date} is also {holiday:?}");
+            if let Special::Hours { open, close, .. } = special {
+                assert!(open < close, "{date}");
+                assert_ne!(
+                    (open, close),
+                    (REGULAR_OPEN, REGULAR_CLOSE),
+                    "{date} has regular hours"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn rules_stay_inside_the_supported_range() {
+        assert_eq!(ALL_YEARS, FIRST_SUPPORTED.year()..=LAST_SUPPORTED.year());
+        for year in ALL_YEARS {
+            for rule in &HOLIDAYS {
+                if let Some(date) = rule.observed_in(year) {
+                    assert_eq!(date.year(), year, "{} {year}", rule.name);
+                    assert!(is_weekday(date), "{} {year}", rule.name);
+                }
+            }
+        }
+        for rule in &EARLY_CLOSES {
+            assert!(
+                ALL_YEARS.contains(rule.years.start()) && ALL_YEARS.contains(rule.years.end()),
+                "{rule:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn sessions_between_agrees_with_is_session_day_by_day() {
+        let all = sessions_between(FIRST_SUPPORTED, LAST_SUPPORTED).expect("in range");
+        let one_by_one: Vec<NaiveDate> = FIRST_SUPPORTED
+            .iter_days()
+            .take_while(|day| *day <= LAST_SUPPORTED)
+            .filter(|day| is_session(*day) == Ok(true))
+            .collect();
+        assert_eq!(all, one_by_one);
+        // A range across a year boundary.
+        assert_eq!(
+            sessions_between(d("2019-12-30"), d("2020-01-03")),
+            Ok(vec![
+                d("2019-12-30"),
+                d("2019-12-31"),
+                d("2020-01-02"),
+                d("2020-01-03")
+            ])
+        );
     }
 
     #[test]
