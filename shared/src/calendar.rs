@@ -51,14 +51,22 @@
 //! | 2018-12-05 | National Day of Mourning for George H. W. Bush |
 //! | 2025-01-09 | National Day of Mourning for Jimmy Carter |
 //!
-//! Sessions with other hours than the rules give:
+//! Sessions with other hours than the rules give (late opens, unscheduled early closes):
 //!
 //! | date | hours | why |
 //! |---|---|---|
+//! | 2001-09-17 | 09:33–16:00 | two minutes of silence for September 11 |
+//! | 2001-10-08 | 09:31–16:00 | silence for Operation Enduring Freedom |
 //! | 2002-09-11 | 12:00–16:00 | first anniversary of September 11 |
+//! | 2003-03-20 | 09:32–16:00 | silence for Operation Iraqi Freedom |
 //! | 2003-12-26 | 09:30–13:00 | Friday after Christmas |
+//! | 2004-06-07 | 09:32–16:00 | moment of silence for Ronald Reagan |
+//! | 2005-06-01 | 09:30–15:56 | systems communication problem |
+//! | 2006-12-27 | 09:32–16:00 | moment of silence for Gerald Ford |
 //!
-//! Unscheduled minute-level delays are not modelled. Closures announced after these tables were
+//! Trading halts inside a session (a power failure or a market-wide circuit
+//! breaker after which trading resumed the same day) do not change a session's
+//! hours and are not modelled. Closures announced after these tables were
 //! written cannot be known in advance and must be added here when they happen.
 
 use std::ops::RangeInclusive;
@@ -225,14 +233,20 @@ const fn hours(
 /// One-off closures and sessions with unusual hours, sorted by date; the
 /// module docs list them.
 #[rustfmt::skip]
-const SPECIAL_DAYS: [(NaiveDate, Special); 12] = [
+const SPECIAL_DAYS: [(NaiveDate, Special); 18] = [
     closed(ymd(2001, 9, 11), "September 11"),
     closed(ymd(2001, 9, 12), "September 11"),
     closed(ymd(2001, 9, 13), "September 11"),
     closed(ymd(2001, 9, 14), "September 11"),
+    hours(ymd(2001, 9, 17), hm(9, 33), hm(16, 0), "two minutes of silence for September 11"),
+    hours(ymd(2001, 10, 8), hm(9, 31), hm(16, 0), "silence for Operation Enduring Freedom"),
     hours(ymd(2002, 9, 11), hm(12, 0), hm(16, 0), "first anniversary of September 11"),
+    hours(ymd(2003, 3, 20), hm(9, 32), hm(16, 0), "silence for Operation Iraqi Freedom"),
     hours(ymd(2003, 12, 26), hm(9, 30), hm(13, 0), "Friday after Christmas"),
+    hours(ymd(2004, 6, 7), hm(9, 32), hm(16, 0), "moment of silence for Ronald Reagan"),
     closed(ymd(2004, 6, 11), "National Day of Mourning for Ronald Reagan"),
+    hours(ymd(2005, 6, 1), hm(9, 30), hm(15, 56), "systems communication problem"),
+    hours(ymd(2006, 12, 27), hm(9, 32), hm(16, 0), "moment of silence for Gerald Ford"),
     closed(ymd(2007, 1, 2), "National Day of Mourning for Gerald Ford"),
     closed(ymd(2012, 10, 29), "Hurricane Sandy"),
     closed(ymd(2012, 10, 30), "Hurricane Sandy"),
@@ -736,6 +750,21 @@ mod tests {
         // Dec 24 on a Friday is the observed Christmas, not an early close.
         assert_eq!(session_hours(d("2021-12-24")), Ok(None));
         assert_eq!(session_hours(d("2024-07-06")), Ok(None));
+    }
+
+    #[test]
+    fn special_hours_are_reported() {
+        for (date, open, close) in [
+            ("2001-09-17", "09:33", "16:00"),
+            ("2005-06-01", "09:30", "15:56"),
+            ("2006-12-27", "09:32", "16:00"),
+        ] {
+            let hours = SessionHours {
+                open: t(open),
+                close: t(close),
+            };
+            assert_eq!(session_hours(d(date)), Ok(Some(hours)), "{date}");
+        }
     }
 
     #[test]
