@@ -1,7 +1,7 @@
 //! The NYSE trading calendar that coverage is measured against (DESIGN §5).
 //!
 //! The calendar is rule-based for every date from [`FIRST_SUPPORTED`]
-//! (2000-01-01) to [`LAST_SUPPORTED`] (2099-12-31); dates outside that range
+//! (1990-01-01) to [`LAST_SUPPORTED`] (2099-12-31); dates outside that range
 //! are rejected with [`CalendarError::OutOfRange`] rather than guessed. A date is
 //! a session when it is a weekday that is neither a regular holiday nor a
 //! special closure.
@@ -11,7 +11,7 @@
 //! | holiday | rule | years |
 //! |---|---|---|
 //! | New Year's Day | January 1, observed, but *not* moved from a Saturday to December 31 | all |
-//! | Martin Luther King Jr. Day | 3rd Monday of January (since 1998) | all |
+//! | Martin Luther King Jr. Day | 3rd Monday of January | from 1998 |
 //! | Washington's Birthday | 3rd Monday of February | all |
 //! | Good Friday | the Friday before Western (Gregorian) Easter Sunday | all |
 //! | Memorial Day | last Monday of May | all |
@@ -28,14 +28,14 @@
 //! accounting period).
 //!
 //! Regular hours are 09:30–16:00 New York time. Early closes (`EARLY_CLOSES`)
-//! are at 13:00:
+//! are at 13:00, and at 14:00 before 1993:
 //!
 //! | day | rule | years |
 //! |---|---|---|
-//! | day before Independence Day | July 3 on a Monday, Tuesday or Thursday | all |
+//! | day before Independence Day | July 3 on a Monday, Tuesday or Thursday | from 1995 |
 //! | day before Independence Day | July 3 on a Wednesday | from 2013 |
-//! | day after Independence Day | July 5 on a Friday | to 2012 |
-//! | day after Thanksgiving | the Friday after the 4th Thursday of November | all |
+//! | day after Independence Day | July 5 on a Friday | 1996 to 2012 |
+//! | day after Thanksgiving | the Friday after the 4th Thursday of November | from 1992 |
 //! | Christmas Eve | December 24 from Monday to Thursday | all |
 //!
 //! (A July 3 on a Friday or a December 24 on a Friday is the observed holiday itself.)
@@ -44,6 +44,7 @@
 //!
 //! | date | closure |
 //! |---|---|
+//! | 1994-04-27 | National Day of Mourning for Richard Nixon |
 //! | 2001-09-11 to 2001-09-14 | September 11 |
 //! | 2004-06-11 | National Day of Mourning for Ronald Reagan |
 //! | 2007-01-02 | National Day of Mourning for Gerald Ford |
@@ -55,6 +56,14 @@
 //!
 //! | date | hours | why |
 //! |---|---|---|
+//! | 1990-12-27 | 11:00–16:00 | Con Edison transformer explosion |
+//! | 1991-01-17 | 09:31–16:00 | moment of silence for troops in the Gulf |
+//! | 1991-02-25 | 09:31–16:00 | moment of silence for troops in the Gulf |
+//! | 1994-02-11 | 09:30–14:30 | snowstorm |
+//! | 1995-12-18 | 10:30–16:00 | computer system trouble |
+//! | 1996-01-08 | 11:00–14:00 | blizzard |
+//! | 1997-10-27 | 09:30–15:30 | circuit breaker closed the market |
+//! | 1997-12-26 | 09:30–13:00 | Friday after Christmas |
 //! | 2001-09-17 | 09:33–16:00 | two minutes of silence for September 11 |
 //! | 2001-10-08 | 09:31–16:00 | silence for Operation Enduring Freedom |
 //! | 2002-09-11 | 12:00–16:00 | first anniversary of September 11 |
@@ -88,7 +97,7 @@ pub const FIRST_SUPPORTED: NaiveDate = ymd(FIRST_YEAR, 1, 1);
 /// Last date the calendar answers for.
 pub const LAST_SUPPORTED: NaiveDate = ymd(LAST_YEAR, 12, 31);
 
-const FIRST_YEAR: i32 = 2000;
+const FIRST_YEAR: i32 = 1990;
 const LAST_YEAR: i32 = 2099;
 
 /// Opening time of a regular session, New York wall clock.
@@ -97,8 +106,12 @@ pub const REGULAR_OPEN: NaiveTime = hm(9, 30);
 /// Closing time of a regular session, New York wall clock.
 pub const REGULAR_CLOSE: NaiveTime = hm(16, 0);
 
-/// Closing time of an early-close session, New York wall clock.
+/// Closing time of an early-close session from 1993 on, New York wall clock;
+/// before 1993 early closes were at 14:00.
 pub const EARLY_CLOSE: NaiveTime = hm(13, 0);
+
+/// Closing time of an early-close session before 1993.
+const EARLY_CLOSE_BEFORE_1993: NaiveTime = hm(14, 0);
 
 /// Every year of the supported range, for rules that applied all along.
 const ALL_YEARS: RangeInclusive<i32> = since(FIRST_YEAR);
@@ -193,12 +206,12 @@ const fn early(
 #[rustfmt::skip]
 const EARLY_CLOSES: [EarlyCloseRule; 5] = [
     // Day before Independence Day; on a Wednesday from 2013 too (then no early close on July 5).
-    early(Day::Fixed(7, 4),   -1, &[Mon, Tue, Thu],      ALL_YEARS),
+    early(Day::Fixed(7, 4),   -1, &[Mon, Tue, Thu],      since(1995)),
     early(Day::Fixed(7, 4),   -1, &[Wed],                since(2013)),
     // Day after Independence Day.
-    early(Day::Fixed(7, 4),    1, &[Fri],                FIRST_YEAR..=2012),
+    early(Day::Fixed(7, 4),    1, &[Fri],                1996..=2012),
     // Day after Thanksgiving.
-    early(THANKSGIVING,        1, &[Fri],                ALL_YEARS),
+    early(THANKSGIVING,        1, &[Fri],                since(1992)),
     // Christmas Eve.
     early(Day::Fixed(12, 25), -1, &[Mon, Tue, Wed, Thu], ALL_YEARS),
 ];
@@ -233,7 +246,16 @@ const fn hours(
 /// One-off closures and sessions with unusual hours, sorted by date; the
 /// module docs list them.
 #[rustfmt::skip]
-const SPECIAL_DAYS: [(NaiveDate, Special); 18] = [
+const SPECIAL_DAYS: [(NaiveDate, Special); 27] = [
+    hours(ymd(1990, 12, 27), hm(11, 0), hm(16, 0), "Con Edison transformer explosion"),
+    hours(ymd(1991, 1, 17), hm(9, 31), hm(16, 0), "moment of silence for troops in the Gulf"),
+    hours(ymd(1991, 2, 25), hm(9, 31), hm(16, 0), "moment of silence for troops in the Gulf"),
+    hours(ymd(1994, 2, 11), hm(9, 30), hm(14, 30), "snowstorm"),
+    closed(ymd(1994, 4, 27), "National Day of Mourning for Richard Nixon"),
+    hours(ymd(1995, 12, 18), hm(10, 30), hm(16, 0), "computer system trouble"),
+    hours(ymd(1996, 1, 8), hm(11, 0), hm(14, 0), "blizzard"),
+    hours(ymd(1997, 10, 27), hm(9, 30), hm(15, 30), "circuit breaker closed the market"),
+    hours(ymd(1997, 12, 26), hm(9, 30), hm(13, 0), "Friday after Christmas"),
     closed(ymd(2001, 9, 11), "September 11"),
     closed(ymd(2001, 9, 12), "September 11"),
     closed(ymd(2001, 9, 13), "September 11"),
@@ -325,7 +347,7 @@ pub fn session_hours(date: NaiveDate) -> Result<Option<SessionHours>, CalendarEr
         return Ok(Some(SessionHours { open, close }));
     }
     let close = if is_early_close(date) {
-        EARLY_CLOSE
+        early_close(date.year())
     } else {
         REGULAR_CLOSE
     };
@@ -471,6 +493,15 @@ fn is_early_close(date: NaiveDate) -> bool {
     EARLY_CLOSES.iter().any(|rule| rule.falls_on(date))
 }
 
+/// When the early closes of `year` end.
+fn early_close(year: i32) -> NaiveTime {
+    if year < 1993 {
+        EARLY_CLOSE_BEFORE_1993
+    } else {
+        EARLY_CLOSE
+    }
+}
+
 impl Day {
     fn in_year(self, year: i32) -> NaiveDate {
         match self {
@@ -590,6 +621,7 @@ mod tests {
     #[test]
     fn special_closures_are_closed_and_named() {
         let expected = [
+            ("1994-04-27", "National Day of Mourning for Richard Nixon"),
             ("2001-09-11", "September 11"),
             ("2001-09-12", "September 11"),
             ("2001-09-13", "September 11"),
@@ -611,6 +643,8 @@ mod tests {
         }
         // The trading days around the closures are unaffected.
         for date in [
+            "1994-04-26",
+            "1994-04-28",
             "2001-09-10",
             "2001-09-17",
             "2012-10-26",
@@ -631,6 +665,8 @@ mod tests {
             "2019-04-19",
             "2038-04-23",
             "2008-03-21",
+            "1990-04-13",
+            "1991-03-29",
         ] {
             assert_eq!(is_session(d(date)), Ok(false), "{date}");
             assert_eq!(holiday_name(d(date)), Some("Good Friday"), "{date}");
@@ -656,7 +692,23 @@ mod tests {
     }
 
     #[test]
+    fn martin_luther_king_day_is_observed_from_1998_only() {
+        assert_eq!(is_session(d("1997-01-20")), Ok(true), "3rd Monday of 1997");
+        assert_eq!(holiday_name(d("1997-01-20")), None);
+        assert_eq!(is_session(d("1990-01-15")), Ok(true), "3rd Monday of 1990");
+        assert_eq!(is_session(d("1998-01-19")), Ok(false));
+        assert_eq!(
+            holiday_name(d("1998-01-19")),
+            Some("Martin Luther King Jr. Day")
+        );
+        assert_eq!(full_year(1997), 253);
+        assert_eq!(full_year(1998), 252);
+    }
+
+    #[test]
     fn saturday_new_year_is_not_observed_on_the_friday_before() {
+        assert_eq!(is_session(d("1993-12-31")), Ok(true));
+        assert_eq!(is_session(d("1999-12-31")), Ok(true));
         assert_eq!(is_session(d("2021-12-31")), Ok(true));
         assert_eq!(holiday_name(d("2021-12-31")), None);
         assert_eq!(is_session(d("2022-01-03")), Ok(true));
@@ -675,6 +727,8 @@ mod tests {
         assert_eq!(is_session(d("2021-12-24")), Ok(false));
         assert_eq!(holiday_name(d("2021-12-24")), Some("Christmas"));
         assert_eq!(is_session(d("2021-12-27")), Ok(true));
+        assert_eq!(holiday_name(d("1993-12-24")), Some("Christmas"));
+        assert_eq!(holiday_name(d("1999-12-24")), Some("Christmas"));
         assert_eq!(
             is_session(d("2022-12-26")),
             Ok(false),
@@ -728,6 +782,10 @@ mod tests {
             "2003-12-26",
             "2013-07-03",
             "2008-07-03",
+            "1995-07-03",
+            "1996-07-05",
+            "1993-11-26",
+            "1997-12-26",
         ] {
             assert_eq!(session_hours(d(date)), Ok(Some(early)), "{date}");
         }
@@ -743,6 +801,10 @@ mod tests {
             "2002-07-03",
             "2024-06-03",
             "2013-07-05",
+            "1990-07-03",
+            "1994-07-01",
+            "1991-07-05",
+            "1991-11-29",
             "2008-12-26",
         ] {
             assert_eq!(session_hours(d(date)), Ok(Some(regular)), "{date}");
@@ -753,8 +815,27 @@ mod tests {
     }
 
     #[test]
+    fn early_closes_before_1993_end_at_two_pm() {
+        let early = SessionHours {
+            open: t("09:30"),
+            close: t("14:00"),
+        };
+        for date in ["1990-12-24", "1991-12-24", "1992-11-27", "1992-12-24"] {
+            assert_eq!(session_hours(d(date)), Ok(Some(early)), "{date}");
+        }
+        assert_eq!(early_close(1992), t("14:00"));
+        assert_eq!(early_close(1993), EARLY_CLOSE);
+    }
+
+    #[test]
     fn special_hours_are_reported() {
         for (date, open, close) in [
+            ("1990-12-27", "11:00", "16:00"),
+            ("1991-01-17", "09:31", "16:00"),
+            ("1994-02-11", "09:30", "14:30"),
+            ("1995-12-18", "10:30", "16:00"),
+            ("1996-01-08", "11:00", "14:00"),
+            ("1997-10-27", "09:30", "15:30"),
             ("2001-09-17", "09:33", "16:00"),
             ("2005-06-01", "09:30", "15:56"),
             ("2006-12-27", "09:32", "16:00"),
@@ -817,14 +898,14 @@ mod tests {
             .filter(|day| is_session(*day) == Ok(true))
             .collect();
         assert_eq!(all, one_by_one);
-        // A range across a year boundary.
+        // A range inside one year and one across a year boundary.
         assert_eq!(
-            sessions_between(d("2019-12-30"), d("2020-01-03")),
+            sessions_between(d("1999-12-30"), d("2000-01-04")),
             Ok(vec![
-                d("2019-12-30"),
-                d("2019-12-31"),
-                d("2020-01-02"),
-                d("2020-01-03")
+                d("1999-12-30"),
+                d("1999-12-31"),
+                d("2000-01-03"),
+                d("2000-01-04")
             ])
         );
     }
@@ -851,6 +932,9 @@ mod tests {
         assert_eq!(full_year(2019), 252);
         assert_eq!(full_year(2012), 250);
         assert_eq!(full_year(2001), 248);
+        assert_eq!(full_year(1990), 253);
+        assert_eq!(full_year(1992), 254);
+        assert_eq!(full_year(1994), 252);
     }
 
     #[test]
@@ -952,7 +1036,7 @@ mod tests {
 
     #[test]
     fn out_of_range_dates_are_rejected_naming_the_date() {
-        let early = d("1999-12-31");
+        let early = d("1989-12-31");
         let late = d("2100-01-01");
         assert_eq!(
             is_session(early),
@@ -963,7 +1047,7 @@ mod tests {
             Err(CalendarError::OutOfRange { date: late })
         );
         assert_eq!(
-            sessions_between(early, d("2000-01-10")),
+            sessions_between(early, d("1990-01-10")),
             Err(CalendarError::OutOfRange { date: early })
         );
         assert_eq!(
@@ -975,14 +1059,14 @@ mod tests {
             Err(CalendarError::OutOfRange { date: late })
         );
         assert_eq!(
-            previous_session(d("2000-01-03")),
+            previous_session(d("1990-01-02")),
             Err(CalendarError::OutOfRange { date: early })
         );
         assert_eq!(holiday_name(early), None);
         let message = CalendarError::OutOfRange { date: late }.to_string();
         assert!(message.contains("2100-01-01"), "{message}");
         assert!(
-            message.contains("2000-01-01") && message.contains("2099-12-31"),
+            message.contains("1990-01-01") && message.contains("2099-12-31"),
             "{message}"
         );
     }
@@ -990,12 +1074,13 @@ mod tests {
     #[test]
     fn range_edges_are_answered() {
         assert_eq!(
-            next_session(d("1999-12-31")),
+            next_session(d("1989-12-31")),
             Err(CalendarError::OutOfRange {
-                date: d("1999-12-31")
+                date: d("1989-12-31")
             })
         );
-        assert_eq!(next_session(FIRST_SUPPORTED), Ok(d("2000-01-03")));
+        assert_eq!(holiday_name(FIRST_SUPPORTED), Some("New Year's Day"));
+        assert_eq!(next_session(FIRST_SUPPORTED), Ok(d("1990-01-02")));
         assert_eq!(previous_session(LAST_SUPPORTED), Ok(d("2099-12-30")));
         assert_eq!(is_session(LAST_SUPPORTED), Ok(true));
     }
