@@ -4,7 +4,10 @@
 //! (1990-01-01) to [`LAST_SUPPORTED`] (2099-12-31); dates outside that range
 //! are rejected with [`CalendarError::OutOfRange`] rather than guessed. A date is
 //! a session when it is a weekday that is neither a regular holiday nor a
-//! special closure.
+//! special closure. Every session of the range, hours included, is compared
+//! with pandas_market_calendars' NYSE calendar by the end-to-end test
+//! `tests/tests/calendar.rs`; `docs/CALENDAR.md` lists the days where the two
+//! differ and why.
 //!
 //! Regular holidays (`HOLIDAYS`), each in the years given:
 //!
