@@ -19,7 +19,7 @@ use crate::error::ClientError;
 use crate::invoke::InProcessInvoker;
 
 /// Where the embedded default keeps its state by default, relative to the working directory.
-pub const STATE_DIR: &str = crate::bucket::STATE_DIR;
+pub const STATE_DIR: &str = ".cachefill";
 
 /// A local directory bucket and a local cache folder, with the functions in-process.
 #[derive(Debug, Clone)]

@@ -12,9 +12,7 @@
 //! | [`single_flight`] | one fill per key however many tasks miss it |
 //! | [`widen`] | missing ranges widened to whole months |
 //! | [`embedded`] | the embedded default: local directory bucket, in-process miss-handler |
-//! | [`demo`] | the project's main job: a sliding-window backtest on the embedded default |
-//! | [`inventory`] | listing and auditing a bucket against the local cache |
-//! | [`bucket`] | which bucket a command works on |
+//! | `cli` | the `cachefill` command line (feature `cli`): its commands, the main job, bucket listings |
 //!
 //! The main loop of a readonly job:
 //!
@@ -38,12 +36,11 @@
 //! # });
 //! ```
 
-pub mod bucket;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod client;
-pub mod demo;
 pub mod embedded;
 pub mod error;
-pub mod inventory;
 pub mod invoke;
 pub mod local_cache;
 pub mod mode;

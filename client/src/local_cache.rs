@@ -27,6 +27,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use cachefill_core::atomic_file;
 use cachefill_core::codec::{self, BatchFacts, Sidecar};
 use cachefill_core::dataset::Dataset;
 use cachefill_core::format::{PARQUET_SUFFIX, SIDECAR_SUFFIX};
@@ -186,39 +187,24 @@ pub fn sidecar_path(path: &Path) -> PathBuf {
 
 /// Write `bytes` to a hidden temporary file next to `target` and rename it over `target`.
 fn write_atomically(target: &Path, bytes: &[u8]) -> io::Result<()> {
-    let temp = write_temp(target, bytes)?;
-    fs::rename(&temp, target).inspect_err(|_| {
-        let _ = fs::remove_file(&temp);
-    })
+    atomic_file::write(target, &temp_name(target), |file| file.write_all(bytes))
 }
 
 fn write_temp(target: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
-    let dir = target.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
+    atomic_file::write_temp(target, &temp_name(target), |file| file.write_all(bytes))
+}
+
+/// `.<name>.<pid>-<random>.partial`: hidden from listings, and reported by [`LocalCache::walk`] if left over.
+fn temp_name(target: &Path) -> String {
     let name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let temp = dir.join(format!(
+    format!(
         ".{name}.{}-{:08x}{PARTIAL_SUFFIX}",
         std::process::id(),
         fastrand::u32(..)
-    ));
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()
-    })();
-    match result {
-        Ok(()) => Ok(temp),
-        Err(e) => {
-            let _ = fs::remove_file(&temp);
-            Err(e)
-        }
-    }
+    )
 }
 
 fn remove_if_present(path: &Path) -> io::Result<bool> {
@@ -446,8 +432,8 @@ impl LocalCache {
         })?;
         let result = (|| {
             let _lock = self.lock(relative, true)?;
-            fs::rename(&temp_parquet, &path).map_err(io_error(&path))?;
-            fs::rename(&temp_sidecar, &side).map_err(io_error(&side))?;
+            atomic_file::publish(&temp_parquet, &path).map_err(io_error(&path))?;
+            atomic_file::publish(&temp_sidecar, &side).map_err(io_error(&side))?;
             write_atomically(&receipt_path, &receipt_bytes).map_err(io_error(&receipt_path))
         })();
         if result.is_err() {
@@ -463,7 +449,7 @@ impl LocalCache {
         let temp = write_temp(&path, bytes).map_err(io_error(&path))?;
         let result = self
             .lock(relative, true)
-            .and_then(|_lock| fs::rename(&temp, &path).map_err(io_error(&path)));
+            .and_then(|_lock| atomic_file::publish(&temp, &path).map_err(io_error(&path)));
         if result.is_err() {
             let _ = fs::remove_file(&temp);
         }

@@ -18,11 +18,6 @@ pub fn uploads(mode: CacheMode) -> bool {
     mode == CacheMode::ReadWrite
 }
 
-/// Whether a miss may be sent to the miss-handler.
-pub fn invokes(mode: CacheMode) -> bool {
-    mode != CacheMode::Disabled
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -30,9 +25,8 @@ mod tests {
     #[test]
     fn only_readwrite_uploads_and_disabled_stays_local() {
         assert!(!reads_remote(CacheMode::Disabled));
-        assert!(!invokes(CacheMode::Disabled));
         assert!(!uploads(CacheMode::ReadOnly));
         assert!(uploads(CacheMode::ReadWrite));
-        assert!(reads_remote(CacheMode::ReadOnly) && invokes(CacheMode::ReadOnly));
+        assert!(reads_remote(CacheMode::ReadOnly));
     }
 }

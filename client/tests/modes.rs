@@ -5,9 +5,10 @@ mod common;
 
 use std::sync::Arc;
 
+use cachefill_client::cli::job as demo;
 use cachefill_client::embedded::Embedded;
 use cachefill_client::local_cache::sidecar_path;
-use cachefill_client::{CacheClient, ClientConfig, ClientError, InProcessInvoker, Source, demo};
+use cachefill_client::{CacheClient, ClientConfig, ClientError, InProcessInvoker, Source};
 use cachefill_core::codec::{self, Sidecar};
 use cachefill_core::keys::{KeyLayout, relative_path};
 use cachefill_core::settings::{CacheMode, ClientSettings};

@@ -5,8 +5,9 @@ mod common;
 
 use std::sync::Arc;
 
+use cachefill_client::cli::job as demo;
 use cachefill_client::embedded::Embedded;
-use cachefill_client::{CacheClient, InProcessInvoker, Source, Widening, demo};
+use cachefill_client::{CacheClient, InProcessInvoker, Source, Widening};
 use cachefill_core::providers::ProviderSet;
 use cachefill_core::providers::synthetic::SyntheticProvider;
 use cachefill_core::storage::ObjectStore;

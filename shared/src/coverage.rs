@@ -18,7 +18,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use crate::calendar::{self, CalendarError};
+use crate::calendar::{self, CalendarError, NyDates};
 use crate::codec::facts::{datetimes, placeholder_mask};
 use crate::codec::{self, CodecError, Decoded, Sidecar};
 use crate::dataset::Dataset;
@@ -27,40 +27,6 @@ use crate::storage::ObjectMeta;
 
 /// How long after a session's close a placeholder for it is trusted.
 pub const PLACEHOLDER_TRUST_DELAY: Duration = Duration::days(2);
-
-/// Maps UTC instants to New York session dates quickly: the offset is constant within a
-/// UTC hour (DST switches on the hour), so one conversion per hour of data suffices.
-#[derive(Debug, Default)]
-pub struct NyDates {
-    hour: i64,
-    offset_ns: i64,
-}
-
-impl NyDates {
-    const HOUR_NS: i64 = 3_600_000_000_000;
-    const DAY_NS: i64 = 86_400_000_000_000;
-
-    pub fn new() -> Self {
-        NyDates {
-            hour: i64::MIN,
-            offset_ns: 0,
-        }
-    }
-
-    pub fn date_of(&mut self, utc_ns: i64) -> NaiveDate {
-        let hour = utc_ns.div_euclid(Self::HOUR_NS);
-        if hour != self.hour {
-            let instant = DateTime::from_timestamp_nanos(utc_ns);
-            let local = instant.with_timezone(&calendar::NEW_YORK).naive_local();
-            self.offset_ns = (local - instant.naive_utc())
-                .num_nanoseconds()
-                .expect("offset fits");
-            self.hour = hour;
-        }
-        let days = (utc_ns + self.offset_ns).div_euclid(Self::DAY_NS);
-        NaiveDate::from_num_days_from_ce_opt(days as i32 + 719_163).expect("date in range")
-    }
-}
 
 /// The sessions a file has, split by what is there.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -339,16 +305,6 @@ mod tests {
 
     fn d(text: &str) -> NaiveDate {
         text.parse().unwrap()
-    }
-
-    #[test]
-    fn ny_dates_cross_midnight_and_dst() {
-        let mut m = NyDates::new();
-        // 2024-03-10 06:59Z is 01:59 EST; 07:00Z is 03:00 EDT; both on the 10th.
-        assert_eq!(m.date_of(1_710_053_940_000_000_000), d("2024-03-10"));
-        assert_eq!(m.date_of(1_710_054_000_000_000_000), d("2024-03-10"));
-        // 2024-01-05 00:30Z is 19:30 New York on the 4th.
-        assert_eq!(m.date_of(1_704_414_600_000_000_000), d("2024-01-04"));
     }
 
     #[test]

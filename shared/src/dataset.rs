@@ -286,6 +286,27 @@ impl Strike {
     pub fn value(&self) -> f64 {
         self.value
     }
+
+    /// The strike as a JSON number with the same Python spelling (`250` or `250.0`).
+    pub fn as_number(&self) -> serde_json::Number {
+        serde_json::from_str(&self.text).expect("a strike's text is a JSON number")
+    }
+}
+
+/// lumibot's payload of a dataset, in the order `build_remote_cache_payload` builds it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Payload<'a> {
+    pub provider: &'a str,
+    pub timespan: &'a str,
+    pub datastyle: &'a str,
+    pub asset_type: &'a str,
+    pub symbol: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expiration: Option<NaiveDate>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strike: Option<serde_json::Number>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub right: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -524,26 +545,23 @@ impl Dataset {
         })
     }
 
-    /// The payload lumibot would send for this dataset; the strike keeps its spelling.
-    pub fn to_json(&self) -> String {
-        let mut out = format!(
-            "{{\"provider\":{},\"asset_type\":{},\"symbol\":{},\"timespan\":{},\"datastyle\":{}",
-            json_str(self.provider.as_str()),
-            json_str(self.asset_type.as_str()),
-            json_str(&self.symbol),
-            json_str(self.timespan.as_str()),
-            json_str(self.datastyle.as_str()),
-        );
-        if let Some(c) = &self.contract {
-            out.push_str(&format!(
-                ",\"expiration\":{},\"strike\":{},\"right\":{}",
-                json_str(&c.expiration.format("%Y-%m-%d").to_string()),
-                c.strike.as_str(),
-                json_str(c.right.as_str())
-            ));
+    /// lumibot's payload for this dataset.
+    pub fn payload(&self) -> Payload<'_> {
+        Payload {
+            provider: self.provider.as_str(),
+            timespan: self.timespan.as_str(),
+            datastyle: self.datastyle.as_str(),
+            asset_type: self.asset_type.as_str(),
+            symbol: &self.symbol,
+            expiration: self.contract.as_ref().map(|c| c.expiration),
+            strike: self.contract.as_ref().map(|c| c.strike.as_number()),
+            right: self.contract.as_ref().map(|c| c.right.as_str()),
         }
-        out.push('}');
-        out
+    }
+
+    /// The payload as JSON; the strike keeps its spelling (`250` and `250.0` differ).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&self.payload()).expect("a payload serializes")
     }
 
     pub fn is_intraday(&self) -> bool {
@@ -574,10 +592,6 @@ impl fmt::Display for Dataset {
         }
         write!(f, " {} {}", self.timespan.as_str(), self.datastyle.as_str())
     }
-}
-
-fn json_str(text: &str) -> String {
-    serde_json::Value::String(text.to_string()).to_string()
 }
 
 /// A `YYYY-MM-DD` date.

@@ -12,6 +12,7 @@
 //! | [`providers`] | upstream sources (synthetic, ThetaData) |
 //! | [`fill`] | coverage, merge, lease, the fill engine |
 //! | [`validate`] | the rules every cached object must pass |
+pub mod atomic_file;
 pub mod calendar;
 pub mod clock;
 pub mod codec;

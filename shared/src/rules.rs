@@ -11,10 +11,10 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::Serialize;
 
 use crate::calendar;
+use crate::calendar::NyDates;
 use crate::codec::facts::placeholder_mask;
 use crate::codec::schema::{self, DATETIME, Layout, MISSING, SIZE_COLUMNS};
 use crate::codec::{self, BatchFacts, Decoded, Sidecar};
-use crate::coverage::NyDates;
 use crate::dataset::Dataset;
 use crate::pyfmt;
 

@@ -3,9 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use cachefill_client::bucket::{self, Bucket, STATE_DIR};
-use cachefill_client::embedded::Embedded;
-use cachefill_client::{
+use super::bucket::{self, Bucket};
+use crate::embedded::Embedded;
+use crate::embedded::STATE_DIR;
+use crate::{
     CacheClient, ClientConfig, DataRequest, Invoker, LambdaInvoker, LambdaOptions, Widening,
 };
 use cachefill_core::fill::FillRequest;
@@ -44,41 +45,32 @@ pub struct DatasetArgs {
 }
 
 impl DatasetArgs {
-    /// The payload JSON lumibot would send; the strike keeps its spelling.
-    pub fn payload_fields(&self) -> Vec<(String, String)> {
-        let text = |v: &str| serde_json::Value::String(v.to_string()).to_string();
-        let mut fields = vec![
-            ("provider".to_string(), text(&self.provider)),
-            ("asset_type".to_string(), text(&self.asset_type)),
-            ("symbol".to_string(), text(&self.symbol)),
-            ("timespan".to_string(), text(&self.timespan)),
-            ("datastyle".to_string(), text(&self.datastyle)),
-        ];
-        if let Some(e) = &self.expiration {
-            fields.push(("expiration".into(), text(e)));
+    /// The payload JSON lumibot would send; the strike keeps its spelling (`250` and
+    /// `250.0` are different files). A strike that is not a number stays a string, for the
+    /// payload parser to refuse.
+    pub fn payload(&self) -> serde_json::Map<String, serde_json::Value> {
+        use serde_json::Value;
+        let mut fields = serde_json::Map::new();
+        for (name, value) in [
+            ("provider", Some(&self.provider)),
+            ("asset_type", Some(&self.asset_type)),
+            ("symbol", Some(&self.symbol)),
+            ("timespan", Some(&self.timespan)),
+            ("datastyle", Some(&self.datastyle)),
+            ("expiration", self.expiration.as_ref()),
+            ("right", self.right.as_ref()),
+        ] {
+            if let Some(value) = value {
+                fields.insert(name.to_string(), Value::String(value.clone()));
+            }
         }
-        if let Some(s) = &self.strike {
-            // Checked to be a JSON number when the payload is parsed.
-            let raw = if serde_json::from_str::<serde_json::Number>(s).is_ok() {
-                s.clone()
-            } else {
-                text(s)
-            };
-            fields.push(("strike".into(), raw));
-        }
-        if let Some(r) = &self.right {
-            fields.push(("right".into(), text(r)));
+        if let Some(strike) = &self.strike {
+            let value = serde_json::from_str::<serde_json::Number>(strike)
+                .map_or_else(|_| Value::String(strike.clone()), Value::Number);
+            fields.insert("strike".to_string(), value);
         }
         fields
     }
-}
-
-pub fn object(fields: &[(String, String)]) -> String {
-    let body: Vec<String> = fields
-        .iter()
-        .map(|(k, v)| format!("{}:{v}", serde_json::Value::String(k.clone())))
-        .collect();
-    format!("{{{}}}", body.join(","))
 }
 
 /// A range of dates (or RFC 3339 instants), inclusive.
@@ -102,15 +94,16 @@ impl RangeArgs {
     }
 
     pub fn request(&self, dataset: &DatasetArgs) -> Result<FillRequest, Failure> {
-        let mut fields = dataset.payload_fields();
-        let text = |v: &str| serde_json::Value::String(v.to_string()).to_string();
-        fields.push(("start".into(), text(&self.start)));
-        fields.push(("end".into(), text(&self.end)));
-        fields.push((
+        use serde_json::Value;
+        let mut fields = dataset.payload();
+        fields.insert("start".into(), Value::String(self.start.clone()));
+        fields.insert("end".into(), Value::String(self.end.clone()));
+        fields.insert(
             "include_after_hours".into(),
-            (!self.no_after_hours).to_string(),
-        ));
-        FillRequest::from_json(&object(&fields)).map_err(|e| Failure::invalid(e.0))
+            Value::Bool(!self.no_after_hours),
+        );
+        FillRequest::from_json(&Value::Object(fields).to_string())
+            .map_err(|e| Failure::invalid(e.0))
     }
 }
 

@@ -1,8 +1,8 @@
 //! `cachefill audit`: every disagreement between the bucket's parquet files, their sidecars
 //! and manifests, and the local cache.
 
-use cachefill_client::inventory::{self, AuditReport};
-use cachefill_client::local_cache::LocalCache;
+use super::inventory::{self, AuditReport};
+use crate::local_cache::LocalCache;
 use clap::Args;
 
 use super::args::CacheArgs;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use cachefill_client::local_cache::{Found, LocalCache};
+use crate::local_cache::{Found, LocalCache};
 use clap::Args;
 use serde::Serialize;
 

@@ -1,11 +1,11 @@
 //! `cachefill demo`: the project's main job on the embedded default (see
-//! `cachefill_client::demo`). Its state stays in `./.cachefill/`, so a second run is all
+//! `cachefill_client::cli::job`). Its state stays in `./.cachefill/`, so a second run is all
 //! local hits: no fill, no upstream request.
 
 use std::path::{Path, PathBuf};
 
-use cachefill_client::demo::{self, Report};
-use cachefill_client::embedded::{Embedded, STATE_DIR};
+use super::job::{self as demo, Report};
+use crate::embedded::{Embedded, STATE_DIR};
 use clap::Args;
 
 use super::output::{Failure, print_json};

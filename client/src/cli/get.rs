@@ -1,6 +1,6 @@
 //! `cachefill get`: make one dataset's range local and print where it is.
 
-use cachefill_client::LocalFile;
+use crate::LocalFile;
 use clap::Args;
 use serde::Serialize;
 

@@ -1,7 +1,7 @@
 //! `cachefill invalidate`: remove one symbol's datasets from the local cache (never from the
 //! bucket), so the next request downloads or fills them again.
 
-use cachefill_client::local_cache::LocalCache;
+use crate::local_cache::LocalCache;
 use cachefill_core::dataset::{AssetType, Dataset, normalize_symbol};
 use clap::Args;
 

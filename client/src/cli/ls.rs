@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use cachefill_client::inventory::{self, Listed, LocalCopy};
-use cachefill_client::local_cache::LocalCache;
+use super::inventory::{self, Listed, LocalCopy};
+use crate::local_cache::LocalCache;
 use clap::Args;
 use serde::Serialize;
 

@@ -1,12 +1,17 @@
-//! Command-line parsing and dispatch. Each command lives in its own file.
+//! The `cachefill` command line (feature `cli`): parsing and dispatch, each command in its
+//! own file, and what only the command line needs: the project's main job ([`job`]), bucket
+//! listings and audits ([`inventory`]), and which bucket a command works on ([`bucket`]).
 
 mod args;
 mod audit;
+pub mod bucket;
 mod clear;
 mod demo;
 mod fill;
 mod get;
 mod invalidate;
+pub mod inventory;
+pub mod job;
 mod key;
 mod ls;
 mod output;

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use cachefill_client::{ClientError, InvokeError};
+use crate::{ClientError, InvokeError};
 use cachefill_core::errors::ErrorType;
 use cachefill_core::fill::FillError;
 use cachefill_core::storage::StorageError;

@@ -3,7 +3,7 @@
 //! Re-running it fetches only what is still missing: every dataset already cached is a
 //! local hit.
 
-use cachefill_client::DataRequest;
+use crate::DataRequest;
 use clap::Args;
 use futures::StreamExt;
 use serde::Serialize;

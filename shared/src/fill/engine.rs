@@ -15,12 +15,13 @@ use super::answer::{FillAnswer, FillError, FillStatus};
 use super::lease::{self, Acquire, Lease};
 use super::merge;
 use super::request::FillRequest;
+use crate::calendar::NyDates;
 use crate::clock::{Clock, SystemClock};
 use crate::codec::facts::datetimes;
 use crate::codec::rows::rows_to_batch;
 use crate::codec::schema::Layout;
 use crate::codec::{self, BatchFacts, Rows, Sidecar};
-use crate::coverage::{self, Coverage, NyDates};
+use crate::coverage::{self, Coverage};
 use crate::dataset::Dataset;
 use crate::format::{
     self, COVERAGE_METADATA, JSON_CONTENT_TYPE, MAX_COVERAGE_METADATA, PARQUET_CONTENT_TYPE,

@@ -9,11 +9,11 @@ use std::collections::HashSet;
 use arrow_array::{Array, RecordBatch, UInt32Array};
 use chrono::NaiveDate;
 
+use crate::calendar::NyDates;
 use crate::codec::CodecError;
 use crate::codec::facts::{datetimes, placeholder_mask};
 use crate::codec::rows::placeholder_batch;
 use crate::codec::schema::schema_for;
-use crate::coverage::NyDates;
 use crate::dataset::Dataset;
 
 /// Check that an existing file has the dataset's columns and types, and view it under the

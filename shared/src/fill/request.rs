@@ -84,13 +84,20 @@ impl FillRequest {
 
     /// The request as the miss-handler receives it.
     pub fn to_json(&self) -> String {
-        let dataset = self.dataset.to_json();
-        format!(
-            "{},\"start\":\"{}\",\"end\":\"{}\",\"include_after_hours\":{}}}",
-            &dataset[..dataset.len() - 1],
-            self.start,
-            self.end,
-            self.include_after_hours
-        )
+        #[derive(serde::Serialize)]
+        struct Wire<'a> {
+            #[serde(flatten)]
+            dataset: crate::dataset::Payload<'a>,
+            start: NaiveDate,
+            end: NaiveDate,
+            include_after_hours: bool,
+        }
+        serde_json::to_string(&Wire {
+            dataset: self.dataset.payload(),
+            start: self.start,
+            end: self.end,
+            include_after_hours: self.include_after_hours,
+        })
+        .expect("a request serializes")
     }
 }

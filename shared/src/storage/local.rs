@@ -51,6 +51,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::atomic_file;
+
 use super::{
     GetResult, Metadata, ObjectMeta, ObjectStore, PutMode, PutOptions, PutResult, Result,
     StorageError, Tags, VersionInfo, check_key, etags_equal,
@@ -304,7 +306,7 @@ impl LocalStore {
         if !data_dir.is_dir() {
             fs::create_dir_all(&data_dir).map_err(ctx.io(&data_dir))?;
             if let Some(parent) = paths.dir.parent() {
-                sync_dir(parent).map_err(ctx.io(parent))?;
+                atomic_file::sync_dir(parent).map_err(ctx.io(parent))?;
             }
         }
         let lock_path = paths.lock();
@@ -535,44 +537,18 @@ fn next_version_id(head: Option<&HeadFile>) -> String {
     format!("{nanos:020}-{:016x}", fastrand::u64(..))
 }
 
-/// Writes `name` in `dir` atomically: temp file, fsync, rename, fsync of the directory.
+/// Writes `name` in `dir` atomically (temp file, fsync, rename, fsync of the directory).
 fn write_atomic(
     dir: &Path,
     name: &str,
     fill: impl FnOnce(&mut File) -> io::Result<()>,
 ) -> io::Result<()> {
-    let temp = dir.join(format!(
+    let temp = format!(
         "{TEMP_PREFIX}{}-{:016x}",
         std::process::id(),
         fastrand::u64(..)
-    ));
-    let written = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temp)?;
-        fill(&mut file)?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&temp, dir.join(name))?;
-        sync_dir(dir)
-    })();
-    if written.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
-    written
-}
-
-/// Makes renames and creations inside `dir` durable.
-#[cfg(unix)]
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-/// Windows cannot open a directory as a file; its renames are durable through the journal.
-#[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> io::Result<()> {
-    Ok(())
+    );
+    atomic_file::write(&dir.join(name), &temp, fill)
 }
 
 fn read_dir_sorted(dir: &Path) -> io::Result<Vec<PathBuf>> {

@@ -36,6 +36,7 @@ use aws_sdk_s3::primitives::{ByteStream, DateTime as SdkDateTime};
 use aws_sdk_s3::types::{MetadataDirective, Tag, Tagging};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 pub use crate::settings::S3Config;
 use crate::settings::Secret;
@@ -583,20 +584,23 @@ fn copy_source(bucket: &str, key: &str, version: Option<&str>) -> String {
     source
 }
 
-/// RFC 3986 encoding: everything but unreserved characters (and `/` when asked) becomes `%XX`.
+/// RFC 3986: everything but unreserved characters becomes `%XX`.
+const ENCODED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// [`ENCODED`], keeping `/` (the separators of a key).
+const ENCODED_KEEPING_SLASH: &AsciiSet = &ENCODED.remove(b'/');
+
 fn percent_encode(text: &str, keep_slash: bool) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        let keep = byte.is_ascii_alphanumeric()
-            || matches!(byte, b'-' | b'_' | b'.' | b'~')
-            || (keep_slash && byte == b'/');
-        if keep {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    let set = if keep_slash {
+        ENCODED_KEEPING_SLASH
+    } else {
+        ENCODED
+    };
+    utf8_percent_encode(text, set).to_string()
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! bytes); some S3 stand-ins also encode `/` as `%2F`. [`decode_key`] undoes both.
 
 use chrono::{DateTime, Utc};
+use percent_encoding::percent_decode_str;
 use serde::Serialize;
 
 /// S3's notification that only checks the destination is reachable.
@@ -85,39 +86,27 @@ pub enum EventError {
 }
 
 /// Decode an S3 event key: `+` is a space, `%XX` a byte (so `%2B` is `+` and `%2F` is `/`).
+/// A `%` not followed by two hex digits is an error, never passed through.
 pub fn decode_key(raw: &str) -> Result<String, EventError> {
     let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3).and_then(|h| {
-                    let h = std::str::from_utf8(h).ok()?;
-                    u8::from_str_radix(h, 16).ok()
-                });
-                let Some(byte) = hex else {
-                    return Err(EventError::BadEscape {
-                        raw: raw.to_string(),
-                        at: i,
-                    });
-                };
-                out.push(byte);
-                i += 3;
-            }
-            other => {
-                out.push(other);
-                i += 1;
-            }
-        }
+    if let Some(at) = bytes.iter().enumerate().position(|(i, b)| {
+        *b == b'%'
+            && !bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    }) {
+        return Err(EventError::BadEscape {
+            raw: raw.to_string(),
+            at,
+        });
     }
-    String::from_utf8(out).map_err(|_| EventError::NotUtf8 {
-        raw: raw.to_string(),
-    })
+    let spaced = raw.replace('+', " ");
+    percent_decode_str(&spaced)
+        .decode_utf8()
+        .map(|key| key.into_owned())
+        .map_err(|_| EventError::NotUtf8 {
+            raw: raw.to_string(),
+        })
 }
 
 /// Compare two S3 sequencers of one key: right-pad the shorter with zeros, then compare

@@ -10,8 +10,7 @@ use cachefill_core::storage::StorageError;
 use cachefill_core::storage::local::LocalStore;
 use cachefill_core::storage::s3::{S3Config, connect};
 
-/// Where the embedded default keeps its state, relative to the working directory.
-pub const STATE_DIR: &str = ".cachefill";
+use crate::embedded::STATE_DIR;
 
 /// The embedded default bucket directory: `./.cachefill/bucket`.
 pub fn default_bucket_dir() -> PathBuf {
