@@ -393,6 +393,7 @@ fn json_kind(value: &serde_json::Value) -> &'static str {
 }
 
 /// The fields of a JSON object kept as raw text, so numbers keep their spelling.
+#[derive(Debug)]
 pub struct RawFields<'a> {
     fields: Vec<(String, &'a RawValue)>,
 }

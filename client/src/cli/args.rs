@@ -18,7 +18,7 @@ use super::output::Failure;
 
 /// Which dataset (lumibot's payload as flags).
 #[derive(Debug, Clone, Args)]
-pub struct DatasetArgs {
+pub(super) struct DatasetArgs {
     /// Upstream provider: thetadata, or synthetic (generated data, not market data).
     #[arg(long)]
     pub provider: String,
@@ -48,7 +48,7 @@ impl DatasetArgs {
     /// The payload JSON lumibot would send; the strike keeps its spelling (`250` and
     /// `250.0` are different files). A strike that is not a number stays a string, for the
     /// payload parser to refuse.
-    pub fn payload(&self) -> serde_json::Map<String, serde_json::Value> {
+    pub(super) fn payload(&self) -> serde_json::Map<String, serde_json::Value> {
         use serde_json::Value;
         let mut fields = serde_json::Map::new();
         for (name, value) in [
@@ -75,7 +75,7 @@ impl DatasetArgs {
 
 /// A range of dates (or RFC 3339 instants), inclusive.
 #[derive(Debug, Clone, Args)]
-pub struct RangeArgs {
+pub(super) struct RangeArgs {
     /// First date wanted (YYYY-MM-DD or an RFC 3339 instant).
     #[arg(long)]
     pub start: String,
@@ -89,11 +89,11 @@ pub struct RangeArgs {
 
 impl RangeArgs {
     /// The client request for `dataset` over this range.
-    pub fn data_request(&self, dataset: &DatasetArgs) -> Result<DataRequest, Failure> {
+    pub(super) fn data_request(&self, dataset: &DatasetArgs) -> Result<DataRequest, Failure> {
         self.request(dataset).map(DataRequest::from)
     }
 
-    pub fn request(&self, dataset: &DatasetArgs) -> Result<FillRequest, Failure> {
+    pub(super) fn request(&self, dataset: &DatasetArgs) -> Result<FillRequest, Failure> {
         use serde_json::Value;
         let mut fields = dataset.payload();
         fields.insert("start".into(), Value::String(self.start.clone()));
@@ -109,7 +109,7 @@ impl RangeArgs {
 
 /// Which bucket: a local directory (the embedded default) or S3.
 #[derive(Debug, Clone, Args)]
-pub struct BucketArgs {
+pub(super) struct BucketArgs {
     /// S3 bucket (default: LUMIBOT_CACHE_S3_BUCKET when LUMIBOT_CACHE_BACKEND=s3).
     #[arg(long, conflicts_with = "bucket_dir")]
     pub bucket: Option<String>,
@@ -126,7 +126,7 @@ pub struct BucketArgs {
 
 impl BucketArgs {
     /// Whether the flags and settings pick the embedded default (a local directory bucket).
-    pub fn is_embedded(&self, settings: &ClientSettings) -> bool {
+    pub(super) fn is_embedded(&self, settings: &ClientSettings) -> bool {
         let remote_on = settings
             .remote
             .as_ref()
@@ -135,7 +135,7 @@ impl BucketArgs {
     }
 
     /// Open the bucket the flags and settings name.
-    pub async fn open(&self) -> Result<Bucket, Failure> {
+    pub(super) async fn open(&self) -> Result<Bucket, Failure> {
         let settings = ClientSettings::from_env().map_err(|e| Failure::invalid(e.to_string()))?;
         let remote = settings
             .remote
@@ -179,14 +179,14 @@ fn settings() -> Result<ClientSettings, Failure> {
 }
 
 /// The providers in-process fills serve: every one unless `CACHE_PROVIDERS` says otherwise.
-pub fn embedded_providers() -> Result<ProviderSettings, Failure> {
+pub(super) fn embedded_providers() -> Result<ProviderSettings, Failure> {
     ProviderSettings::from_env(ProviderSettings::EMBEDDED)
         .map_err(|e| Failure::invalid(e.to_string()))
 }
 
 /// A bucket and the local cache folder that mirrors it.
 #[derive(Debug, Clone, Args)]
-pub struct CacheArgs {
+pub(super) struct CacheArgs {
     #[command(flatten)]
     pub bucket: BucketArgs,
     /// Local cache folder (default: ./.cachefill/cache on the embedded default; with S3,
@@ -197,7 +197,7 @@ pub struct CacheArgs {
 
 impl CacheArgs {
     /// The local cache folder, decided without opening the bucket.
-    pub fn cache_root(&self) -> Result<PathBuf, Failure> {
+    pub(super) fn cache_root(&self) -> Result<PathBuf, Failure> {
         if let Some(dir) = &self.cache_dir {
             return Ok(dir.clone());
         }
@@ -212,7 +212,7 @@ impl CacheArgs {
 
 /// A bucket, its local cache, and how misses are filled.
 #[derive(Debug, Clone, Args)]
-pub struct ClientArgs {
+pub(super) struct ClientArgs {
     #[command(flatten)]
     pub cache: CacheArgs,
     /// Miss-handler Lambda name or ARN (default: LUMIBOT_CACHE_FILL_FUNCTION). On the
@@ -228,7 +228,7 @@ impl ClientArgs {
     /// The client the flags and settings describe: on the embedded default, readonly with
     /// the miss-handler (and validator) in-process; on S3, the settings' mode with the
     /// Lambda named by `--function` or LUMIBOT_CACHE_FILL_FUNCTION.
-    pub async fn open(&self) -> Result<(CacheClient, Bucket), Failure> {
+    pub(super) async fn open(&self) -> Result<(CacheClient, Bucket), Failure> {
         let settings = settings()?;
         let bucket = self.cache.bucket.open().await?;
         let cache_root = self.cache.cache_root()?;

@@ -10,7 +10,7 @@ use super::output::{EXIT_FINDINGS, Failure, print_json};
 use super::progress;
 
 #[derive(Debug, Args)]
-pub struct AuditArgs {
+pub(super) struct AuditArgs {
     #[command(flatten)]
     pub cache: CacheArgs,
     /// Print one JSON object.
@@ -18,7 +18,7 @@ pub struct AuditArgs {
     pub json: bool,
 }
 
-pub async fn run(args: AuditArgs) -> Result<(), Failure> {
+pub(super) async fn run(args: AuditArgs) -> Result<(), Failure> {
     let bucket = args.cache.bucket.open().await?;
     let local = LocalCache::new(args.cache.cache_root()?);
     let bar = progress::bar(0, "objects");

@@ -10,7 +10,7 @@ use super::args::CacheArgs;
 use super::output::{Failure, print_json};
 
 #[derive(Debug, Args)]
-pub struct ClearArgs {
+pub(super) struct ClearArgs {
     /// Remove files not modified for this many days (0: every dataset file).
     #[arg(long)]
     pub max_age_days: u32,
@@ -25,7 +25,7 @@ pub struct ClearArgs {
 }
 
 #[derive(Serialize)]
-pub struct Removed {
+pub(super) struct Removed {
     pub cache_dir: String,
     pub dry_run: bool,
     pub removed: Vec<RemovedFile>,
@@ -33,13 +33,13 @@ pub struct Removed {
 }
 
 #[derive(Serialize)]
-pub struct RemovedFile {
+pub(super) struct RemovedFile {
     pub relative_path: String,
     pub size: u64,
 }
 
 impl Removed {
-    pub fn new(cache: &LocalCache, dry_run: bool, found: Vec<Found>) -> Self {
+    pub(super) fn new(cache: &LocalCache, dry_run: bool, found: Vec<Found>) -> Self {
         Removed {
             cache_dir: cache.root().display().to_string(),
             dry_run,
@@ -54,7 +54,7 @@ impl Removed {
         }
     }
 
-    pub fn print(&self, json: bool) -> Result<(), Failure> {
+    pub(super) fn print(&self, json: bool) -> Result<(), Failure> {
         if json {
             return print_json(self);
         }
@@ -76,7 +76,7 @@ impl Removed {
     }
 }
 
-pub fn run(args: ClearArgs) -> Result<(), Failure> {
+pub(super) fn run(args: ClearArgs) -> Result<(), Failure> {
     let cache = LocalCache::new(args.cache.cache_root()?);
     let max_age = Duration::from_secs(u64::from(args.max_age_days) * 86_400);
     let removed = cache.clear_older_than(max_age, args.dry_run)?;

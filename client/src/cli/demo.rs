@@ -12,7 +12,7 @@ use super::output::{Failure, print_json};
 use super::progress;
 
 #[derive(Debug, Args)]
-pub struct DemoArgs {
+pub(super) struct DemoArgs {
     /// Where the bucket (`bucket/`) and the local cache (`cache/`) live.
     #[arg(long, value_name = "DIR", default_value = STATE_DIR)]
     pub state_dir: PathBuf,
@@ -35,7 +35,7 @@ fn remove_dir(dir: &Path) -> Result<(), Failure> {
     }
 }
 
-pub async fn run(args: DemoArgs) -> Result<(), Failure> {
+pub(super) async fn run(args: DemoArgs) -> Result<(), Failure> {
     if args.fresh {
         // Only the two folders the demo owns, never the whole state directory.
         remove_dir(&args.state_dir.join("bucket"))?;

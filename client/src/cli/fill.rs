@@ -11,7 +11,7 @@ use super::args::{BucketArgs, DatasetArgs, RangeArgs, embedded_providers};
 use super::output::{Failure, print_json};
 
 #[derive(Debug, Args)]
-pub struct FillArgs {
+pub(super) struct FillArgs {
     #[command(flatten)]
     pub dataset: DatasetArgs,
     #[command(flatten)]
@@ -34,7 +34,7 @@ fn progress_bar() -> ProgressBar {
     bar
 }
 
-pub async fn run(args: FillArgs) -> Result<(), Failure> {
+pub(super) async fn run(args: FillArgs) -> Result<(), Failure> {
     let request = args.range.request(&args.dataset)?;
     let bucket = args.bucket.open().await?;
     let bar = progress_bar();

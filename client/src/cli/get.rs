@@ -9,7 +9,7 @@ use super::output::{Failure, print_json};
 use super::progress;
 
 #[derive(Debug, Args)]
-pub struct GetArgs {
+pub(super) struct GetArgs {
     #[command(flatten)]
     pub dataset: DatasetArgs,
     #[command(flatten)]
@@ -29,7 +29,7 @@ struct GetOutput<'a> {
     upstream_requests: u64,
 }
 
-pub async fn run(args: GetArgs) -> Result<(), Failure> {
+pub(super) async fn run(args: GetArgs) -> Result<(), Failure> {
     let request = args.range.data_request(&args.dataset)?;
     let (client, _bucket) = args.client.open().await?;
     let spinner = progress::spinner(format!("getting {}", request.dataset));

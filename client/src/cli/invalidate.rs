@@ -10,7 +10,7 @@ use super::clear::Removed;
 use super::output::Failure;
 
 #[derive(Debug, Args)]
-pub struct InvalidateArgs {
+pub(super) struct InvalidateArgs {
     /// The symbol whose local files go (any provider, asset type, timespan and style unless
     /// narrowed by the flags below).
     #[arg(long)]
@@ -36,7 +36,7 @@ pub struct InvalidateArgs {
     pub json: bool,
 }
 
-pub fn run(args: InvalidateArgs) -> Result<(), Failure> {
+pub(super) fn run(args: InvalidateArgs) -> Result<(), Failure> {
     let symbol = normalize_symbol(&args.symbol).map_err(|e| Failure::invalid(e.0))?;
     let asset_type = args
         .asset_type

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::output::{Failure, print_json};
 
 #[derive(Debug, Args)]
-pub struct KeyArgs {
+pub(super) struct KeyArgs {
     /// lumibot's payload, e.g. '{"provider":"thetadata","asset_type":"stock","symbol":"SPY","timespan":"minute","datastyle":"ohlc"}'
     pub payload: String,
     /// Remote key prefix (spaces and slashes stripped as lumibot does).
@@ -29,7 +29,7 @@ struct KeyOutput {
     sidecar_key: String,
 }
 
-pub fn run(args: KeyArgs) -> Result<(), Failure> {
+pub(super) fn run(args: KeyArgs) -> Result<(), Failure> {
     let dataset = Dataset::from_json(&args.payload).map_err(|e| Failure::invalid(e.0))?;
     let layout = KeyLayout::new(&args.prefix, &args.version);
     let out = KeyOutput {

@@ -12,7 +12,7 @@ use super::args::{BucketArgs, CacheArgs};
 use super::output::{Failure, print_json};
 
 #[derive(Debug, Args)]
-pub struct LsArgs {
+pub(super) struct LsArgs {
     /// Only datasets whose path under the cache root starts with this
     /// (e.g. `synthetic/stock/day`); a leading `<prefix>/<version>/` is accepted too.
     #[arg(long, default_value = "")]
@@ -42,7 +42,7 @@ struct LsOutput<'a> {
     objects: &'a [Listed],
 }
 
-pub async fn run(args: LsArgs) -> Result<(), Failure> {
+pub(super) async fn run(args: LsArgs) -> Result<(), Failure> {
     let cache = CacheArgs {
         bucket: BucketArgs {
             bucket: args.bucket.clone(),

@@ -14,12 +14,12 @@ pub struct Failure {
     pub message: String,
 }
 
-pub const EXIT_INTERNAL: u8 = 1;
-pub const EXIT_INVALID: u8 = 2;
-pub const EXIT_UPSTREAM: u8 = 3;
-pub const EXIT_CONFLICT: u8 = 4;
+pub(super) const EXIT_INTERNAL: u8 = 1;
+pub(super) const EXIT_INVALID: u8 = 2;
+pub(super) const EXIT_UPSTREAM: u8 = 3;
+pub(super) const EXIT_CONFLICT: u8 = 4;
 /// The command ran and found problems: divergences (`audit`), datasets that failed (`warm`).
-pub const EXIT_FINDINGS: u8 = 5;
+pub(super) const EXIT_FINDINGS: u8 = 5;
 
 impl Failure {
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -38,7 +38,7 @@ impl Failure {
 }
 
 /// The exit code of a miss-handler `errorType`.
-pub fn exit_code_of(error_type: ErrorType) -> u8 {
+pub(super) fn exit_code_of(error_type: ErrorType) -> u8 {
     match error_type {
         ErrorType::InvalidRequest => EXIT_INVALID,
         ErrorType::UpstreamNoPermission
@@ -85,13 +85,13 @@ impl From<ClientError> for Failure {
     }
 }
 
-pub fn report(failure: Failure) -> ExitCode {
+pub(super) fn report(failure: Failure) -> ExitCode {
     eprintln!("error: {}", failure.message);
     ExitCode::from(failure.code)
 }
 
 /// Print a value as one line of JSON on stdout.
-pub fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
+pub(super) fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
     let text = serde_json::to_string(value).map_err(|e| Failure::internal(e.to_string()))?;
     println!("{text}");
     Ok(())

@@ -15,7 +15,7 @@ fn target() -> ProgressDrawTarget {
 }
 
 /// A bar over `len` items of work.
-pub fn bar(len: u64, unit: &str) -> ProgressBar {
+pub(super) fn bar(len: u64, unit: &str) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(len), target());
     bar.set_style(
         ProgressStyle::with_template(&format!(
@@ -29,7 +29,7 @@ pub fn bar(len: u64, unit: &str) -> ProgressBar {
 }
 
 /// A spinner for one piece of work of unknown length.
-pub fn spinner(message: String) -> ProgressBar {
+pub(super) fn spinner(message: String) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(None, target());
     bar.set_style(
         ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"),

@@ -15,7 +15,7 @@ use super::output::{Failure, print_json};
 const EXIT_INVALID_DATA: u8 = 1;
 
 #[derive(Debug, Args)]
-pub struct ValidateArgs {
+pub(super) struct ValidateArgs {
     /// A parquet file, a folder (every *.parquet under it, e.g. your lumibot cache folder),
     /// or a key in the bucket (full key or path relative to the cache root).
     pub target: String,
@@ -68,7 +68,7 @@ fn failure_of(e: FileError) -> Failure {
     }
 }
 
-pub async fn run(args: ValidateArgs) -> Result<(), Failure> {
+pub(super) async fn run(args: ValidateArgs) -> Result<(), Failure> {
     let path = Path::new(&args.target);
     let mut summary = Summary::default();
     let folder = path.is_dir();

@@ -13,7 +13,7 @@ use super::output::{EXIT_FINDINGS, Failure, print_json};
 use super::progress;
 
 #[derive(Debug, Args)]
-pub struct WarmArgs {
+pub(super) struct WarmArgs {
     /// Symbols, comma-separated: AAPL,GOOGL,MSFT.
     #[arg(long, value_delimiter = ',', required = true, num_args = 1..)]
     pub symbols: Vec<String>,
@@ -69,7 +69,7 @@ struct Failed {
     error: String,
 }
 
-pub async fn run(args: WarmArgs) -> Result<(), Failure> {
+pub(super) async fn run(args: WarmArgs) -> Result<(), Failure> {
     let requests: Vec<(String, Result<DataRequest, Failure>)> = args
         .symbols
         .iter()

@@ -19,26 +19,26 @@ use cachefill_core::storage::{
 };
 use cachefill_testing::doubles::CountingProvider;
 
-pub fn dataset(symbol: &str) -> Dataset {
+pub(crate) fn dataset(symbol: &str) -> Dataset {
     Dataset::from_json(&format!(
         r#"{{"provider":"synthetic","asset_type":"stock","symbol":"{symbol}","timespan":"day","datastyle":"ohlc"}}"#
     ))
     .unwrap()
 }
 
-pub fn request(symbol: &str, start: &str, end: &str) -> DataRequest {
+pub(crate) fn request(symbol: &str, start: &str, end: &str) -> DataRequest {
     DataRequest::parse(dataset(symbol), start, end).unwrap()
 }
 
 /// The synthetic provider, counted, under the provider names the engine routes by.
-pub fn counted_provider() -> (Arc<CountingProvider<SyntheticProvider>>, ProviderSet) {
+pub(crate) fn counted_provider() -> (Arc<CountingProvider<SyntheticProvider>>, ProviderSet) {
     let counting = Arc::new(CountingProvider::new(SyntheticProvider::new()));
     let set = ProviderSet::new().with(ProviderName::Synthetic, counting.clone());
     (counting, set)
 }
 
 /// Fast retries and downloads for tests.
-pub fn quick(mut config: ClientConfig) -> ClientConfig {
+pub(crate) fn quick(mut config: ClientConfig) -> ClientConfig {
     config.retry.initial_backoff = std::time::Duration::from_millis(5);
     config.retry.max_backoff = std::time::Duration::from_millis(20);
     config.download.initial_backoff = std::time::Duration::from_millis(5);
@@ -50,7 +50,7 @@ pub fn quick(mut config: ClientConfig) -> ClientConfig {
 
 /// What a [`Watched`] store does with calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Policy {
+pub(crate) enum Policy {
     PassThrough,
     /// `put`, `copy`, `delete` and `put_tags` fail.
     RefuseWrites,
@@ -60,16 +60,16 @@ pub enum Policy {
 
 /// A real store that records every call (operation and key) and may refuse some.
 #[derive(Debug)]
-pub struct Watched<S> {
+pub(crate) struct Watched<S> {
     inner: S,
     policy: Policy,
     calls: Mutex<Vec<(&'static str, String)>>,
 }
 
-pub const WRITES: [&str; 4] = ["put", "copy", "delete", "put_tags"];
+pub(crate) const WRITES: [&str; 4] = ["put", "copy", "delete", "put_tags"];
 
 impl<S> Watched<S> {
-    pub fn new(inner: S, policy: Policy) -> Self {
+    pub(crate) fn new(inner: S, policy: Policy) -> Self {
         Watched {
             inner,
             policy,
@@ -77,18 +77,18 @@ impl<S> Watched<S> {
         }
     }
 
-    pub fn calls(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn calls(&self) -> Vec<(&'static str, String)> {
         self.calls.lock().unwrap().clone()
     }
 
-    pub fn writes(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn writes(&self) -> Vec<(&'static str, String)> {
         self.calls()
             .into_iter()
             .filter(|(op, _)| WRITES.contains(op))
             .collect()
     }
 
-    pub fn count(&self, op: &str, key: &str) -> usize {
+    pub(crate) fn count(&self, op: &str, key: &str) -> usize {
         self.calls()
             .iter()
             .filter(|(o, k)| *o == op && k == key)
@@ -159,20 +159,20 @@ impl<S: ObjectStore> ObjectStore for Watched<S> {
 
 /// A real invoker whose invocations are counted.
 #[derive(Debug)]
-pub struct Counted<I> {
+pub(crate) struct Counted<I> {
     pub inner: I,
     calls: AtomicUsize,
 }
 
 impl<I> Counted<I> {
-    pub fn new(inner: I) -> Self {
+    pub(crate) fn new(inner: I) -> Self {
         Counted {
             inner,
             calls: AtomicUsize::new(0),
         }
     }
 
-    pub fn calls(&self) -> usize {
+    pub(crate) fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
     }
 }
@@ -186,7 +186,7 @@ impl<I: Invoker> Invoker for Counted<I> {
 }
 
 /// Every file under `dir` (recursively), relative, sorted; hidden bookkeeping included.
-pub fn files_under(dir: &Path) -> Vec<String> {
+pub(crate) fn files_under(dir: &Path) -> Vec<String> {
     fn walk(dir: &Path, base: &Path, out: &mut Vec<String>) {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;
@@ -207,7 +207,7 @@ pub fn files_under(dir: &Path) -> Vec<String> {
 }
 
 /// Dataset files (and anything that is not our bookkeeping) in a local cache folder.
-pub fn cached_files(dir: &Path) -> Vec<String> {
+pub(crate) fn cached_files(dir: &Path) -> Vec<String> {
     files_under(dir)
         .into_iter()
         .filter(|f| !f.starts_with(".cachefill-client"))
@@ -215,7 +215,7 @@ pub fn cached_files(dir: &Path) -> Vec<String> {
 }
 
 /// Fill `request` straight into the embedded bucket, as another job's miss would.
-pub async fn prefill(embedded: &Embedded, request: &DataRequest) -> FillAnswer {
+pub(crate) async fn prefill(embedded: &Embedded, request: &DataRequest) -> FillAnswer {
     let engine = embedded.engine(embedded.providers());
     engine
         .fill(&request.to_fill_request(request.start, request.end).unwrap())

@@ -19,29 +19,29 @@ use cachefill_core::storage::{ObjectStore, PutOptions, PutResult};
 use cachefill_core::validate::{EventRecord, Validator, ValidatorConfig};
 use chrono::{NaiveDate, Utc};
 
-pub const BUCKET: &str = "cache-bucket";
+pub(crate) const BUCKET: &str = "cache-bucket";
 
-pub fn layout() -> KeyLayout {
+pub(crate) fn layout() -> KeyLayout {
     KeyLayout::new("stage/cache", "v3")
 }
 
-pub fn dataset(json: &str) -> Dataset {
+pub(crate) fn dataset(json: &str) -> Dataset {
     Dataset::from_json(json).unwrap_or_else(|e| panic!("{json}: {e}"))
 }
 
-pub fn spy_minute() -> Dataset {
+pub(crate) fn spy_minute() -> Dataset {
     dataset(
         r#"{"provider":"thetadata","asset_type":"stock","symbol":"SPY","timespan":"minute","datastyle":"ohlc"}"#,
     )
 }
 
-pub fn date(text: &str) -> NaiveDate {
+pub(crate) fn date(text: &str) -> NaiveDate {
     text.parse().unwrap()
 }
 
 /// Rows of `dataset` for `sessions` (regular hours) plus placeholders for `empty`, sorted,
 /// exactly as the fill engine would write them.
-pub fn batch(dataset: &Dataset, sessions: &[&str], empty: &[&str]) -> RecordBatch {
+pub(crate) fn batch(dataset: &Dataset, sessions: &[&str], empty: &[&str]) -> RecordBatch {
     let sessions: Vec<NaiveDate> = sessions.iter().map(|s| date(s)).collect();
     let empty: Vec<NaiveDate> = empty.iter().map(|s| date(s)).collect();
     let rows = synthetic::generate(dataset, &sessions, false);
@@ -49,19 +49,19 @@ pub fn batch(dataset: &Dataset, sessions: &[&str], empty: &[&str]) -> RecordBatc
     merge::merge(dataset, None, &fresh, &empty).unwrap()
 }
 
-pub fn encode(batch: &RecordBatch) -> Bytes {
+pub(crate) fn encode(batch: &RecordBatch) -> Bytes {
     codec::encode(batch, &BTreeMap::new()).unwrap()
 }
 
 /// The lumibot sidecar of a parquet.
-pub fn sidecar_of(bytes: &Bytes) -> String {
+pub(crate) fn sidecar_of(bytes: &Bytes) -> String {
     let decoded = codec::decode(bytes.clone()).unwrap();
     let facts = BatchFacts::of(&decoded.batch).unwrap();
     Sidecar::new(&facts, &codec::sha256_hex(bytes), Utc::now()).to_json()
 }
 
 /// `batch` with column `name` replaced by `column` (same field name, the column's type).
-pub fn replace(batch: &RecordBatch, name: &str, column: ArrayRef) -> RecordBatch {
+pub(crate) fn replace(batch: &RecordBatch, name: &str, column: ArrayRef) -> RecordBatch {
     let schema = batch.schema();
     let index = schema.index_of(name).unwrap();
     let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
@@ -71,7 +71,7 @@ pub fn replace(batch: &RecordBatch, name: &str, column: ArrayRef) -> RecordBatch
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
 }
 
-pub fn without(batch: &RecordBatch, name: &str) -> RecordBatch {
+pub(crate) fn without(batch: &RecordBatch, name: &str) -> RecordBatch {
     let schema = batch.schema();
     let index = schema.index_of(name).unwrap();
     let mut b = batch.clone();
@@ -79,7 +79,7 @@ pub fn without(batch: &RecordBatch, name: &str) -> RecordBatch {
     b
 }
 
-pub fn with_extra(batch: &RecordBatch, name: &str, column: ArrayRef) -> RecordBatch {
+pub(crate) fn with_extra(batch: &RecordBatch, name: &str, column: ArrayRef) -> RecordBatch {
     let schema = batch.schema();
     let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
     fields.push(Field::new(name, column.data_type().clone(), true));
@@ -89,7 +89,12 @@ pub fn with_extra(batch: &RecordBatch, name: &str, column: ArrayRef) -> RecordBa
 }
 
 /// A float column of `batch` with `row` set to `value`.
-pub fn set_f64(batch: &RecordBatch, name: &str, row: usize, value: Option<f64>) -> RecordBatch {
+pub(crate) fn set_f64(
+    batch: &RecordBatch,
+    name: &str,
+    row: usize,
+    value: Option<f64>,
+) -> RecordBatch {
     let col = batch
         .column_by_name(name)
         .unwrap()
@@ -108,7 +113,12 @@ pub fn set_f64(batch: &RecordBatch, name: &str, row: usize, value: Option<f64>) 
     replace(batch, name, Arc::new(values))
 }
 
-pub fn set_i64(batch: &RecordBatch, name: &str, row: usize, value: Option<i64>) -> RecordBatch {
+pub(crate) fn set_i64(
+    batch: &RecordBatch,
+    name: &str,
+    row: usize,
+    value: Option<i64>,
+) -> RecordBatch {
     let col = batch
         .column_by_name(name)
         .unwrap()
@@ -128,7 +138,7 @@ pub fn set_i64(batch: &RecordBatch, name: &str, row: usize, value: Option<i64>) 
 }
 
 /// `datetime` rewritten by `f(row, nanos)`.
-pub fn map_times(
+pub(crate) fn map_times(
     batch: &RecordBatch,
     f: impl Fn(usize, Option<i64>) -> Option<i64>,
 ) -> RecordBatch {
@@ -141,13 +151,13 @@ pub fn map_times(
 }
 
 /// A fresh versioned local bucket and a validator on it.
-pub struct Bucket {
+pub(crate) struct Bucket {
     pub dir: tempfile::TempDir,
     pub validator: Validator<LocalStore>,
 }
 
 impl Bucket {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::new(dir.path()).unwrap();
         Bucket {
@@ -156,12 +166,12 @@ impl Bucket {
         }
     }
 
-    pub fn store(&self) -> &LocalStore {
+    pub(crate) fn store(&self) -> &LocalStore {
         self.validator.store()
     }
 
     /// Write bytes straight to the bucket (as any writer would; nothing is judged).
-    pub async fn put(&self, key: &str, body: impl Into<Bytes>) -> PutResult {
+    pub(crate) async fn put(&self, key: &str, body: impl Into<Bytes>) -> PutResult {
         self.store()
             .put(key, body.into(), PutOptions::default())
             .await
@@ -169,7 +179,7 @@ impl Bucket {
     }
 
     /// The S3 event of a write.
-    pub fn event(&self, key: &str, put: &PutResult) -> EventRecord {
+    pub(crate) fn event(&self, key: &str, put: &PutResult) -> EventRecord {
         EventRecord::new(BUCKET, key)
             .with_version(put.version_id.clone(), Some(put.etag.clone()))
             .with_event("ObjectCreated:Put", Utc::now())
@@ -177,7 +187,7 @@ impl Bucket {
     }
 
     /// Every key in the bucket.
-    pub async fn keys(&self) -> Vec<String> {
+    pub(crate) async fn keys(&self) -> Vec<String> {
         self.store()
             .list("")
             .await
@@ -187,7 +197,7 @@ impl Bucket {
             .collect()
     }
 
-    pub async fn keys_under(&self, prefix: &str) -> Vec<String> {
+    pub(crate) async fn keys_under(&self, prefix: &str) -> Vec<String> {
         self.store()
             .list(prefix)
             .await
@@ -197,7 +207,7 @@ impl Bucket {
             .collect()
     }
 
-    pub async fn bytes(&self, key: &str) -> Option<Bytes> {
+    pub(crate) async fn bytes(&self, key: &str) -> Option<Bytes> {
         match self.store().get(key, None).await {
             Ok(got) => Some(got.bytes),
             Err(e) if e.is_not_found() => None,
@@ -205,19 +215,19 @@ impl Bucket {
         }
     }
 
-    pub async fn manifest(&self, dataset: &Dataset) -> Option<serde_json::Value> {
+    pub(crate) async fn manifest(&self, dataset: &Dataset) -> Option<serde_json::Value> {
         self.bytes(&layout().manifest_key(dataset))
             .await
             .map(|b| serde_json::from_slice(&b).unwrap())
     }
 
-    pub async fn history_len(&self, dataset: &Dataset) -> usize {
+    pub(crate) async fn history_len(&self, dataset: &Dataset) -> usize {
         self.manifest(dataset)
             .await
             .map_or(0, |m| m["history"].as_array().unwrap().len())
     }
 
-    pub async fn status(&self, key: &str, version: Option<&str>) -> Option<String> {
+    pub(crate) async fn status(&self, key: &str, version: Option<&str>) -> Option<String> {
         self.store()
             .get_tags(key, version)
             .await
@@ -227,7 +237,7 @@ impl Bucket {
     }
 
     /// Every audit record written so far, parsed.
-    pub async fn audit_records(&self) -> Vec<serde_json::Value> {
+    pub(crate) async fn audit_records(&self) -> Vec<serde_json::Value> {
         let mut out = Vec::new();
         for key in self.keys_under("stage/cache/_audit/").await {
             let bytes = self.bytes(&key).await.unwrap();

@@ -26,7 +26,7 @@ const POW10: [f64; 23] = [
 const MAX_DEPTH: usize = 128;
 
 /// The content of the string that starts at byte `at`, as text.
-pub fn utf8(bytes: &[u8], at: usize) -> Result<&str> {
+pub(super) fn utf8(bytes: &[u8], at: usize) -> Result<&str> {
     std::str::from_utf8(bytes).map_err(|_| not_utf8(at))
 }
 
@@ -35,19 +35,19 @@ fn not_utf8(at: usize) -> SyntaxError {
 }
 
 #[derive(Debug)]
-pub struct Reader<'a> {
+pub(super) struct Reader<'a> {
     bytes: &'a [u8],
     pos: usize,
 }
 
 /// Position inside an object or an array: whether the next member is the first.
 #[derive(Debug)]
-pub struct Members {
+pub(super) struct Members {
     first: bool,
 }
 
 impl<'a> Reader<'a> {
-    pub fn new(bytes: &'a [u8]) -> Self {
+    pub(super) fn new(bytes: &'a [u8]) -> Self {
         Reader { bytes, pos: 0 }
     }
 
@@ -75,7 +75,7 @@ impl<'a> Reader<'a> {
 
     /// The next significant byte, without consuming it.
     #[inline]
-    pub fn peek(&mut self) -> Option<u8> {
+    pub(super) fn peek(&mut self) -> Option<u8> {
         self.skip_whitespace();
         self.bytes.get(self.pos).copied()
     }
@@ -91,7 +91,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Only whitespace may follow the value just read.
-    pub fn end(&mut self) -> Result<()> {
+    pub(super) fn end(&mut self) -> Result<()> {
         match self.peek() {
             None => Ok(()),
             Some(_) => self.error("the end of the body (trailing characters)"),
@@ -99,20 +99,20 @@ impl<'a> Reader<'a> {
     }
 
     /// Consume `{`.
-    pub fn begin_object(&mut self) -> Result<Members> {
+    pub(super) fn begin_object(&mut self) -> Result<Members> {
         self.expect(b'{', "an object")?;
         Ok(Members { first: true })
     }
 
     /// Consume `[`.
-    pub fn begin_array(&mut self) -> Result<Members> {
+    pub(super) fn begin_array(&mut self) -> Result<Members> {
         self.expect(b'[', "an array")?;
         Ok(Members { first: true })
     }
 
     /// The next key of an object (its value must be read next), `None` after `}`.
     #[inline]
-    pub fn next_key(&mut self, members: &mut Members) -> Result<Option<Cow<'a, [u8]>>> {
+    pub(super) fn next_key(&mut self, members: &mut Members) -> Result<Option<Cow<'a, [u8]>>> {
         if self.next_member(members)? {
             self.key().map(Some)
         } else {
@@ -123,7 +123,7 @@ impl<'a> Reader<'a> {
     /// Move to the next member of an object: `true` when a key follows (read it with
     /// [`Reader::key_is`] or [`Reader::key`]), `false` after `}`.
     #[inline(always)]
-    pub fn next_member(&mut self, members: &mut Members) -> Result<bool> {
+    pub(super) fn next_member(&mut self, members: &mut Members) -> Result<bool> {
         match self.peek() {
             Some(b'}') => {
                 self.pos += 1;
@@ -144,7 +144,7 @@ impl<'a> Reader<'a> {
     /// consume nothing. Rows of a response repeat their keys, so guessing the next key from
     /// the previous row skips most key scanning.
     #[inline]
-    pub fn key_is(&mut self, key: &[u8]) -> bool {
+    pub(super) fn key_is(&mut self, key: &[u8]) -> bool {
         let start = self.pos + 1;
         let end = start + key.len();
         let Some(candidate) = self.bytes.get(start..=end) else {
@@ -166,7 +166,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The key at hand (escapes decoded) and its `:`.
-    pub fn key(&mut self) -> Result<Cow<'a, [u8]>> {
+    pub(super) fn key(&mut self) -> Result<Cow<'a, [u8]>> {
         let key = self.string_bytes()?;
         self.expect(b':', "':' after an object key")?;
         Ok(key)
@@ -174,7 +174,7 @@ impl<'a> Reader<'a> {
 
     /// Whether another element of an array follows (read it next); `false` after `]`.
     #[inline]
-    pub fn next_element(&mut self, members: &mut Members) -> Result<bool> {
+    pub(super) fn next_element(&mut self, members: &mut Members) -> Result<bool> {
         match self.peek() {
             Some(b']') => {
                 self.pos += 1;
@@ -189,13 +189,13 @@ impl<'a> Reader<'a> {
     }
 
     /// Byte offset of the next character (for messages).
-    pub fn position(&self) -> usize {
+    pub(super) fn position(&self) -> usize {
         self.pos
     }
 
     /// A string's content (escapes decoded, not checked for UTF-8), positioned on its
     /// opening quote.
-    pub fn string_bytes(&mut self) -> Result<Cow<'a, [u8]>> {
+    pub(super) fn string_bytes(&mut self) -> Result<Cow<'a, [u8]>> {
         self.pos += 1;
         let start = self.pos;
         let bytes = self.bytes;
@@ -309,7 +309,7 @@ impl<'a> Reader<'a> {
     // Inlined so the value stays in registers: returning it through memory stalled on
     // store forwarding and cost more than the parsing.
     #[inline(always)]
-    pub fn number(&mut self) -> Result<Scalar<'static>> {
+    pub(super) fn number(&mut self) -> Result<Scalar<'static>> {
         let bytes = self.bytes;
         let start = self.pos;
         let negative = bytes.get(self.pos) == Some(&b'-');
@@ -388,7 +388,7 @@ impl<'a> Reader<'a> {
     /// A value that must be a string, number, boolean or null, handed to `f` (strings
     /// are only valid during the call).
     #[inline]
-    pub fn scalar<T>(&mut self, f: impl FnOnce(Scalar<'_>) -> T) -> Result<T> {
+    pub(super) fn scalar<T>(&mut self, f: impl FnOnce(Scalar<'_>) -> T) -> Result<T> {
         match self.peek() {
             Some(b'"') => {
                 let text = self.string()?;
@@ -403,7 +403,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Read and discard one value of any kind.
-    pub fn skip_value(&mut self) -> Result<()> {
+    pub(super) fn skip_value(&mut self) -> Result<()> {
         self.skip_nested(0)
     }
 
