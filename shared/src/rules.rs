@@ -1,10 +1,10 @@
 //! The validation rules every cached object must pass (DESIGN §8), as one pure function
 //! that reports every violation it finds, not just the first.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, Int64Type};
+use arrow_array::types::Float64Type;
 use arrow_array::{Array, RecordBatch};
 use bytes::Bytes;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -12,8 +12,9 @@ use serde::Serialize;
 
 use crate::calendar;
 use crate::calendar::NyDates;
+use crate::codec::conform::{SchemaMismatch, conform};
 use crate::codec::facts::placeholder_mask;
-use crate::codec::schema::{self, DATETIME, Layout, MISSING, SIZE_COLUMNS};
+use crate::codec::schema::{DATETIME, Layout, SIZE_COLUMNS};
 use crate::codec::{self, BatchFacts, Decoded, Sidecar};
 use crate::dataset::Dataset;
 use crate::pyfmt;
@@ -30,7 +31,7 @@ pub enum Rule {
     Truncated,
     /// The footer or a row group does not decode.
     Unreadable,
-    /// Columns, their order or their types differ from the dataset's schema.
+    /// A column the dataset knows holds the wrong kind of value, or `datetime` is missing.
     Schema,
     /// A row without a `datetime`.
     NullDatetime,
@@ -44,7 +45,8 @@ pub enum Rule {
     OhlcOrder,
     /// A size, volume or count is negative.
     NegativeSize,
-    /// A placeholder is not one null row at 16:00 New York of a session without data.
+    /// A placeholder carries a price, or (but for options) is not at 16:00 New York of a
+    /// trading session.
     Placeholder,
     /// Rows after an option's expiration.
     AfterExpiration,
@@ -96,6 +98,9 @@ impl Report {
 
 const MAGIC: &[u8] = b"PAR1";
 
+/// Columns a placeholder must leave empty.
+const PRICE_COLUMNS: [&str; 7] = ["open", "high", "low", "close", "vwap", "bid", "ask"];
+
 /// Judge a parquet object of `dataset` (and its sidecar, when one is given).
 pub fn check_object(
     dataset: &Dataset,
@@ -144,10 +149,16 @@ pub fn check_object(
             return report;
         }
     };
-    report
-        .violations
-        .extend(check_batch(dataset, &decoded.batch, now));
-    match BatchFacts::of(&decoded.batch) {
+    let batch = match conform(dataset, &decoded.batch) {
+        Ok(batch) => batch,
+        Err(mismatch) => {
+            report.violations.extend(schema_violations(mismatch));
+            report.decoded = Some(decoded);
+            return report;
+        }
+    };
+    report.violations.extend(check_rows(dataset, &batch, now));
+    match BatchFacts::of(&batch) {
         Ok(facts) => {
             if let Some(sidecar) = sidecar {
                 report
@@ -241,78 +252,20 @@ fn describe_time(nanos: i64) -> String {
     pyfmt::pandas_utc_isoformat(nanos)
 }
 
-/// Schema differences: one violation per missing, extra or mistyped column, and one when
-/// the columns both schemas have are in another order.
-fn check_schema(dataset: &Dataset, batch: &RecordBatch) -> Vec<Violation> {
-    let expected = schema::schema_for(dataset);
-    let actual = batch.schema();
-    let mut out = Vec::new();
-    let found: BTreeMap<&str, &arrow_schema::DataType> = actual
-        .fields()
-        .iter()
-        .map(|f| (f.name().as_str(), f.data_type()))
-        .collect();
-    for field in expected.fields() {
-        match found.get(field.name().as_str()) {
-            None => out.push(Violation::new(
-                Rule::Schema,
-                format!("missing column '{}' ({})", field.name(), field.data_type()),
-            )),
-            Some(t) if *t != field.data_type() => out.push(Violation::new(
-                Rule::Schema,
-                format!(
-                    "column '{}' is {t}, expected {}",
-                    field.name(),
-                    field.data_type()
-                ),
-            )),
-            Some(_) => {}
-        }
-    }
-    for field in actual.fields() {
-        if expected.field_with_name(field.name()).is_err() {
-            out.push(Violation::new(
-                Rule::Schema,
-                format!(
-                    "unexpected column '{}' ({})",
-                    field.name(),
-                    field.data_type()
-                ),
-            ));
-        }
-    }
-    // Order is judged on the shared columns only, so one missing column is reported once
-    // rather than as every later column being out of place.
-    let shared = |from: &arrow_schema::Schema, other: &arrow_schema::Schema| -> Vec<String> {
-        from.fields()
-            .iter()
-            .filter(|f| other.field_with_name(f.name()).is_ok())
-            .map(|f| f.name().clone())
-            .collect()
-    };
-    let (want, have) = (shared(&expected, &actual), shared(&actual, &expected));
-    if want != have {
-        out.push(Violation::new(
-            Rule::Schema,
-            format!(
-                "columns are out of order: expected [{}], found [{}]",
-                want.join(", "),
-                have.join(", ")
-            ),
-        ));
-    }
-    out
+fn schema_violations(mismatch: SchemaMismatch) -> Vec<Violation> {
+    mismatch
+        .0
+        .into_iter()
+        .map(|problem| Violation::new(Rule::Schema, problem))
+        .collect()
 }
 
-/// A column of the expected type, or `None` (the schema check reports why).
-fn f64_column<'a>(batch: &'a RecordBatch, name: &str) -> Option<&'a arrow_array::Float64Array> {
-    batch
-        .column_by_name(name)?
-        .as_primitive_opt::<Float64Type>()
-}
-
-fn i64_column<'a>(batch: &'a RecordBatch, name: &str) -> Option<&'a arrow_array::Int64Array> {
-    batch.column_by_name(name)?.as_primitive_opt::<Int64Type>()
+/// A numeric column as doubles, whatever number type the file used (lumibot's integer columns
+/// become doubles once a placeholder or a split adjustment touches them).
+fn numbers(batch: &RecordBatch, name: &str) -> Option<arrow_array::Float64Array> {
+    let column = batch.column_by_name(name)?;
+    let cast = arrow_cast::cast(column, &arrow_schema::DataType::Float64).ok()?;
+    cast.as_primitive_opt::<Float64Type>().cloned()
 }
 
 /// Counts rows breaking one rule and remembers the first, for a readable message.
@@ -350,9 +303,18 @@ impl Tally {
     }
 }
 
-/// Every rule that applies to decoded rows.
+/// Every rule that applies to decoded rows: their columns by name and kind
+/// ([`conform`]), then the rows.
 pub fn check_batch(dataset: &Dataset, batch: &RecordBatch, now: DateTime<Utc>) -> Vec<Violation> {
-    let mut out = check_schema(dataset, batch);
+    match conform(dataset, batch) {
+        Ok(batch) => check_rows(dataset, &batch, now),
+        Err(mismatch) => schema_violations(mismatch),
+    }
+}
+
+/// The row rules, on a conformed batch.
+fn check_rows(dataset: &Dataset, batch: &RecordBatch, now: DateTime<Utc>) -> Vec<Violation> {
+    let mut out = Vec::new();
     let Some(times) = batch
         .column_by_name(DATETIME)
         .and_then(|c| c.as_primitive_opt::<arrow_array::types::TimestampNanosecondType>())
@@ -406,7 +368,7 @@ pub fn check_batch(dataset: &Dataset, batch: &RecordBatch, now: DateTime<Utc>) -
     let mut bad_price = Tally::new();
     if layout.is_ohlc() {
         for name in ["open", "high", "low", "close"] {
-            if let Some(col) = f64_column(batch, name) {
+            if let Some(col) = numbers(batch, name) {
                 for i in (0..n).filter(|i| real(*i)) {
                     let ok = col.is_valid(i) && col.value(i).is_finite() && col.value(i) > 0.0;
                     if !ok {
@@ -420,7 +382,7 @@ pub fn check_batch(dataset: &Dataset, batch: &RecordBatch, now: DateTime<Utc>) -
                 }
             }
         }
-        if let Some(col) = f64_column(batch, "vwap") {
+        if let Some(col) = numbers(batch, "vwap") {
             for i in (0..n).filter(|i| real(*i) && col.is_valid(*i)) {
                 let v = col.value(i);
                 if !v.is_finite() || v < 0.0 {
@@ -428,10 +390,10 @@ pub fn check_batch(dataset: &Dataset, batch: &RecordBatch, now: DateTime<Utc>) -
                 }
             }
         }
-    } else if let (Some(bid), Some(ask)) = (f64_column(batch, "bid"), f64_column(batch, "ask")) {
+    } else if let (Some(bid), Some(ask)) = (numbers(batch, "bid"), numbers(batch, "ask")) {
         for i in (0..n).filter(|i| real(*i)) {
             let value = |c: &arrow_array::Float64Array| c.is_valid(i).then(|| c.value(i));
-            let (b, a) = (value(bid), value(ask));
+            let (b, a) = (value(&bid), value(&ask));
             let sane = |v: Option<f64>| v.is_none_or(|x| x.is_finite() && x >= 0.0);
             let positive = |v: Option<f64>| v.is_some_and(|x| x > 0.0);
             if !(sane(b) && sane(a) && (positive(b) || positive(a))) {
@@ -446,14 +408,14 @@ pub fn check_batch(dataset: &Dataset, batch: &RecordBatch, now: DateTime<Utc>) -
 
     // OHLC order.
     if let (Some(o), Some(h), Some(l), Some(c)) = (
-        f64_column(batch, "open"),
-        f64_column(batch, "high"),
-        f64_column(batch, "low"),
-        f64_column(batch, "close"),
+        numbers(batch, "open"),
+        numbers(batch, "high"),
+        numbers(batch, "low"),
+        numbers(batch, "close"),
     ) {
         let mut disorder = Tally::new();
         for i in (0..n).filter(|i| real(*i)) {
-            if [o, h, l, c].iter().any(|col| col.is_null(i)) {
+            if [&o, &h, &l, &c].iter().any(|col| col.is_null(i)) {
                 continue;
             }
             let (ov, hv, lv, cv) = (o.value(i), h.value(i), l.value(i), c.value(i));
@@ -475,9 +437,9 @@ pub fn check_batch(dataset: &Dataset, batch: &RecordBatch, now: DateTime<Utc>) -
     // Sizes.
     let mut negative = Tally::new();
     for name in SIZE_COLUMNS {
-        if let Some(col) = i64_column(batch, name) {
+        if let Some(col) = numbers(batch, name) {
             for i in 0..n {
-                if col.is_valid(i) && col.value(i) < 0 {
+                if col.is_valid(i) && col.value(i) < 0.0 {
                     negative.hit(|| format!("{name} = {} at {}", col.value(i), when(i)));
                 }
             }
@@ -492,40 +454,31 @@ pub fn check_batch(dataset: &Dataset, batch: &RecordBatch, now: DateTime<Utc>) -
     let sessions: Vec<Option<NaiveDate>> = (0..n)
         .map(|i| time_at(i).map(|t| dates.date_of(t)))
         .collect();
-    let real_sessions: HashSet<NaiveDate> = (0..n)
-        .filter(|i| real(*i))
-        .filter_map(|i| sessions[i])
-        .collect();
+    // lumibot leaves a placeholder beside real rows of its session when it refetches, and
+    // turns an option's all-zero bar into a placeholder where the bar was; neither is damage.
+    // A placeholder must carry no price, and (but for options) sit at 16:00 New York of a
+    // trading session.
     let mut bad_placeholder = Tally::new();
-    let mut placeholder_sessions = HashSet::new();
-    let value_columns: Vec<(&str, &dyn Array)> = batch
-        .schema_ref()
-        .fields()
+    let price_columns: Vec<(&str, arrow_array::Float64Array)> = PRICE_COLUMNS
         .iter()
-        .zip(batch.columns())
-        .filter(|(f, _)| f.name() != DATETIME && f.name() != MISSING)
-        .map(|(f, c)| (f.name().as_str(), c.as_ref()))
+        .filter_map(|name| numbers(batch, name).map(|c| (*name, c)))
         .collect();
+    let is_option = dataset.contract.is_some();
     for i in (0..n).filter(|i| missing[*i]) {
         let (Some(t), Some(session)) = (time_at(i), sessions[i]) else {
             continue;
         };
-        let expected = calendar::session_close_utc(session).timestamp_nanos_opt();
-        if Some(t) != expected {
+        let close = calendar::session_close_utc(session).timestamp_nanos_opt();
+        if !is_option && Some(t) != close {
             bad_placeholder
                 .hit(|| format!("placeholder at {} is not 16:00 New York", describe_time(t)));
-        } else if let Some((name, _)) = value_columns.iter().find(|(_, c)| c.is_valid(i)) {
+        } else if let Some((name, _)) = price_columns.iter().find(|(_, c)| c.is_valid(i)) {
             bad_placeholder.hit(|| {
                 format!(
                     "placeholder at {} has a value in '{name}'",
                     describe_time(t)
                 )
             });
-        } else if !placeholder_sessions.insert(session) {
-            bad_placeholder.hit(|| format!("second placeholder for session {session}"));
-        } else if real_sessions.contains(&session) {
-            bad_placeholder
-                .hit(|| format!("placeholder for session {session}, which has real rows"));
         } else if !calendar::is_session(session).unwrap_or(true) {
             bad_placeholder
                 .hit(|| format!("placeholder on {session}, which is not a trading session"));

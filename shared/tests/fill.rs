@@ -142,7 +142,8 @@ async fn written_parquet_has_the_exact_schema_and_a_matching_sidecar() {
     );
 
     // Sorted, unique timestamps.
-    let times = codec::facts::datetimes(&decoded.batch).unwrap().values();
+    let times = codec::facts::datetimes(&decoded.batch).unwrap();
+    let times = times.values();
     assert!(times.windows(2).all(|w| w[0] < w[1]));
 }
 
@@ -582,4 +583,94 @@ async fn upstream_failures_write_nothing_and_keep_their_type() {
         .map(|m| m.key)
         .collect();
     assert!(written.is_empty(), "{written:?}");
+}
+
+/// A file lumibot wrote (its column order, a double volume, microsecond timestamps, a column
+/// we do not write) is extended in its own layout: nothing of it is lost or reordered.
+#[tokio::test]
+async fn a_file_in_lumibots_layout_is_extended_in_that_layout() {
+    use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, TimestampMicrosecondArray};
+    let f = counting();
+    let dataset = Dataset::from_json(AAPL_MINUTE).unwrap();
+    let key = config().layout.data_key(&dataset);
+    let first = request(AAPL_MINUTE, "2024-01-02", "2024-01-02");
+    f.engine.fill(&first).await.unwrap();
+    let (_, ours) = object(f.engine.store(), &key).await;
+    let b = &ours.batch;
+    let column = |name: &str| b.column_by_name(name).unwrap().clone();
+    let micros: TimestampMicrosecondArray = codec::facts::datetimes(b)
+        .unwrap()
+        .iter()
+        .map(|t| t.map(|t| t / 1000))
+        .collect::<TimestampMicrosecondArray>()
+        .with_timezone("UTC");
+    let volume: Float64Array = column("volume")
+        .as_primitive::<arrow_array::types::Int64Type>()
+        .iter()
+        .map(|v| v.map(|v| v as f64))
+        .collect();
+    let n = b.num_rows();
+    let names = [
+        "datetime",
+        "open",
+        "close",
+        "high",
+        "low",
+        "volume",
+        "missing",
+        "ms_of_day",
+    ];
+    let theirs = RecordBatch::try_from_iter_with_nullable([
+        ("datetime", Arc::new(micros) as ArrayRef, true),
+        ("open", column("open"), true),
+        ("close", column("close"), true),
+        ("high", column("high"), true),
+        ("low", column("low"), true),
+        ("volume", Arc::new(volume) as ArrayRef, true),
+        ("missing", column("missing"), true),
+        (
+            "ms_of_day",
+            Arc::new(Int64Array::from(vec![Some(7); n])) as ArrayRef,
+            true,
+        ),
+    ])
+    .unwrap();
+    let bytes = codec::encode(&theirs, &Default::default()).unwrap();
+    f.engine
+        .store()
+        .put(&key, bytes, Default::default())
+        .await
+        .unwrap();
+
+    let answer = f
+        .engine
+        .fill(&request(AAPL_MINUTE, "2024-01-02", "2024-01-03"))
+        .await
+        .unwrap();
+    assert_eq!(answer.status, FillStatus::Filled);
+    assert_eq!(
+        answer.sessions_fetched, 1,
+        "the lumibot file's session is covered"
+    );
+    let (_, extended) = object(f.engine.store(), &key).await;
+    let schema = extended.batch.schema();
+    let written: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(
+        &written[..names.len()],
+        names,
+        "the file's own columns keep their order"
+    );
+    assert_eq!(
+        schema.field_with_name("volume").unwrap().data_type(),
+        &arrow_schema::DataType::Float64
+    );
+    let extra = extended.batch.column_by_name("ms_of_day").unwrap();
+    assert_eq!(
+        extra.len() - extra.null_count(),
+        n,
+        "the old rows keep their extra column"
+    );
+    assert!(extended.batch.num_rows() > n);
+    assert_eq!(answer.rows as usize, extended.batch.num_rows());
+    assert!(cachefill_core::rules::check_batch(&dataset, &extended.batch, july_2024()).is_empty());
 }

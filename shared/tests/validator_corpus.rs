@@ -6,7 +6,10 @@ mod validator_support;
 
 use std::sync::Arc;
 
-use arrow_array::{Float64Array, StringArray};
+use arrow_array::{
+    ArrayRef, BooleanArray, Float64Array, Int64Array, LargeStringArray, NullArray, RecordBatch,
+    StringArray, TimestampMicrosecondArray,
+};
 use bytes::Bytes;
 use cachefill_core::calendar;
 use cachefill_core::clock::FixedClock;
@@ -28,7 +31,7 @@ struct Case {
     rule: Rule,
 }
 
-fn spy_batch() -> arrow_array::RecordBatch {
+fn spy_batch() -> RecordBatch {
     batch(&spy_minute(), &["2024-09-16", "2024-09-17"], &[])
 }
 
@@ -104,29 +107,25 @@ fn corpus() -> Vec<Case> {
         Rule::Unreadable,
     );
     add(
-        "missing column",
-        encode(&without(&base, "vwap")),
+        "no datetime column",
+        encode(&without(&base, "datetime")),
         Rule::Schema,
     );
     add(
-        "extra column",
-        encode(&with_extra(
+        "prices as text",
+        encode(&replace(
             &base,
-            "note",
-            Arc::new(StringArray::from(vec![Some("x"); n])),
+            "open",
+            Arc::new(StringArray::from(vec![Some("1.0"); n])),
         )),
         Rule::Schema,
     );
-    let volume_as_float: Float64Array = arrow_cast_volume(&base);
+    let epoch_integers: Int64Array = (0..n as i64).map(Some).collect();
     add(
-        "wrong type",
-        encode(&replace(&base, "volume", Arc::new(volume_as_float))),
+        "datetime as plain integers",
+        encode(&replace(&base, "datetime", Arc::new(epoch_integers))),
         Rule::Schema,
     );
-    let mut reordered = base.clone();
-    let low = reordered.remove_column(3);
-    let reordered = with_extra(&reordered, "low", low);
-    add("columns in another order", encode(&reordered), Rule::Schema);
     add(
         "unsorted rows",
         encode(&map_times(&base, |i, t| match i {
@@ -233,16 +232,6 @@ fn corpus() -> Vec<Case> {
     cases
 }
 
-fn arrow_cast_volume(base: &arrow_array::RecordBatch) -> Float64Array {
-    let volume = base
-        .column_by_name("volume")
-        .unwrap()
-        .as_any()
-        .downcast_ref::<arrow_array::Int64Array>()
-        .unwrap();
-    volume.iter().map(|v| v.map(|v| v as f64)).collect()
-}
-
 fn rules_of(bytes: &Bytes, dataset: &Dataset) -> Vec<Rule> {
     check_object(dataset, bytes, None, Utc::now())
         .violations
@@ -263,6 +252,130 @@ fn every_bad_object_breaks_exactly_its_rule() {
         );
         let found = rules_of(&case.bad, &case.dataset);
         assert_eq!(found, [case.rule], "{}", case.name);
+    }
+}
+
+/// `batch` with its columns in `order` (names not listed keep their place at the end).
+fn reorder(batch: &RecordBatch, order: &[&str]) -> RecordBatch {
+    let schema = batch.schema();
+    let mut names: Vec<String> = order.iter().map(|n| n.to_string()).collect();
+    names.extend(
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .filter(|n| !order.contains(&n.as_str())),
+    );
+    RecordBatch::try_from_iter_with_nullable(
+        names
+            .iter()
+            .map(|n| (n.as_str(), batch.column_by_name(n).unwrap().clone(), true)),
+    )
+    .unwrap()
+}
+
+/// Layouts lumibot 4.6.30 itself writes (`docs/FORMAT.md`, "What is accepted"): each must
+/// validate, or the validator would quarantine a shared cache's real files.
+#[test]
+fn every_layout_lumibot_writes_is_valid() {
+    let spy = spy_minute();
+    let base = spy_batch();
+    let n = base.num_rows();
+    let with_placeholder = batch(&spy, &["2024-09-16"], &["2024-09-17"]);
+    let micros: TimestampMicrosecondArray = cachefill_core::codec::facts::datetimes(&base)
+        .unwrap()
+        .iter()
+        .map(|t| t.map(|t| t / 1000))
+        .collect::<TimestampMicrosecondArray>()
+        .with_timezone("UTC");
+    let volume_as_double: Float64Array = base
+        .column_by_name("volume")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap()
+        .iter()
+        .map(|v| v.map(|v| v as f64))
+        .collect();
+    let placeholder_session = calendar::session_close_utc(date("2024-09-17"))
+        .timestamp_nanos_opt()
+        .unwrap();
+    let placeholder_only = RecordBatch::try_from_iter_with_nullable([
+        (
+            "datetime",
+            Arc::new(
+                arrow_array::TimestampNanosecondArray::from(vec![placeholder_session])
+                    .with_timezone("UTC"),
+            ) as ArrayRef,
+            true,
+        ),
+        ("open", Arc::new(NullArray::new(1)), true),
+        ("high", Arc::new(NullArray::new(1)), true),
+        ("low", Arc::new(NullArray::new(1)), true),
+        ("close", Arc::new(NullArray::new(1)), true),
+        ("volume", Arc::new(NullArray::new(1)), true),
+        ("missing", Arc::new(BooleanArray::from(vec![true])), true),
+    ])
+    .unwrap();
+    // lumibot's refetch of a session it had marked empty keeps the old placeholder.
+    let stale = {
+        let fresh = batch(&spy, &["2024-09-17"], &[]);
+        let old = batch(&spy, &[], &["2024-09-17"]);
+        let both = arrow_select::concat::concat_batches(&fresh.schema(), [&fresh, &old]).unwrap();
+        let order: Vec<u32> = {
+            let times = cachefill_core::codec::facts::datetimes(&both).unwrap();
+            let mut idx: Vec<u32> = (0..both.num_rows() as u32).collect();
+            idx.sort_by_key(|i| times.value(*i as usize));
+            idx
+        };
+        let indices = arrow_array::UInt32Array::from(order);
+        RecordBatch::try_new(
+            both.schema(),
+            both.columns()
+                .iter()
+                .map(|c| arrow_select::take::take(c.as_ref(), &indices, None).unwrap())
+                .collect(),
+        )
+        .unwrap()
+    };
+    let layouts: Vec<(&str, RecordBatch)> = vec![
+        (
+            "provider column order",
+            reorder(&base, &["datetime", "open", "close", "missing", "volume"]),
+        ),
+        (
+            "microsecond datetime",
+            replace(&base, "datetime", Arc::new(micros)),
+        ),
+        (
+            "volume as double",
+            replace(&base, "volume", Arc::new(volume_as_double)),
+        ),
+        ("no vwap", without(&base, "vwap")),
+        (
+            "an extra column",
+            with_extra(
+                &base,
+                "ms_of_day",
+                Arc::new(Int64Array::from(vec![Some(1); n])),
+            ),
+        ),
+        (
+            "large strings",
+            with_extra(
+                &base,
+                "symbol",
+                Arc::new(LargeStringArray::from(vec![Some("SPY"); n])),
+            ),
+        ),
+        ("no missing column", without(&base, "missing")),
+        ("placeholder-only, null-typed values", placeholder_only),
+        ("placeholder beside real rows", stale),
+        ("with a placeholder", with_placeholder),
+    ];
+    for (name, layout) in layouts {
+        let report = check_object(&spy, &encode(&layout), None, Utc::now());
+        assert!(report.is_valid(), "{name}: {:?}", report.violations);
     }
 }
 

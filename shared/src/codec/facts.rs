@@ -1,11 +1,15 @@
 //! Row counts and time bounds of a batch, as the sidecar and the answer report them.
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::TimestampNanosecondType;
-use arrow_array::{Array, RecordBatch};
+use arrow_array::types::{
+    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+    TimestampSecondType,
+};
+use arrow_array::{Array, RecordBatch, TimestampNanosecondArray};
+use arrow_schema::{DataType, TimeUnit};
 
 use super::CodecError;
-use super::schema::{DATETIME, MISSING};
+use super::schema::{DATETIME, MISSING, UTC};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct BatchFacts {
@@ -17,21 +21,60 @@ pub struct BatchFacts {
     pub max: Option<i64>,
 }
 
-/// The `datetime` column of a batch as nanoseconds, whatever its time zone.
-pub fn datetimes(
-    batch: &RecordBatch,
-) -> Result<&arrow_array::TimestampNanosecondArray, CodecError> {
+/// The `datetime` column of a batch as UTC nanoseconds, whatever its unit or time zone (a
+/// naive one is UTC, as lumibot reads it). Free when it already is nanoseconds.
+pub fn datetimes(batch: &RecordBatch) -> Result<TimestampNanosecondArray, CodecError> {
     let column = batch
         .column_by_name(DATETIME)
         .ok_or_else(|| CodecError::Shape("no 'datetime' column".into()))?;
-    column
-        .as_primitive_opt::<TimestampNanosecondType>()
-        .ok_or_else(|| {
-            CodecError::Shape(format!(
-                "'datetime' is {}, expected timestamp[ns, UTC]",
-                column.data_type()
-            ))
-        })
+    utc_nanos(column).ok_or_else(|| {
+        CodecError::Shape(format!(
+            "'datetime' is {}, expected a timestamp",
+            column.data_type()
+        ))
+    })
+}
+
+/// A timestamp column of any unit as UTC nanoseconds; `None` when it is not a timestamp (or a
+/// value does not fit). Arrow keeps instants as UTC epoch values in every zone, so only the
+/// unit changes.
+pub fn utc_nanos(column: &dyn Array) -> Option<TimestampNanosecondArray> {
+    let scaled = |factor: i64, values: &dyn Fn() -> Vec<Option<i64>>| {
+        values()
+            .into_iter()
+            .map(|v| match v {
+                None => Some(None),
+                Some(v) => v.checked_mul(factor).map(Some),
+            })
+            .collect::<Option<Vec<Option<i64>>>>()
+            .map(TimestampNanosecondArray::from)
+    };
+    let array = match column.data_type() {
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
+            let times = column.as_primitive::<TimestampNanosecondType>();
+            TimestampNanosecondArray::new(times.values().clone(), times.nulls().cloned())
+        }
+        DataType::Timestamp(TimeUnit::Microsecond, _) => scaled(1_000, &|| {
+            column
+                .as_primitive::<TimestampMicrosecondType>()
+                .iter()
+                .collect()
+        })?,
+        DataType::Timestamp(TimeUnit::Millisecond, _) => scaled(1_000_000, &|| {
+            column
+                .as_primitive::<TimestampMillisecondType>()
+                .iter()
+                .collect()
+        })?,
+        DataType::Timestamp(TimeUnit::Second, _) => scaled(1_000_000_000, &|| {
+            column
+                .as_primitive::<TimestampSecondType>()
+                .iter()
+                .collect()
+        })?,
+        _ => return None,
+    };
+    Some(array.with_timezone(UTC))
 }
 
 /// Whether each row is a placeholder (`missing` true); absent or null counts as real.

@@ -1,5 +1,6 @@
 //! Parquet files and `.meta.json` sidecars exactly as lumibot reads them (DESIGN §4).
 
+pub mod conform;
 pub mod facts;
 pub mod rows;
 pub mod schema;

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::calendar::CalendarError;
 use crate::codec::CodecError;
+use crate::codec::conform::SchemaMismatch;
 use crate::dataset::DatasetError;
 use crate::errors::ErrorType;
 use crate::providers::ProviderError;
@@ -78,12 +79,12 @@ pub enum FillError {
         #[source]
         source: CodecError,
     },
-    /// The object at the key decodes but does not fit its dataset's schema.
+    /// The object at the key decodes but its columns do not fit its dataset.
     #[error("the object at {key} cannot be extended: {source}")]
     NotExtendable {
         key: String,
         #[source]
-        source: CodecError,
+        source: SchemaMismatch,
     },
     /// The merged file broke a validation rule; it was not written.
     #[error(

@@ -20,7 +20,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::codec::facts::datetimes;
 use crate::codec::rows::rows_to_batch;
 use crate::codec::schema::Layout;
-use crate::codec::{self, BatchFacts, Rows, Sidecar};
+use crate::codec::{self, BatchFacts, Rows, Sidecar, conform};
 use crate::coverage::{self, Coverage};
 use crate::dataset::Dataset;
 use crate::format::{
@@ -379,11 +379,12 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
             key: key.to_string(),
             source,
         })?;
-        let batch =
-            merge::conform(dataset, &decoded.batch).map_err(|source| FillError::NotExtendable {
+        let batch = conform::conform(dataset, &decoded.batch).map_err(|source| {
+            FillError::NotExtendable {
                 key: key.to_string(),
                 source,
-            })?;
+            }
+        })?;
         let coverage = coverage::of_decoded(&decoded, &batch, got.meta.last_modified)
             .map_err(FillError::codec("coverage"))?;
         Ok(Some(Current {

@@ -10,42 +10,15 @@ use arrow_array::{Array, RecordBatch, UInt32Array};
 use chrono::NaiveDate;
 
 use crate::calendar::NyDates;
-use crate::codec::CodecError;
 use crate::codec::facts::{datetimes, placeholder_mask};
 use crate::codec::rows::placeholder_batch;
 use crate::codec::schema::schema_for;
+use crate::codec::{CodecError, conform};
 use crate::dataset::Dataset;
 
-/// Check that an existing file has the dataset's columns and types, and view it under the
-/// dataset's schema (field nullability and metadata may differ in files written elsewhere).
-pub fn conform(dataset: &Dataset, batch: &RecordBatch) -> Result<RecordBatch, CodecError> {
-    let expected = schema_for(dataset);
-    let actual = batch.schema();
-    let same = expected.fields().len() == actual.fields().len()
-        && expected
-            .fields()
-            .iter()
-            .zip(actual.fields())
-            .all(|(e, a)| e.name() == a.name() && e.data_type() == a.data_type());
-    if !same {
-        let describe = |s: &arrow_schema::Schema| {
-            s.fields()
-                .iter()
-                .map(|f| format!("{} {}", f.name(), f.data_type()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        return Err(CodecError::Shape(format!(
-            "the existing file's columns [{}] are not the dataset's [{}]",
-            describe(&actual),
-            describe(&expected)
-        )));
-    }
-    Ok(RecordBatch::try_new(expected, batch.columns().to_vec())?)
-}
-
 /// Merge `fresh` real rows and placeholders for `empty_sessions` (fetched, nothing there)
-/// into `base`. `base` must already conform to the dataset's schema.
+/// into `base`, a file already conformed ([`conform::conform`]). The result keeps the
+/// file's layout (its columns, order and types) and adds the dataset's columns it lacks.
 pub fn merge(
     dataset: &Dataset,
     base: Option<&RecordBatch>,
@@ -53,14 +26,17 @@ pub fn merge(
     empty_sessions: &[NaiveDate],
 ) -> Result<RecordBatch, CodecError> {
     let placeholders = placeholder_batch(dataset, empty_sessions)?;
-    let schema = schema_for(dataset);
-    let mut parts: Vec<&RecordBatch> = Vec::with_capacity(3);
+    let schema = match base {
+        Some(base) => conform::merged_schema(dataset, &base.schema()),
+        None => schema_for(dataset),
+    };
+    let mut parts: Vec<RecordBatch> = Vec::with_capacity(3);
     if let Some(base) = base {
-        parts.push(base);
+        parts.push(conform::adapt(base, &schema)?);
     }
-    parts.push(fresh);
-    parts.push(&placeholders);
-    let all = arrow_select::concat::concat_batches(&schema, parts.iter().copied())?;
+    parts.push(conform::adapt(fresh, &schema)?);
+    parts.push(conform::adapt(&placeholders, &schema)?);
+    let all = arrow_select::concat::concat_batches(&schema, &parts)?;
 
     let times = datetimes(&all)?;
     if times.null_count() > 0 {
