@@ -399,7 +399,12 @@ impl CacheClient {
         entry: Option<&Entry>,
         wanted: &[NaiveDate],
     ) -> Result<Option<LocalFile>, ClientError> {
-        let Some(entry) = entry.filter(|e| e.covered.covers(wanted)) else {
+        // A marker naming another key says the file came from elsewhere (another bucket,
+        // prefix or version): it is a different file, whatever it covers.
+        let Some(entry) = entry
+            .filter(|e| e.marker.as_deref().is_none_or(|m| m == key))
+            .filter(|e| e.covered.covers(wanted))
+        else {
             return Ok(None);
         };
         let facts = match entry.facts() {
@@ -695,10 +700,11 @@ impl CacheClient {
         Some(self.inner.config.layout.key_for_relative(&relative))
     }
 
-    /// lumibot's `ensure_local_file`: in a remote mode, download the path's remote object
-    /// over the local copy (never reusing it) and return `true`; on a remote miss remove the
-    /// local copy and return `false`; `false` as well when the cache is off or the path is
-    /// outside the cache root. A dataset parquet comes with a sidecar that matches it.
+    /// lumibot 4.6's `ensure_local_file`: in a remote mode, reuse a local copy whose `.s3key`
+    /// marker names its remote key (`false`); otherwise download the remote object over the
+    /// local copy, write the marker and return `true`; on a remote miss remove the local copy
+    /// and its marker and return `false`; `false` as well when the cache is off or the path
+    /// is outside the cache root. A dataset parquet comes with a sidecar that matches it.
     pub async fn ensure_local_file(&self, path: impl AsRef<Path>) -> Result<bool, ClientError> {
         let Some(store) = self.inner.store.clone() else {
             return Ok(false);
@@ -708,6 +714,13 @@ impl CacheClient {
             return Ok(false);
         };
         let key = self.inner.config.layout.key_for_relative(&relative);
+        let marked = {
+            let relative = relative.clone();
+            self.blocking(move |cache| cache.marker(&relative)).await?
+        };
+        if marked.as_deref() == Some(key.as_str()) && path.as_ref().is_file() {
+            return Ok(false);
+        }
         let is_dataset =
             relative.ends_with(PARQUET_SUFFIX) && parse_relative_path(&relative).is_ok();
         let fetched = if is_dataset {
@@ -723,7 +736,8 @@ impl CacheClient {
             match store.get(&key, None).await {
                 Ok(got) => {
                     let relative = relative.clone();
-                    self.blocking(move |cache| cache.publish_file(&relative, &got.bytes))
+                    let key = key.clone();
+                    self.blocking(move |cache| cache.publish_file(&relative, &got.bytes, &key))
                         .await
                         .map(|_| true)
                 }
@@ -774,8 +788,10 @@ impl CacheClient {
             Err(e) => return Err(ClientError::local(path, e)),
         };
         let key = self.inner.config.layout.key_for_relative(&relative);
-        remote::upload_through_temporary(&*store, &key, bytes)
-            .await
-            .map(Some)
+        let uploaded = remote::upload_through_temporary(&*store, &key, bytes).await?;
+        // As lumibot's own upload does: the local file is now the remote object.
+        self.blocking(move |cache| cache.mark(&relative, &key))
+            .await?;
+        Ok(Some(uploaded))
     }
 }

@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 use cachefill_core::atomic_file;
 use cachefill_core::codec::{self, BatchFacts, Sidecar};
 use cachefill_core::dataset::Dataset;
-use cachefill_core::format::{PARQUET_SUFFIX, SIDECAR_SUFFIX};
+use cachefill_core::format::{PARQUET_SUFFIX, S3KEY_SUFFIX, SIDECAR_SUFFIX};
 use cachefill_core::keys::parse_relative_path;
 use cachefill_core::pyfmt;
 
@@ -112,6 +112,8 @@ pub struct Entry {
     /// Present only when it describes exactly these bytes.
     pub receipt: Option<Receipt>,
     pub covered: Covered,
+    /// The remote key lumibot's `.s3key` marker names, when there is a marker.
+    pub marker: Option<String>,
 }
 
 impl Entry {
@@ -178,6 +180,13 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> ClientError + '_ {
     move |e| ClientError::local(path, e)
 }
 
+/// lumibot's `.s3key` marker of a file (`….parquet.s3key`).
+pub fn marker_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(S3KEY_SUFFIX);
+    PathBuf::from(name)
+}
+
 /// The sidecar path of a parquet path (`….parquet.meta.json`).
 pub fn sidecar_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
@@ -205,6 +214,21 @@ fn temp_name(target: &Path) -> String {
         std::process::id(),
         fastrand::u32(..)
     )
+}
+
+fn read_marker(path: &Path) -> Result<Option<String>, ClientError> {
+    let marker = marker_path(path);
+    match fs::read_to_string(&marker) {
+        Ok(key) => Ok(Some(key.trim().to_string())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ClientError::local(marker, e)),
+    }
+}
+
+/// lumibot's marker: the key, no newline, replaced atomically.
+fn write_marker(path: &Path, key: &str) -> Result<(), ClientError> {
+    let marker = marker_path(path);
+    write_atomically(&marker, key.as_bytes()).map_err(io_error(&marker))
 }
 
 fn remove_if_present(path: &Path) -> io::Result<bool> {
@@ -387,6 +411,7 @@ impl LocalCache {
             .ok()
             .and_then(|bytes| serde_json::from_slice::<Receipt>(&bytes).ok())
             .filter(|r| r.sha256 == verified.sha256);
+        let marker = read_marker(&path)?;
         Ok(Some(Entry {
             path,
             size: identity.len,
@@ -396,6 +421,7 @@ impl LocalCache {
             sidecar_state,
             receipt,
             covered: verified.covered,
+            marker,
         }))
     }
 
@@ -412,7 +438,8 @@ impl LocalCache {
         ))
     }
 
-    /// Publish a parquet, its sidecar and its receipt as one change.
+    /// Publish a parquet, its sidecar, its receipt and lumibot's markers naming the remote
+    /// keys (`receipt.key` and its sidecar's) as one change.
     pub fn publish(
         &self,
         relative: &str,
@@ -422,6 +449,7 @@ impl LocalCache {
     ) -> Result<PathBuf, ClientError> {
         let path = self.path_of(relative);
         let side = sidecar_path(&path);
+        let sidecar_key = format!("{}{SIDECAR_SUFFIX}", receipt.key);
         let receipt_path = self.internal(RECEIPTS_DIR, relative, "json");
         let receipt_bytes = serde_json::to_vec(receipt).expect("a receipt serializes");
         // Written before the lock so the lock is held only for the renames.
@@ -434,7 +462,9 @@ impl LocalCache {
             let _lock = self.lock(relative, true)?;
             atomic_file::publish(&temp_parquet, &path).map_err(io_error(&path))?;
             atomic_file::publish(&temp_sidecar, &side).map_err(io_error(&side))?;
-            write_atomically(&receipt_path, &receipt_bytes).map_err(io_error(&receipt_path))
+            write_atomically(&receipt_path, &receipt_bytes).map_err(io_error(&receipt_path))?;
+            write_marker(&path, &receipt.key)?;
+            write_marker(&side, &sidecar_key)
         })();
         if result.is_err() {
             let _ = fs::remove_file(&temp_parquet);
@@ -443,24 +473,45 @@ impl LocalCache {
         result.map(|()| path)
     }
 
-    /// Replace one file (any file under the root) atomically, under its lock.
-    pub fn publish_file(&self, relative: &str, bytes: &[u8]) -> Result<PathBuf, ClientError> {
+    /// Replace one file (any file under the root) downloaded from `key` atomically, under its
+    /// lock, with lumibot's marker naming the key.
+    pub fn publish_file(
+        &self,
+        relative: &str,
+        bytes: &[u8],
+        key: &str,
+    ) -> Result<PathBuf, ClientError> {
         let path = self.path_of(relative);
         let temp = write_temp(&path, bytes).map_err(io_error(&path))?;
-        let result = self
-            .lock(relative, true)
-            .and_then(|_lock| atomic_file::publish(&temp, &path).map_err(io_error(&path)));
+        let result = self.lock(relative, true).and_then(|_lock| {
+            atomic_file::publish(&temp, &path).map_err(io_error(&path))?;
+            write_marker(&path, key)
+        });
         if result.is_err() {
             let _ = fs::remove_file(&temp);
         }
         result.map(|()| path)
     }
 
-    /// Remove one file under the root (lumibot's "leave no local copy on a miss").
+    /// Remove one file under the root and its marker (lumibot's "leave no local copy on a
+    /// miss").
     pub fn remove_file(&self, relative: &str) -> Result<bool, ClientError> {
         let path = self.path_of(relative);
+        let marker = marker_path(&path);
         let _lock = self.lock(relative, true)?;
+        remove_if_present(&marker).map_err(io_error(&marker))?;
         remove_if_present(&path).map_err(io_error(&path))
+    }
+
+    /// Write lumibot's marker beside a file: it now is the remote object at `key`.
+    pub fn mark(&self, relative: &str, key: &str) -> Result<(), ClientError> {
+        let _lock = self.lock(relative, true)?;
+        write_marker(&self.path_of(relative), key)
+    }
+
+    /// The remote key lumibot's marker beside a file names, if there is one.
+    pub fn marker(&self, relative: &str) -> Result<Option<String>, ClientError> {
+        read_marker(&self.path_of(relative))
     }
 
     /// Remove a dataset's parquet, sidecar and receipt. `true` when anything was removed.
@@ -468,7 +519,11 @@ impl LocalCache {
         let path = self.path_of(relative);
         let side = sidecar_path(&path);
         let receipt = self.internal(RECEIPTS_DIR, relative, "json");
+        let markers = [marker_path(&path), marker_path(&side)];
         let _lock = self.lock(relative, true)?;
+        for marker in &markers {
+            remove_if_present(marker).map_err(io_error(marker))?;
+        }
         let mut removed = false;
         for file in [&path, &side, &receipt] {
             removed |= remove_if_present(file).map_err(io_error(file))?;

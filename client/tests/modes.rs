@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use cachefill_client::cli::job as demo;
 use cachefill_client::embedded::Embedded;
-use cachefill_client::local_cache::sidecar_path;
+use cachefill_client::local_cache::{marker_path, sidecar_path};
 use cachefill_client::{CacheClient, ClientConfig, ClientError, InProcessInvoker, Source};
 use cachefill_core::codec::{self, Sidecar};
 use cachefill_core::keys::{KeyLayout, relative_path};
@@ -42,7 +42,10 @@ async fn readonly_never_writes_to_the_bucket() {
     let path = client
         .local_cache()
         .path_of(&relative_path(&demo::dataset()));
-    assert!(client.ensure_local_file(&path).await.unwrap());
+    assert!(
+        !client.ensure_local_file(&path).await.unwrap(),
+        "the download's marker names the key: lumibot reuses it"
+    );
     assert!(
         !client.on_local_update(&path).await.unwrap(),
         "readonly never uploads"
@@ -125,6 +128,11 @@ async fn readwrite_uploads_through_a_temporary_key() {
     assert_eq!(
         uploaded.version_id.as_ref(),
         Some(&key_versions[0].version_id)
+    );
+    assert_eq!(
+        std::fs::read_to_string(marker_path(&path)).unwrap(),
+        key,
+        "as lumibot's upload does, the marker names the key"
     );
 
     assert!(client.on_local_update(&path).await.unwrap());
@@ -230,7 +238,35 @@ async fn ensure_local_file_follows_lumibot() {
     assert_eq!(codec::sha256_hex(&body), answer.sha256.clone().unwrap());
     let sidecar = Sidecar::parse(&std::fs::read(sidecar_path(&path)).unwrap()).unwrap();
     assert_eq!(sidecar.checksum, answer.sha256);
-    // The sidecar path itself downloads the remote sidecar.
+    // lumibot's marker names the key, so lumibot (and we) reuse the file from now on.
+    assert_eq!(
+        std::fs::read_to_string(marker_path(&path)).unwrap(),
+        answer.key
+    );
+    assert_eq!(
+        std::fs::read_to_string(marker_path(&sidecar_path(&path))).unwrap(),
+        format!("{}.meta.json", answer.key)
+    );
+    assert!(!client.ensure_local_file(&path).await.unwrap(), "reused");
+    // A marker naming another key is another file: downloaded again.
+    std::fs::write(marker_path(&path), "elsewhere/v9/other.parquet").unwrap();
+    assert!(
+        client
+            .local_cache()
+            .read(&relative)
+            .unwrap()
+            .unwrap()
+            .marker
+            .is_some()
+    );
+    assert!(client.ensure_local_file(&path).await.unwrap());
+    assert_eq!(
+        std::fs::read_to_string(marker_path(&path)).unwrap(),
+        answer.key
+    );
+    // The sidecar path itself is reused under its own marker, and downloaded without one.
+    assert!(!client.ensure_local_file(sidecar_path(&path)).await.unwrap());
+    std::fs::remove_file(marker_path(&sidecar_path(&path))).unwrap();
     assert!(client.ensure_local_file(sidecar_path(&path)).await.unwrap());
 
     // A remote miss leaves no local copy behind.
@@ -239,8 +275,10 @@ async fn ensure_local_file_follows_lumibot() {
         .path_of(&relative_path(&dataset("ZZZ")));
     std::fs::create_dir_all(other.parent().unwrap()).unwrap();
     std::fs::write(&other, b"local only").unwrap();
+    std::fs::write(marker_path(&other), "elsewhere/v9/other.parquet").unwrap();
     assert!(!client.ensure_local_file(&other).await.unwrap());
     assert!(!other.exists());
+    assert!(!marker_path(&other).exists());
 
     // Outside the cache root there is no remote key and nothing happens.
     let outside = dir.path().join("outside.parquet");
@@ -264,4 +302,22 @@ async fn settings_without_the_s3_backend_give_a_disabled_client() {
     assert_eq!(client.mode(), CacheMode::Disabled);
     assert_eq!(client.local_cache().root(), dir.path());
     assert!(client.store().is_none());
+}
+
+/// A local file whose `.s3key` marker names another key is not served as a local hit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_marked_with_another_key_is_not_a_local_hit() {
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = Embedded::open(dir.path()).unwrap();
+    let april = request("AAPL", "2024-04-01", "2024-04-30");
+    let client = embedded.client();
+    let first = client.get(&april).await.unwrap();
+    assert_eq!(client.get(&april).await.unwrap().source, Source::LocalHit);
+    std::fs::write(marker_path(&first.path), "another/v1/key.parquet").unwrap();
+    let again = client.get(&april).await.unwrap();
+    assert_eq!(again.source, Source::RemoteHit, "downloaded again");
+    assert_eq!(
+        std::fs::read_to_string(marker_path(&again.path)).unwrap(),
+        again.key
+    );
 }

@@ -16,6 +16,9 @@
 pub const PARQUET_SUFFIX: &str = ".parquet";
 /// lumibot's sidecar beside a parquet: `<file>.parquet.meta.json`.
 pub const SIDECAR_SUFFIX: &str = ".meta.json";
+/// lumibot's marker beside a downloaded file: `<file>.s3key` holds the remote key it came
+/// from (no newline); lumibot reuses the local file while the marker names its key.
+pub const S3KEY_SUFFIX: &str = ".s3key";
 /// Version of the sidecar layout lumibot writes and reads.
 pub const SIDECAR_VERSION: u32 = 2;
 
