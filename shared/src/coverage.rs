@@ -346,6 +346,7 @@ mod tests {
             max: Some("2024-01-04T21:00:00+00:00".into()),
             checksum: Some("x".into()),
             updated: "2024-01-05T00:00:00Z".into(),
+            cache_payload: None,
         };
         assert!(!sidecar_rules_out(
             &sidecar,

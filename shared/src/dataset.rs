@@ -293,20 +293,25 @@ impl Strike {
     }
 }
 
-/// lumibot's payload of a dataset, in the order `build_remote_cache_payload` builds it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Payload<'a> {
-    pub provider: &'a str,
-    pub timespan: &'a str,
-    pub datastyle: &'a str,
-    pub asset_type: &'a str,
-    pub symbol: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
+/// lumibot's payload of a dataset, in the order `build_remote_cache_payload` builds it and
+/// its sidecars record it (`cache_payload`, dates in ISO form).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Payload {
+    pub provider: String,
+    pub timespan: String,
+    pub datastyle: String,
+    pub asset_type: String,
+    pub symbol: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expiration: Option<NaiveDate>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strike: Option<serde_json::Number>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub right: Option<&'a str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub right: Option<String>,
+    /// The expiration the provider is asked for (an OCC Saturday for some monthlies); not
+    /// part of the dataset's identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_expiration: Option<NaiveDate>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -457,7 +462,7 @@ impl<'a> RawFields<'a> {
     }
 }
 
-pub const DATASET_FIELDS: [&str; 8] = [
+pub const DATASET_FIELDS: [&str; 9] = [
     "provider",
     "asset_type",
     "symbol",
@@ -466,6 +471,7 @@ pub const DATASET_FIELDS: [&str; 8] = [
     "expiration",
     "strike",
     "right",
+    "provider_expiration",
 ];
 
 impl Dataset {
@@ -498,13 +504,16 @@ impl Dataset {
             let right = fields
                 .string("right")?
                 .ok_or_else(|| bad("option payload requires 'right' (CALL or PUT)"))?;
+            // Checked here so a bad value is refused wherever a payload is read; it names a
+            // query parameter, not the dataset, so it is kept by the request, not here.
+            provider_expiration(fields)?;
             Some(OptionContract {
                 expiration: parse_date("expiration", &expiration)?,
                 strike: Strike::from_json_number(strike)?,
                 right: Right::parse(&right)?,
             })
         } else {
-            for name in ["expiration", "strike", "right"] {
+            for name in ["expiration", "strike", "right", "provider_expiration"] {
                 if fields.raw(name).is_some() {
                     return Err(bad(format!(
                         "field '{name}' is only valid for options (asset_type is {asset_type})"
@@ -547,16 +556,17 @@ impl Dataset {
     }
 
     /// lumibot's payload for this dataset.
-    pub fn payload(&self) -> Payload<'_> {
+    pub fn payload(&self) -> Payload {
         Payload {
-            provider: self.provider.as_str(),
-            timespan: self.timespan.as_str(),
-            datastyle: self.datastyle.as_str(),
-            asset_type: self.asset_type.as_str(),
-            symbol: &self.symbol,
+            provider: self.provider.as_str().to_string(),
+            timespan: self.timespan.as_str().to_string(),
+            datastyle: self.datastyle.as_str().to_string(),
+            asset_type: self.asset_type.as_str().to_string(),
+            symbol: self.symbol.clone(),
             expiration: self.contract.as_ref().map(|c| c.expiration),
             strike: self.contract.as_ref().map(|c| c.strike.as_number()),
-            right: self.contract.as_ref().map(|c| c.right.as_str()),
+            right: self.contract.as_ref().map(|c| c.right.as_str().to_string()),
+            provider_expiration: None,
         }
     }
 
@@ -593,6 +603,15 @@ impl fmt::Display for Dataset {
         }
         write!(f, " {} {}", self.timespan.as_str(), self.datastyle.as_str())
     }
+}
+
+/// A payload's `provider_expiration` (lumibot 4.6 adds it to option payloads): the
+/// expiration to ask the provider for.
+pub fn provider_expiration(fields: &RawFields<'_>) -> Result<Option<NaiveDate>, DatasetError> {
+    fields
+        .string("provider_expiration")?
+        .map(|text| parse_date("provider_expiration", &text))
+        .transpose()
 }
 
 /// A `YYYY-MM-DD` date.

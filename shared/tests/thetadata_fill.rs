@@ -374,7 +374,8 @@ async fn recorded_option_bars_fill_an_option_file() {
         .await
         .unwrap();
     assert_eq!(server.count(OPTION_OHLC), 1);
-    let sent = &server.requests()[0];
+    let requests = server.requests();
+    let sent = requests.iter().find(|r| r.path == OPTION_OHLC).unwrap();
     for (name, value) in [
         ("symbol", "AAPL"),
         ("expiration", "20250103"),
@@ -550,6 +551,7 @@ async fn sent_for(json: &str, session: &str, after_hours: bool) -> (String, Vec<
             dataset: &dataset,
             sessions: &[d(session)],
             include_after_hours: after_hours,
+            provider_expiration: None,
         })
         .await;
     let requests = server.requests();
@@ -845,4 +847,91 @@ async fn readiness_and_option_listings() {
     .unwrap();
     let err = offline.status().await.unwrap_err();
     assert!(err.to_string().contains("is it running?"), "{err}");
+}
+
+/// An option whose root lists `listed`, filled for one session; what was asked and stored.
+async fn option_fill_with_listed(
+    listed: &[&str],
+    provider_expiration: Option<&str>,
+) -> (Vec<(String, String)>, FillAnswer, Sidecar, usize) {
+    let server = ReplayServer::empty().await.unwrap();
+    let rows: Vec<String> = listed
+        .iter()
+        .map(|e| format!(r#"{{"symbol":"SPY","expiration":"{e}"}}"#))
+        .collect();
+    server.register(
+        "/v3/option/list/expirations",
+        &[("symbol", "SPY"), ("format", "json")],
+        Reply::json(format!(r#"{{"response":[{}]}}"#, rows.join(","))),
+    );
+    server.respond_with(OPTION_OHLC, |_| Some(Reply::no_data()));
+    let bucket = bucket(&server);
+    let json = r#"{"provider":"thetadata","asset_type":"option","symbol":"SPY","timespan":"minute","datastyle":"ohlc","expiration":"2012-06-15","strike":130.0,"right":"CALL"}"#;
+    let request = request(json, "2012-06-14", "2012-06-14", false)
+        .with_provider_expiration(provider_expiration.map(d));
+    let answer = bucket.engine.fill(&request).await.unwrap();
+    let (_, _, sidecar) = object(&bucket, &answer).await;
+    let sent = server
+        .requests()
+        .iter()
+        .find(|r| r.path == OPTION_OHLC)
+        .unwrap()
+        .raw_query
+        .clone();
+    let list_requests = server.count("/v3/option/list/expirations");
+    (sent, answer, sidecar, list_requests)
+}
+
+fn sent_expiration(sent: &[(String, String)]) -> &str {
+    &sent.iter().find(|(k, _)| k == "expiration").unwrap().1
+}
+
+#[tokio::test]
+async fn a_monthly_listed_under_the_occ_saturday_is_asked_for_the_saturday() {
+    // SPY's 2012 monthlies are listed under the Saturday after the third Friday.
+    let (sent, answer, sidecar, lists) =
+        option_fill_with_listed(&["2012-06-08", "2012-06-16", "2012-06-22"], None).await;
+    assert_eq!(sent_expiration(&sent), "20120616");
+    assert_eq!(lists, 1);
+    assert!(
+        answer
+            .key
+            .ends_with("option_SPY_120615_130.0_CALL_minute_ohlc.parquet"),
+        "stored under the tradable Friday: {}",
+        answer.key
+    );
+    let payload = sidecar.cache_payload.expect("lumibot's cache_payload");
+    assert_eq!(payload.expiration, Some(d("2012-06-15")));
+    assert_eq!(payload.provider_expiration, Some(d("2012-06-16")));
+    assert_eq!(payload.strike.unwrap().to_string(), "130.0");
+}
+
+#[tokio::test]
+async fn a_root_listing_the_friday_is_asked_for_the_friday() {
+    let (sent, _, sidecar, _) =
+        option_fill_with_listed(&["2012-06-08", "2012-06-15", "2012-06-22"], None).await;
+    assert_eq!(sent_expiration(&sent), "20120615");
+    assert_eq!(
+        sidecar.cache_payload.unwrap().provider_expiration,
+        Some(d("2012-06-15"))
+    );
+}
+
+#[tokio::test]
+async fn an_explicit_provider_expiration_wins_without_a_listing() {
+    let (sent, answer, sidecar, lists) =
+        option_fill_with_listed(&["2012-06-15"], Some("2012-06-16")).await;
+    assert_eq!(sent_expiration(&sent), "20120616");
+    assert_eq!(lists, 0, "nothing to look up");
+    assert_eq!(
+        sidecar.cache_payload.unwrap().provider_expiration,
+        Some(d("2012-06-16"))
+    );
+    // The payload's provider_expiration names no other file.
+    let with = FillRequest::from_json(r#"{"provider":"thetadata","asset_type":"option","symbol":"SPY","timespan":"minute","datastyle":"ohlc","expiration":"2012-06-15","strike":130.0,"right":"CALL","provider_expiration":"2012-06-16","start":"2012-06-14","end":"2012-06-14"}"#).unwrap();
+    assert_eq!(with.provider_expiration, Some(d("2012-06-16")));
+    assert_eq!(
+        KeyLayout::new("stage/cache", "v3").data_key(&with.dataset),
+        answer.key
+    );
 }

@@ -77,6 +77,14 @@ impl<P: Provider> Provider for CountingProvider<P> {
     fn concurrency(&self, dataset: &Dataset) -> usize {
         self.inner.concurrency(dataset)
     }
+
+    async fn query_expiration(
+        &self,
+        dataset: &Dataset,
+        requested: Option<NaiveDate>,
+    ) -> std::result::Result<Option<NaiveDate>, ProviderError> {
+        self.inner.query_expiration(dataset, requested).await
+    }
 }
 
 /// Serves the rows it was given for each session, nothing for the others; or fails.

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{BatchFacts, CodecError};
+use crate::dataset::Payload;
 use crate::pyfmt;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,6 +20,10 @@ pub struct Sidecar {
     pub max: Option<String>,
     pub checksum: Option<String>,
     pub updated: String,
+    /// The remote payload of the file (lumibot 4.6), with ISO dates; for options it carries
+    /// the `provider_expiration` the provider was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_payload: Option<Payload>,
 }
 
 impl Sidecar {
@@ -33,7 +38,14 @@ impl Sidecar {
             max: facts.max.map(pyfmt::pandas_utc_isoformat),
             checksum: Some(checksum.to_string()),
             updated: pyfmt::python_utc_isoformat_z(updated),
+            cache_payload: None,
         }
+    }
+
+    /// The same sidecar recording the file's remote payload, as lumibot 4.6 writes it.
+    pub fn with_payload(mut self, payload: Payload) -> Self {
+        self.cache_payload = Some(payload);
+        self
     }
 
     /// The bytes Python's `json.dumps(payload, indent=2)` writes (no trailing newline).
@@ -74,6 +86,46 @@ impl Sidecar {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    /// lumibot 4.6.30 wrote this sidecar for TSLA 2024-11-22 340.0 CALL minute ohlc.
+    const LUMIBOT_OPTION_SIDECAR: &str = r#"{
+  "version": 2,
+  "rows": 3,
+  "real_rows": 3,
+  "placeholders": 0,
+  "min": "2024-11-15T14:30:00+00:00",
+  "max": "2024-11-15T14:32:00+00:00",
+  "checksum": "d076f15b3151f5b0a8bfaa72bd318ce034453c4e161d5b493755539d6013e5fd",
+  "updated": "2026-12-02T09:39:53.537738Z",
+  "cache_payload": {
+    "provider": "thetadata",
+    "timespan": "minute",
+    "datastyle": "ohlc",
+    "asset_type": "option",
+    "symbol": "TSLA",
+    "expiration": "2024-11-22",
+    "strike": 340.0,
+    "right": "CALL",
+    "provider_expiration": "2024-11-22"
+  }
+}"#;
+
+    #[test]
+    fn lumibots_cache_payload_is_read_and_written_byte_for_byte() {
+        let parsed = Sidecar::parse(LUMIBOT_OPTION_SIDECAR.as_bytes()).unwrap();
+        let payload = parsed.cache_payload.clone().unwrap();
+        assert_eq!(payload.provider_expiration, "2024-11-22".parse().ok());
+        assert_eq!(parsed.to_json(), LUMIBOT_OPTION_SIDECAR);
+        let dataset = crate::dataset::Dataset::from_json(
+            r#"{"provider":"thetadata","asset_type":"option","symbol":"TSLA","timespan":"minute","datastyle":"ohlc","expiration":"2024-11-22","strike":340.0,"right":"CALL"}"#,
+        )
+        .unwrap();
+        let ours = Payload {
+            provider_expiration: "2024-11-22".parse().ok(),
+            ..dataset.payload()
+        };
+        assert_eq!(ours, payload, "our payload for the dataset is lumibot's");
+    }
 
     #[test]
     fn matches_python_json_dumps_indent_2() {

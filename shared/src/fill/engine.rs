@@ -22,7 +22,7 @@ use crate::codec::rows::rows_to_batch;
 use crate::codec::schema::Layout;
 use crate::codec::{self, BatchFacts, Rows, Sidecar, conform};
 use crate::coverage::{self, Coverage};
-use crate::dataset::Dataset;
+use crate::dataset::{Dataset, Payload};
 use crate::format::{
     self, COVERAGE_METADATA, JSON_CONTENT_TYPE, MAX_COVERAGE_METADATA, PARQUET_CONTENT_TYPE,
     SHA256_METADATA, SIDECAR_SUFFIX,
@@ -81,6 +81,8 @@ struct Fresh {
     batch: RecordBatch,
     empty_sessions: Vec<NaiveDate>,
     requests: u64,
+    /// For options: the expiration the provider was asked for.
+    provider_expiration: Option<NaiveDate>,
 }
 
 /// How far a fill has come, for progress displays.
@@ -262,7 +264,12 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
                 Err(e) => return Err(e.into()),
             }
         };
-        self.write_sidecar(key, &written, &put.etag, now).await?;
+        let payload = Payload {
+            provider_expiration: fresh.provider_expiration,
+            ..dataset.payload()
+        };
+        self.write_sidecar(key, &written, &put.etag, payload, now)
+            .await?;
         let mut answer = self.answer(key, Some(&written), wanted, Some(&fresh), started)?;
         answer.sessions_fetched = missing.len() as u64;
         Ok(answer)
@@ -314,6 +321,10 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
         missing: &[NaiveDate],
     ) -> Result<Fresh, FillError> {
         let dataset = &request.dataset;
+        let provider_expiration = self
+            .provider
+            .query_expiration(dataset, request.provider_expiration)
+            .await?;
         let units = self.provider.plan(dataset, missing);
         let concurrency = self
             .config
@@ -329,6 +340,7 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
                     dataset,
                     sessions,
                     include_after_hours: request.include_after_hours,
+                    provider_expiration,
                 })
             })
             .collect();
@@ -361,6 +373,7 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
             batch,
             empty_sessions,
             requests,
+            provider_expiration,
         })
     }
 
@@ -401,11 +414,14 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
         key: &str,
         written: &Current,
         etag: &str,
+        payload: Payload,
         now: DateTime<Utc>,
     ) -> Result<(), FillError> {
         let sidecar_key = format!("{key}{SIDECAR_SUFFIX}");
         let facts = BatchFacts::of(&written.batch).map_err(FillError::codec("sidecar"))?;
-        let json = Sidecar::new(&facts, &codec::sha256_hex(&written.bytes), now).to_json();
+        let json = Sidecar::new(&facts, &codec::sha256_hex(&written.bytes), now)
+            .with_payload(payload)
+            .to_json();
         for _ in 0..self.config.max_write_attempts {
             let mode = match self.store.head(&sidecar_key, None).await {
                 Ok(meta) => PutMode::IfMatch(meta.etag),

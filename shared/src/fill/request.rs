@@ -3,7 +3,9 @@
 use chrono::{DateTime, NaiveDate};
 
 use crate::calendar;
-use crate::dataset::{DATASET_FIELDS, Dataset, DatasetError, RawFields, parse_date};
+use crate::dataset::{
+    DATASET_FIELDS, Dataset, DatasetError, RawFields, parse_date, provider_expiration,
+};
 
 /// The longest range one request may ask for.
 pub const MAX_RANGE_DAYS: i64 = 366 * 30;
@@ -15,6 +17,9 @@ pub struct FillRequest {
     pub start: NaiveDate,
     pub end: NaiveDate,
     pub include_after_hours: bool,
+    /// The expiration to ask the provider for, when the caller knows it (lumibot's
+    /// `provider_expiration`); else the provider resolves it.
+    pub provider_expiration: Option<NaiveDate>,
 }
 
 const REQUEST_FIELDS: [&str; 3] = ["start", "end", "include_after_hours"];
@@ -60,7 +65,14 @@ impl FillRequest {
             start,
             end,
             include_after_hours,
+            provider_expiration: None,
         })
+    }
+
+    /// The same request asking the provider for `expiration` (options only).
+    pub fn with_provider_expiration(mut self, expiration: Option<NaiveDate>) -> Self {
+        self.provider_expiration = expiration.filter(|_| self.dataset.contract.is_some());
+        self
     }
 
     pub fn from_json(json: &str) -> Result<Self, DatasetError> {
@@ -79,21 +91,25 @@ impl FillRequest {
         let start = parse_bound("start", &fields.required_string("start")?)?;
         let end = parse_bound("end", &fields.required_string("end")?)?;
         let include_after_hours = fields.bool("include_after_hours")?.unwrap_or(true);
-        FillRequest::new(dataset, start, end, include_after_hours)
+        Ok(FillRequest::new(dataset, start, end, include_after_hours)?
+            .with_provider_expiration(provider_expiration(&fields)?))
     }
 
     /// The request as the miss-handler receives it.
     pub fn to_json(&self) -> String {
         #[derive(serde::Serialize)]
-        struct Wire<'a> {
+        struct Wire {
             #[serde(flatten)]
-            dataset: crate::dataset::Payload<'a>,
+            dataset: crate::dataset::Payload,
             start: NaiveDate,
             end: NaiveDate,
             include_after_hours: bool,
         }
         serde_json::to_string(&Wire {
-            dataset: self.dataset.payload(),
+            dataset: crate::dataset::Payload {
+                provider_expiration: self.provider_expiration,
+                ..self.dataset.payload()
+            },
             start: self.start,
             end: self.end,
             include_after_hours: self.include_after_hours,

@@ -24,6 +24,8 @@ pub struct FetchRequest<'a> {
     pub sessions: &'a [NaiveDate],
     /// Intraday bars from 04:00 to 20:00 New York instead of 09:30 to 16:00.
     pub include_after_hours: bool,
+    /// For options: the expiration to ask for ([`Provider::query_expiration`]).
+    pub provider_expiration: Option<NaiveDate>,
 }
 
 /// What one unit of work returned. Sessions without rows become placeholders.
@@ -82,6 +84,19 @@ pub trait Provider: Send + Sync + Debug {
     /// How many units of this dataset may run at once.
     fn concurrency(&self, _dataset: &Dataset) -> usize {
         4
+    }
+
+    /// The expiration to ask the upstream for an option contract: `requested` when the caller
+    /// knows it, else what the provider files the contract under. `None` for other datasets.
+    async fn query_expiration(
+        &self,
+        dataset: &Dataset,
+        requested: Option<NaiveDate>,
+    ) -> Result<Option<NaiveDate>, ProviderError> {
+        Ok(dataset
+            .contract
+            .as_ref()
+            .map(|c| requested.unwrap_or(c.expiration)))
     }
 }
 
@@ -181,6 +196,16 @@ impl Provider for ProviderSet {
     fn concurrency(&self, dataset: &Dataset) -> usize {
         self.get(dataset).map_or(1, |p| p.concurrency(dataset))
     }
+
+    async fn query_expiration(
+        &self,
+        dataset: &Dataset,
+        requested: Option<NaiveDate>,
+    ) -> Result<Option<NaiveDate>, ProviderError> {
+        self.get(dataset)?
+            .query_expiration(dataset, requested)
+            .await
+    }
 }
 
 #[async_trait]
@@ -196,6 +221,13 @@ impl<P: Provider + ?Sized> Provider for std::sync::Arc<P> {
     }
     fn concurrency(&self, dataset: &Dataset) -> usize {
         (**self).concurrency(dataset)
+    }
+    async fn query_expiration(
+        &self,
+        dataset: &Dataset,
+        requested: Option<NaiveDate>,
+    ) -> Result<Option<NaiveDate>, ProviderError> {
+        (**self).query_expiration(dataset, requested).await
     }
 }
 

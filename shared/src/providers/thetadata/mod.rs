@@ -144,6 +144,8 @@ impl TerminalStatus {
 pub struct ThetaDataProvider {
     terminal: Terminal,
     concurrency: usize,
+    /// Each option root's listed expirations, asked once per process.
+    expirations: std::sync::Mutex<std::collections::HashMap<String, Vec<NaiveDate>>>,
 }
 
 impl ThetaDataProvider {
@@ -165,6 +167,7 @@ impl ThetaDataProvider {
         Ok(ThetaDataProvider {
             terminal,
             concurrency: config.concurrency.max(1),
+            expirations: Default::default(),
         })
     }
 
@@ -250,7 +253,13 @@ impl Provider for ThetaDataProvider {
         request::check_supported(dataset)?;
         let mut rows = Rows::empty_for(Layout::of(dataset));
         let mut requests = 0;
-        for call in request::history_calls(dataset, unit.sessions, unit.include_after_hours) {
+        let calls = request::history_calls(
+            dataset,
+            unit.sessions,
+            unit.include_after_hours,
+            unit.provider_expiration,
+        );
+        for call in calls {
             let reply = self
                 .terminal
                 .get(&call, &mut requests, |body| {
@@ -267,6 +276,54 @@ impl Provider for ThetaDataProvider {
 
     fn concurrency(&self, _dataset: &Dataset) -> usize {
         self.concurrency
+    }
+
+    /// The expiration a contract is filed under: `requested` when given; else the tradable
+    /// (Friday) expiration when the root lists it, the OCC Saturday after it when the root
+    /// lists that instead (older standard monthlies), and the tradable date otherwise. Asking
+    /// with the wrong one answers "no data" for a contract that traded.
+    async fn query_expiration(
+        &self,
+        dataset: &Dataset,
+        requested: Option<NaiveDate>,
+    ) -> Result<Option<NaiveDate>, ProviderError> {
+        let Some(contract) = &dataset.contract else {
+            return Ok(None);
+        };
+        if requested.is_some() {
+            return Ok(requested);
+        }
+        let root = request::option_root(dataset);
+        let cached = self
+            .expirations
+            .lock()
+            .expect("expirations lock")
+            .get(&root)
+            .cloned();
+        let listed = match cached {
+            Some(listed) => listed,
+            None => {
+                let listed = match self.expirations(&root).await {
+                    Ok(listed) => listed,
+                    Err(e) if e.is_transient() => return Err(e),
+                    // Without the list, lumibot's own rule decides (a third Friday maps to
+                    // the next Saturday); the fetch itself reports a contract it cannot find.
+                    Err(e) => {
+                        tracing::warn!(root, error = %e, "expirations not listed; using the third-Friday rule");
+                        Vec::new()
+                    }
+                };
+                self.expirations
+                    .lock()
+                    .expect("expirations lock")
+                    .insert(root.clone(), listed.clone());
+                listed
+            }
+        };
+        Ok(Some(request::query_expiration(
+            contract.expiration,
+            &listed,
+        )))
     }
 }
 

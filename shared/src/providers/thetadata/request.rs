@@ -75,11 +75,12 @@ pub fn format_strike(strike: f64) -> String {
 /// third Friday (weeklies, 0DTE) trade as `SPXW`.
 pub fn option_root(dataset: &Dataset) -> String {
     match &dataset.contract {
-        Some(c) if dataset.symbol == "SPX" => {
-            let third_friday =
-                c.expiration.weekday() == Weekday::Fri && (15..=21).contains(&c.expiration.day());
-            if third_friday { "SPX" } else { "SPXW" }.to_string()
+        Some(c) if dataset.symbol == "SPX" => if is_third_friday(c.expiration) {
+            "SPX"
+        } else {
+            "SPXW"
         }
+        .to_string(),
         _ => dataset.symbol.clone(),
     }
 }
@@ -174,7 +175,28 @@ fn follows(previous: NaiveDate, next: NaiveDate) -> bool {
     calendar::next_session(previous).is_ok_and(|s| s == next)
 }
 
-fn contract_params(call: Call, dataset: &Dataset) -> Call {
+/// The expiration to query for a contract whose tradable expiration is `tradable`, given
+/// the root's listed expirations: the tradable date when listed, else the Saturday after it
+/// when that is listed, else lumibot's rule (a third Friday maps to the next Saturday) when
+/// nothing is listed, else the tradable date.
+pub fn query_expiration(tradable: NaiveDate, listed: &[NaiveDate]) -> NaiveDate {
+    let saturday = tradable + chrono::Duration::days(1);
+    if listed.binary_search(&tradable).is_ok() {
+        tradable
+    } else if (tradable.weekday() == Weekday::Fri && listed.binary_search(&saturday).is_ok())
+        || (listed.is_empty() && is_third_friday(tradable))
+    {
+        saturday
+    } else {
+        tradable
+    }
+}
+
+fn is_third_friday(date: NaiveDate) -> bool {
+    date.weekday() == Weekday::Fri && (15..=21).contains(&date.day())
+}
+
+fn contract_params(call: Call, dataset: &Dataset, expiration: Option<NaiveDate>) -> Call {
     let Some(c) = &dataset.contract else {
         return call;
     };
@@ -182,7 +204,7 @@ fn contract_params(call: Call, dataset: &Dataset) -> Call {
         Right::Call => "call",
         Right::Put => "put",
     };
-    call.with("expiration", yyyymmdd(c.expiration))
+    call.with("expiration", yyyymmdd(expiration.unwrap_or(c.expiration)))
         .with("strike", format_strike(c.strike.value()))
         .with("right", right)
 }
@@ -211,11 +233,13 @@ fn history_path(dataset: &Dataset) -> &'static str {
 }
 
 /// The requests that fetch `sessions` of `dataset` (one per session intraday, one per
-/// window for end-of-day data). The dataset must pass [`check_supported`].
+/// window for end-of-day data), options asked for `expiration` (else their tradable one).
+/// The dataset must pass [`check_supported`].
 pub fn history_calls(
     dataset: &Dataset,
     sessions: &[NaiveDate],
     include_after_hours: bool,
+    expiration: Option<NaiveDate>,
 ) -> Vec<Call> {
     let path = history_path(dataset);
     let symbol = symbol_of(dataset);
@@ -227,7 +251,7 @@ pub fn history_calls(
                     .with("symbol", symbol.clone())
                     .with("start_date", yyyymmdd(window[0]))
                     .with("end_date", yyyymmdd(*window.last().expect("never empty")));
-                contract_params(call, dataset).with("format", "json")
+                contract_params(call, dataset, expiration).with("format", "json")
             })
             .collect();
     }
@@ -248,7 +272,7 @@ pub fn history_calls(
             } else {
                 call.with("date", day)
             };
-            contract_params(call, dataset)
+            contract_params(call, dataset, expiration)
                 .with("interval", interval.clone())
                 .with("start_time", start_time)
                 .with("end_time", end_time)
@@ -284,6 +308,22 @@ pub fn strikes_call(root: &str, expiration: NaiveDate) -> Call {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_expirations_follow_the_listing_then_lumibots_rule() {
+        let d = |t: &str| t.parse::<NaiveDate>().unwrap();
+        let friday = d("2024-12-20");
+        assert_eq!(query_expiration(friday, &[d("2024-12-20")]), friday);
+        assert_eq!(
+            query_expiration(friday, &[d("2024-12-21")]),
+            d("2024-12-21")
+        );
+        // Nothing listed: a third Friday maps to the next Saturday, anything else stays.
+        assert_eq!(query_expiration(friday, &[]), d("2024-12-21"));
+        assert_eq!(query_expiration(d("2024-12-27"), &[]), d("2024-12-27"));
+        // Listed, but neither date: ask for the tradable one (the fetch answers no data).
+        assert_eq!(query_expiration(friday, &[d("2025-01-17")]), friday);
+    }
 
     fn d(text: &str) -> NaiveDate {
         text.parse().unwrap()
