@@ -506,7 +506,7 @@ impl CacheClient {
         else {
             return Ok(Remote::Miss(wanted.to_vec()));
         };
-        let covered = self.covered_of(key, &pair)?;
+        let covered = self.covered_of(relative, key, &pair)?;
         if !covered.covers(wanted) {
             return Ok(Remote::Miss(covered.missing(wanted)));
         }
@@ -514,8 +514,10 @@ impl CacheClient {
         Ok(Remote::Hit(file))
     }
 
-    fn covered_of(&self, key: &str, pair: &Pair) -> Result<Covered, ClientError> {
-        coverage::of_parquet(&pair.parquet, pair.meta.last_modified).map_err(|e| {
+    fn covered_of(&self, relative: &str, key: &str, pair: &Pair) -> Result<Covered, ClientError> {
+        let dataset = parse_relative_path(relative)
+            .map_err(|e| ClientError::InvalidRequest(format!("{relative}: {}", e.0)))?;
+        coverage::of_parquet(&dataset, &pair.parquet, pair.meta.last_modified).map_err(|e| {
             ClientError::Inconsistent {
                 key: key.to_string(),
                 attempts: 1,
@@ -626,7 +628,7 @@ impl CacheClient {
                     None => match remote::fetch_pair(store, key, None, &self.inner.config.download)
                         .await?
                     {
-                        Some(pair) => self.covered_of(key, &pair)?.covers(wanted),
+                        Some(pair) => self.covered_of(relative, key, &pair)?.covers(wanted),
                         None => false,
                     },
                 },

@@ -372,8 +372,12 @@ impl LocalCache {
             None => {
                 let bytes = Bytes::from(fs::read(&path).map_err(io_error(&path))?);
                 let modified: DateTime<Utc> = identity.modified.into();
-                let covered =
-                    coverage::of_parquet(&bytes, modified).map_err(|e| ClientError::Corrupt {
+                let covered = parse_relative_path(relative)
+                    .map_err(|e| e.0)
+                    .and_then(|dataset| {
+                        coverage::of_parquet(&dataset, &bytes, modified).map_err(|e| e.to_string())
+                    })
+                    .map_err(|e| ClientError::Corrupt {
                         path: path.clone(),
                         message: format!("not a readable parquet file: {e}"),
                     });

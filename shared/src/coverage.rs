@@ -11,7 +11,7 @@
 //! ([`sidecar_rules_out`]); then the parquet itself ([`of_parquet`]): its footer facts when we
 //! wrote it, else its rows.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use arrow_array::RecordBatch;
 use bytes::Bytes;
@@ -37,19 +37,28 @@ pub struct Coverage {
     pub placeholders: BTreeSet<NaiveDate>,
     /// Placeholder sessions that are not trusted yet.
     pub provisional: BTreeSet<NaiveDate>,
+    /// Intraday sessions with real rows that stop short of the session's open or close
+    /// (lumibot refetches them; so does the engine, which then marks the edges).
+    pub short: BTreeSet<NaiveDate>,
 }
 
 impl Coverage {
-    /// Coverage of a batch; `provisional` lists placeholder sessions not to trust.
+    /// Coverage of a batch; `provisional` lists placeholder sessions not to trust. With
+    /// `edges` (intraday datasets), a session whose rows do not reach its open and its close
+    /// within [`EDGE_TOLERANCE`] is [`short`](Coverage::short), as lumibot judges it.
     pub fn of_batch(
         batch: &RecordBatch,
         provisional: BTreeSet<NaiveDate>,
+        edges: bool,
     ) -> Result<Self, CodecError> {
         let times = datetimes(batch)?;
         let missing = placeholder_mask(batch);
         let mut dates = NyDates::new();
         let mut real = BTreeSet::new();
         let mut placeholders = BTreeSet::new();
+        // First and last instant of each session, placeholders included (lumibot's check
+        // counts them).
+        let mut span: BTreeMap<NaiveDate, (i64, i64)> = BTreeMap::new();
         for (i, time) in times.iter().enumerate() {
             let Some(time) = time else { continue };
             let date = dates.date_of(time);
@@ -58,16 +67,30 @@ impl Coverage {
             } else {
                 real.insert(date);
             }
+            if edges {
+                let entry = span.entry(date).or_insert((time, time));
+                entry.0 = entry.0.min(time);
+                entry.1 = entry.1.max(time);
+            }
         }
         placeholders.retain(|d| !real.contains(d));
         let provisional = provisional
             .into_iter()
             .filter(|d| placeholders.contains(d))
             .collect();
+        let short = real
+            .iter()
+            .copied()
+            .filter(|d| {
+                span.get(d)
+                    .is_some_and(|(first, last)| edges_missing(*d, *first, *last) != (false, false))
+            })
+            .collect();
         Ok(Coverage {
             real,
             placeholders,
             provisional,
+            short,
         })
     }
 
@@ -76,9 +99,13 @@ impl Coverage {
         Covered::from(self).missing(wanted)
     }
 
-    /// Every session the file answers for, trusted or not.
+    /// Every session the file answers for, trusted or not (short sessions excluded).
     pub fn all_sessions(&self) -> BTreeSet<NaiveDate> {
-        self.real.union(&self.placeholders).copied().collect()
+        self.real
+            .difference(&self.short)
+            .chain(&self.placeholders)
+            .copied()
+            .collect()
     }
 }
 
@@ -124,11 +151,12 @@ impl From<&Coverage> for Covered {
 /// not to trust: our own record of them in the footer, or, for files written elsewhere
 /// (lumibot's own), placeholders that were young when the object was last modified.
 pub fn of_decoded(
+    dataset: &Dataset,
     decoded: &Decoded,
     batch: &RecordBatch,
     last_modified: DateTime<Utc>,
 ) -> Result<Coverage, CodecError> {
-    let all = Coverage::of_batch(batch, BTreeSet::new())?;
+    let all = Coverage::of_batch(batch, BTreeSet::new(), dataset.is_intraday())?;
     let provisional = if decoded.fact(FACT_SCHEMA_VERSION).is_some() {
         decoded
             .fact(FACT_PROVISIONAL)
@@ -148,7 +176,11 @@ pub fn of_decoded(
 
 /// Exact coverage of a parquet body, decided as [`of_decoded`] decides it, without decoding
 /// the rows when the footer carries our facts.
-pub fn of_parquet(bytes: &Bytes, last_modified: DateTime<Utc>) -> Result<Covered, CodecError> {
+pub fn of_parquet(
+    dataset: &Dataset,
+    bytes: &Bytes,
+    last_modified: DateTime<Utc>,
+) -> Result<Covered, CodecError> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())?;
     let footer = builder.metadata().file_metadata().key_value_metadata();
     let fact = |key: &str| {
@@ -169,6 +201,7 @@ pub fn of_parquet(bytes: &Bytes, last_modified: DateTime<Utc>) -> Result<Covered
     }
     let decoded = codec::decode(bytes.clone())?;
     Ok(Covered::from(&of_decoded(
+        dataset,
         &decoded,
         &decoded.batch,
         last_modified,
@@ -209,6 +242,44 @@ pub fn sidecar_rules_out(sidecar: &Sidecar, wanted: &[NaiveDate]) -> bool {
         // An empty file holds nothing.
         _ => sidecar.rows == 0,
     }
+}
+
+/// How far from a session's open and close an intraday file's rows may stop (lumibot's
+/// `get_price_data` refetches the first or last day of a request otherwise).
+pub const EDGE_TOLERANCE: Duration = Duration::minutes(2);
+
+/// The session's open and close as UTC nanoseconds (late opens and early closes included).
+fn edges_of(session: NaiveDate) -> Option<(i64, i64)> {
+    let hours = calendar::session_hours(session).ok()??;
+    let at = |t: NaiveTime| calendar::ny_wall_to_utc(session, t).timestamp_nanos_opt();
+    Some((at(hours.open)?, at(hours.close)?))
+}
+
+/// Whether rows of `session` from `first` to `last` (UTC nanoseconds) fall short of its open
+/// (`.0`) and of its close (`.1`) by more than [`EDGE_TOLERANCE`].
+pub fn edges_missing(session: NaiveDate, first: i64, last: i64) -> (bool, bool) {
+    let Some((open, close)) = edges_of(session) else {
+        return (false, false);
+    };
+    let tolerance = EDGE_TOLERANCE.num_nanoseconds().expect("minutes fit");
+    (first > open + tolerance, last < close - tolerance)
+}
+
+/// Placeholders that make a fetched intraday session's edges explicit for lumibot: one at
+/// the open when the first row comes later, one at 16:00 New York when the last row stops
+/// before the close. lumibot leaves the same 16:00 placeholder when a refetch finds nothing
+/// more; both are dropped from the frames lumibot returns.
+pub fn edge_markers(session: NaiveDate, first: i64, last: i64) -> Vec<i64> {
+    let (open_missing, close_missing) = edges_missing(session, first, last);
+    let mut out = Vec::new();
+    if open_missing && let Some((open, _)) = edges_of(session) {
+        out.push(open);
+    }
+    if close_missing && let Some(close) = calendar::session_close_utc(session).timestamp_nanos_opt()
+    {
+        out.push(close);
+    }
+    out
 }
 
 /// Whether a placeholder for `session` written at `written` is only provisional.

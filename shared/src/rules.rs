@@ -45,8 +45,8 @@ pub enum Rule {
     OhlcOrder,
     /// A size, volume or count is negative.
     NegativeSize,
-    /// A placeholder carries a price, or (but for options) is not at 16:00 New York of a
-    /// trading session.
+    /// A placeholder carries a price, or (but for options) is neither at 16:00 New York nor
+    /// (intraday) at the open of a trading session.
     Placeholder,
     /// Rows after an option's expiration.
     AfterExpiration,
@@ -457,7 +457,7 @@ fn check_rows(dataset: &Dataset, batch: &RecordBatch, now: DateTime<Utc>) -> Vec
     // lumibot leaves a placeholder beside real rows of its session when it refetches, and
     // turns an option's all-zero bar into a placeholder where the bar was; neither is damage.
     // A placeholder must carry no price, and (but for options) sit at 16:00 New York of a
-    // trading session.
+    // trading session, or at its open (the engine's edge marker).
     let mut bad_placeholder = Tally::new();
     let price_columns: Vec<(&str, arrow_array::Float64Array)> = PRICE_COLUMNS
         .iter()
@@ -469,9 +469,19 @@ fn check_rows(dataset: &Dataset, batch: &RecordBatch, now: DateTime<Utc>) -> Vec
             continue;
         };
         let close = calendar::session_close_utc(session).timestamp_nanos_opt();
-        if !is_option && Some(t) != close {
-            bad_placeholder
-                .hit(|| format!("placeholder at {} is not 16:00 New York", describe_time(t)));
+        // The engine marks a session whose first bar comes late with a placeholder at the open.
+        let open = calendar::session_hours(session)
+            .ok()
+            .flatten()
+            .and_then(|h| calendar::ny_wall_to_utc(session, h.open).timestamp_nanos_opt());
+        let marks_the_open = dataset.is_intraday() && Some(t) == open;
+        if !is_option && Some(t) != close && !marks_the_open {
+            bad_placeholder.hit(|| {
+                format!(
+                    "placeholder at {} is neither 16:00 New York nor the session's open",
+                    describe_time(t)
+                )
+            });
         } else if let Some((name, _)) = price_columns.iter().find(|(_, c)| c.is_valid(i)) {
             bad_placeholder.hit(|| {
                 format!(

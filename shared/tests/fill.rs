@@ -255,33 +255,105 @@ fn at(date: &str, hh: u32, mm: u32) -> DateTime<Utc> {
     calendar::ny_wall_to_utc(d(date), chrono::NaiveTime::from_hms_opt(hh, mm, 0).unwrap())
 }
 
+/// Bars at a session's first and last regular minute: rows that reach both edges.
+fn whole_session(date: &str, close: f64) -> Rows {
+    Rows::Ohlc(vec![
+        bar(at(date, 9, 30), close),
+        bar(at(date, 15, 59), close),
+    ])
+}
+
+/// The placeholder instants of a file.
+async fn placeholder_times(store: &impl ObjectStore, key: &str) -> Vec<DateTime<Utc>> {
+    let (_, decoded) = object(store, key).await;
+    let times = codec::facts::datetimes(&decoded.batch).unwrap();
+    let missing = codec::facts::placeholder_mask(&decoded.batch);
+    (0..times.len())
+        .filter(|i| missing[*i])
+        .map(|i| DateTime::from_timestamp_nanos(times.value(i)))
+        .collect()
+}
+
+/// lumibot refetches the first or last day of a request when the file's rows stop more than
+/// two minutes short of the session's open or close. A fetched session whose bars stop short
+/// is marked with placeholders at its open and at 16:00, which lumibot reads as reached edges
+/// and drops from the frames it returns; a file without them is short and fetched again.
+#[tokio::test]
+async fn sessions_that_stop_short_of_their_edges_are_marked_for_lumibot() {
+    let f = engine_with(ScriptedProvider::new());
+    f.clock
+        .set(Utc.with_ymd_and_hms(2024, 1, 10, 3, 0, 0).unwrap());
+    // 2024-01-02 trades from 10:15 to 14:00 only; 2024-01-03 reaches both edges.
+    f.provider.set(
+        d("2024-01-02"),
+        Rows::Ohlc(vec![
+            bar(at("2024-01-02", 10, 15), 100.0),
+            bar(at("2024-01-02", 14, 0), 100.0),
+        ]),
+    );
+    f.provider
+        .set(d("2024-01-03"), whole_session("2024-01-03", 101.0));
+    let req = request(AAPL_MINUTE, "2024-01-02", "2024-01-03");
+    let first = f.engine.fill(&req).await.unwrap();
+    assert_eq!((first.real_rows, first.placeholders), (4, 2));
+    assert_eq!(
+        placeholder_times(f.engine.store(), &first.key).await,
+        [at("2024-01-02", 9, 30), at("2024-01-02", 16, 0)]
+    );
+    let dataset = Dataset::from_json(AAPL_MINUTE).unwrap();
+    let (bytes, decoded) = object(f.engine.store(), &first.key).await;
+    assert!(
+        cachefill_core::rules::check_object(&dataset, &bytes, None, july_2024()).is_valid(),
+        "edge markers are valid placeholders"
+    );
+    let again = f.engine.fill(&req).await.unwrap();
+    assert_eq!(again.status, FillStatus::Hit, "a marked session is covered");
+
+    // The same rows without the markers (as lumibot writes them) are short: fetched again,
+    // once, and marked.
+    let times = codec::facts::datetimes(&decoded.batch).unwrap();
+    let missing = codec::facts::placeholder_mask(&decoded.batch);
+    let keep: arrow_array::BooleanArray = (0..times.len()).map(|i| Some(!missing[i])).collect();
+    let unmarked = arrow_select::filter::filter_record_batch(&decoded.batch, &keep).unwrap();
+    f.engine
+        .store()
+        .put(
+            &first.key,
+            codec::encode(&unmarked, &Default::default()).unwrap(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let refetched = f.engine.fill(&req).await.unwrap();
+    assert_eq!(refetched.status, FillStatus::Filled);
+    assert_eq!(refetched.sessions_fetched, 1, "only the short session");
+    assert_eq!(refetched.placeholders, 2);
+    assert_eq!(f.engine.fill(&req).await.unwrap().status, FillStatus::Hit);
+}
+
 #[tokio::test]
 async fn young_placeholders_are_refetched_and_replaced_by_data() {
     let f = engine_with(ScriptedProvider::new());
     let req = request(AAPL_MINUTE, "2024-01-02", "2024-01-03");
-    f.provider.set(
-        d("2024-01-02"),
-        Rows::Ohlc(vec![bar(at("2024-01-02", 10, 0), 100.0)]),
-    );
+    f.provider
+        .set(d("2024-01-02"), whole_session("2024-01-02", 100.0));
     // The day after 2024-01-03: the provider has nothing for it yet.
     f.clock
         .set(Utc.with_ymd_and_hms(2024, 1, 4, 3, 0, 0).unwrap());
     let first = f.engine.fill(&req).await.unwrap();
     assert_eq!(first.placeholders, 1);
-    assert_eq!(first.real_rows, 1);
+    assert_eq!(first.real_rows, 2);
 
     // A day later the placeholder is still young: it is fetched again, not trusted.
     f.clock
         .set(Utc.with_ymd_and_hms(2024, 1, 5, 3, 0, 0).unwrap());
-    f.provider.set(
-        d("2024-01-03"),
-        Rows::Ohlc(vec![bar(at("2024-01-03", 9, 30), 101.0)]),
-    );
+    f.provider
+        .set(d("2024-01-03"), whole_session("2024-01-03", 101.0));
     let second = f.engine.fill(&req).await.unwrap();
     assert_eq!(second.status, FillStatus::Filled);
     assert_eq!(second.sessions_fetched, 1);
     assert_eq!(second.placeholders, 0, "the placeholder gave way to data");
-    assert_eq!(second.real_rows, 2);
+    assert_eq!(second.real_rows, 4);
 }
 
 #[tokio::test]
@@ -300,10 +372,10 @@ async fn old_placeholders_are_trusted() {
 #[tokio::test]
 async fn the_newest_row_wins_on_the_same_timestamp() {
     let f = engine_with(ScriptedProvider::new());
-    let t = at("2024-01-02", 10, 0);
+    let t = at("2024-01-02", 9, 30);
     f.provider.set(
         d("2024-01-02"),
-        Rows::Ohlc(vec![bar(t, 100.0), bar(at("2024-01-02", 10, 1), 100.5)]),
+        Rows::Ohlc(vec![bar(t, 100.0), bar(at("2024-01-02", 15, 59), 100.5)]),
     );
     f.clock
         .set(Utc.with_ymd_and_hms(2024, 1, 3, 3, 0, 0).unwrap());

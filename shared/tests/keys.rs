@@ -313,3 +313,30 @@ fn keys_parse_back_strictly() {
         parse_relative_path("thetadata/stock/1d/ohlc/stock_A_B_1D_ohlc.parquet").unwrap();
     assert_eq!(underscore.symbol, "A_B");
 }
+
+/// Bounds are New York dates; an `end` instant exactly at New York midnight is exclusive, as
+/// lumibot's `get_missing_dates` counts it.
+#[test]
+fn a_midnight_end_is_exclusive() {
+    use cachefill_core::fill::request::parse_bound;
+    let d = |t: &str| t.parse::<chrono::NaiveDate>().unwrap();
+    assert_eq!(
+        parse_bound("end", "2024-11-16T00:00:00-05:00").unwrap(),
+        d("2024-11-15")
+    );
+    assert_eq!(
+        parse_bound("end", "2024-11-16T05:00:00Z").unwrap(),
+        d("2024-11-15"),
+        "the same instant in UTC"
+    );
+    assert_eq!(
+        parse_bound("end", "2024-11-16T00:00:01-05:00").unwrap(),
+        d("2024-11-16")
+    );
+    assert_eq!(
+        parse_bound("start", "2024-11-16T00:00:00-05:00").unwrap(),
+        d("2024-11-16"),
+        "a start is inclusive"
+    );
+    assert_eq!(parse_bound("end", "2024-11-16").unwrap(), d("2024-11-16"));
+}

@@ -248,39 +248,49 @@ async fn fill_writes_the_design_schema_rows_and_sidecar_and_fetches_only_missing
         batch.schema(),
         schema_for(&Dataset::from_json(AAPL_HOUR_QUOTE).unwrap())
     );
-    assert_eq!(batch.num_rows(), 15, "7 + 7 quotes and one placeholder");
+    // Hour bars are stamped at their open, so the last (15:30) stops short of the close:
+    // each session with bars gets a 16:00 edge marker for lumibot.
+    assert_eq!(
+        batch.num_rows(),
+        17,
+        "7 + 7 quotes, two edge markers and one placeholder"
+    );
     let times = column_times(&batch, "datetime");
     assert_eq!(times[0], Some(utc("2024-01-04T14:30:00Z")));
-    assert_eq!(times[7], Some(utc("2024-01-05T14:30:00Z")));
-    assert_eq!(times[13], Some(utc("2024-01-05T20:30:00Z")));
+    assert_eq!(times[7], Some(utc("2024-01-04T21:00:00Z")), "edge marker");
+    assert_eq!(times[8], Some(utc("2024-01-05T14:30:00Z")));
+    assert_eq!(times[14], Some(utc("2024-01-05T20:30:00Z")));
+    assert_eq!(times[15], Some(utc("2024-01-05T21:00:00Z")), "edge marker");
     assert_eq!(
-        times[14],
+        times[16],
         Some(utc("2024-01-08T21:00:00Z")),
         "placeholder at 16:00 New York"
     );
     let bids = floats(&batch, "bid");
     assert_eq!(
-        (bids[0], bids[7], bids[13], bids[14]),
+        (bids[0], bids[8], bids[14], bids[16]),
         (Some(181.92), Some(181.92), Some(180.27), None)
     );
-    assert_eq!(missing(&batch).iter().filter(|m| **m).count(), 1);
-    assert!(missing(&batch)[14]);
+    let placeholders: Vec<usize> = (0..batch.num_rows())
+        .filter(|i| missing(&batch)[*i])
+        .collect();
+    assert_eq!(placeholders, [7, 15, 16]);
     assert_eq!(
-        column_times(&batch, "last_bid_time")[7],
+        column_times(&batch, "last_bid_time")[8],
         Some(utc("2024-01-05T14:30:00Z"))
     );
     assert_eq!(
-        column_times(&batch, "last_ask_time")[7],
+        column_times(&batch, "last_ask_time")[8],
         Some(utc("2024-01-05T14:30:00Z"))
     );
-    assert_eq!(column_times(&batch, "last_trade_time")[7], None);
+    assert_eq!(column_times(&batch, "last_trade_time")[8], None);
     let sizes = batch
         .column_by_name("ask_size")
         .unwrap()
         .as_primitive::<Int64Type>();
-    assert_eq!(sizes.value(7), 6);
+    assert_eq!(sizes.value(8), 6);
     assert_sidecar_matches(&bytes, &batch, &sidecar);
-    assert_eq!((sidecar.rows, sidecar.placeholders), (15, 1));
+    assert_eq!((sidecar.rows, sidecar.placeholders), (17, 3));
     assert_eq!(sidecar.min.as_deref(), Some("2024-01-04T14:30:00+00:00"));
     assert_eq!(sidecar.max.as_deref(), Some("2024-01-08T21:00:00+00:00"));
 
@@ -309,7 +319,7 @@ async fn fill_writes_the_design_schema_rows_and_sidecar_and_fetches_only_missing
     assert_eq!(asked.len(), 5, "each missing session exactly once");
     assert_eq!((second.sessions_fetched, second.upstream_requests), (5, 5));
     let (bytes, batch, sidecar) = object(&bucket, &second).await;
-    assert_eq!(batch.num_rows(), 15 + 5 * 7);
+    assert_eq!(batch.num_rows(), 17 + 5 * (7 + 1));
     assert_sidecar_matches(&bytes, &batch, &sidecar);
 
     // Everything covered now: a hit without a single request.
@@ -352,11 +362,19 @@ async fn no_data_sessions_become_placeholders_and_holidays_are_never_requested()
         .filter(|(_, m)| *m)
         .map(|(t, _)| t.unwrap())
         .collect();
+    // The two empty sessions, and the 16:00 edge marker of each session whose last hour bar
+    // (15:30) stops short of the close.
     assert_eq!(
         placeholders,
-        [utc("2024-03-27T20:00:00Z"), utc("2024-04-01T20:00:00Z")]
+        [
+            utc("2024-03-26T20:00:00Z"),
+            utc("2024-03-27T20:00:00Z"),
+            utc("2024-03-28T20:00:00Z"),
+            utc("2024-04-01T20:00:00Z"),
+            utc("2024-04-02T20:00:00Z")
+        ]
     );
-    assert_eq!(answer.placeholders, 2);
+    assert_eq!(answer.placeholders, 5);
     assert_eq!(answer.real_rows, 3 * 7);
     // Extended hours were asked for.
     let sent = &server.requests()[0].raw_query;
@@ -401,9 +419,10 @@ async fn recorded_option_bars_fill_an_option_file() {
     );
     assert_eq!(
         batch.num_rows(),
-        4,
-        "the empty bars after the early close are dropped"
+        5,
+        "the empty bars after the early close are dropped; 16:00 marks the edge"
     );
+    assert!(missing(&batch)[4]);
     assert_eq!(floats(&batch, "open")[0], Some(0.03));
     assert_eq!(
         column_times(&batch, "last_trade_time")[0],
@@ -699,7 +718,8 @@ async fn index_bars_are_kept_without_trade_counts() {
         .await
         .unwrap();
     assert_eq!(server.count(INDEX_OHLC), 2);
-    assert_eq!((answer.real_rows, answer.placeholders), (6, 0));
+    // Three recorded minutes a session: each session's close gets its edge marker.
+    assert_eq!((answer.real_rows, answer.placeholders), (6, 2));
     let (_, batch, _) = object(&bucket, &answer).await;
     assert_eq!(
         column_times(&batch, "datetime")[0],

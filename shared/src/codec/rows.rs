@@ -314,24 +314,31 @@ pub fn placeholder_batch(
     dataset: &Dataset,
     sessions: &[NaiveDate],
 ) -> Result<RecordBatch, CodecError> {
+    placeholders_at(
+        dataset,
+        sessions
+            .iter()
+            .map(|d| {
+                calendar::session_close_utc(*d)
+                    .timestamp_nanos_opt()
+                    .unwrap_or(0)
+            })
+            .collect(),
+    )
+}
+
+/// Placeholder rows at the given instants (UTC nanoseconds): every value null, `missing`.
+pub fn placeholders_at(dataset: &Dataset, times: Vec<i64>) -> Result<RecordBatch, CodecError> {
     let schema = schema::schema_for(dataset);
-    let n = sessions.len();
+    let n = times.len();
+    let mut times = Some(times);
     let columns: Vec<ArrayRef> = schema
         .fields()
         .iter()
         .enumerate()
         .map(|(i, field)| {
             if i == 0 {
-                utc_times(
-                    sessions
-                        .iter()
-                        .map(|d| {
-                            calendar::session_close_utc(*d)
-                                .timestamp_nanos_opt()
-                                .unwrap_or(0)
-                        })
-                        .collect(),
-                )
+                utc_times(times.take().unwrap_or_default())
             } else if field.name() == schema::MISSING {
                 constant_bool(true, n)
             } else {

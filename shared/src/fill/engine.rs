@@ -216,8 +216,8 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
                 });
             }
             let provisional = provisional_after(current.as_ref(), &fresh.empty_sessions, now);
-            let coverage =
-                Coverage::of_batch(&merged, provisional).map_err(FillError::codec("coverage"))?;
+            let coverage = Coverage::of_batch(&merged, provisional, dataset.is_intraday())
+                .map_err(FillError::codec("coverage"))?;
             let bytes = codec::encode(&merged, &self.file_metadata(dataset, &coverage, now))
                 .map_err(FillError::codec("encoding"))?;
             let sha256 = codec::sha256_hex(&bytes);
@@ -398,7 +398,7 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
                 source,
             }
         })?;
-        let coverage = coverage::of_decoded(&decoded, &batch, got.meta.last_modified)
+        let coverage = coverage::of_decoded(dataset, &decoded, &batch, got.meta.last_modified)
             .map_err(FillError::codec("coverage"))?;
         Ok(Some(Current {
             bytes: got.bytes,

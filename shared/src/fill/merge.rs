@@ -1,66 +1,115 @@
 //! The merge of freshly fetched rows into what a file already holds.
 //!
 //! Rules: rows are sorted by `datetime` with no duplicate timestamps, a newer row replaces
-//! an older one at the same instant, a placeholder disappears once its session has real
-//! rows, and rows another writer added are kept.
+//! an older one at the same instant, a fetched session's placeholder disappears once it has
+//! real rows, a fetched intraday session's edges are marked for lumibot, and rows another
+//! writer added are kept.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use arrow_array::{Array, RecordBatch, UInt32Array};
 use chrono::NaiveDate;
 
 use crate::calendar::NyDates;
 use crate::codec::facts::{datetimes, placeholder_mask};
-use crate::codec::rows::placeholder_batch;
+use crate::codec::rows::{placeholder_batch, placeholders_at};
 use crate::codec::schema::schema_for;
 use crate::codec::{CodecError, conform};
+use crate::coverage;
 use crate::dataset::Dataset;
 
 /// Merge `fresh` real rows and placeholders for `empty_sessions` (fetched, nothing there)
 /// into `base`, a file already conformed ([`conform::conform`]). The result keeps the
 /// file's layout (its columns, order and types) and adds the dataset's columns it lacks.
+///
+/// Placeholders of the fetched sessions are replaced: a session with rows now loses its
+/// old placeholder, and a fetched intraday session gets [`coverage::edge_markers`] where its
+/// rows stop short of the open or the close. Placeholders of sessions not fetched are kept
+/// (lumibot leaves some beside real rows).
 pub fn merge(
     dataset: &Dataset,
     base: Option<&RecordBatch>,
     fresh: &RecordBatch,
     empty_sessions: &[NaiveDate],
 ) -> Result<RecordBatch, CodecError> {
-    let placeholders = placeholder_batch(dataset, empty_sessions)?;
     let schema = match base {
         Some(base) => conform::merged_schema(dataset, &base.schema()),
         None => schema_for(dataset),
     };
-    let mut parts: Vec<RecordBatch> = Vec::with_capacity(3);
+    let fresh_times = datetimes(fresh)?;
+    let mut dates = NyDates::new();
+    let fresh_sessions: BTreeSet<NaiveDate> = fresh_times
+        .iter()
+        .flatten()
+        .map(|t| dates.date_of(t))
+        .collect();
+    let fetched: HashSet<NaiveDate> = fresh_sessions
+        .iter()
+        .chain(empty_sessions)
+        .copied()
+        .collect();
+    let mut parts: Vec<RecordBatch> = vec![conform::adapt(
+        &placeholder_batch(dataset, empty_sessions)?,
+        &schema,
+    )?];
     if let Some(base) = base {
-        parts.push(conform::adapt(base, &schema)?);
+        parts.push(conform::adapt(
+            &without_placeholders_of(base, &fetched)?,
+            &schema,
+        )?);
     }
     parts.push(conform::adapt(fresh, &schema)?);
-    parts.push(conform::adapt(&placeholders, &schema)?);
-    let all = arrow_select::concat::concat_batches(&schema, &parts)?;
+    let merged = newest_per_instant(&arrow_select::concat::concat_batches(&schema, &parts)?)?;
+    if !dataset.is_intraday() {
+        return Ok(merged);
+    }
+    let markers = edge_markers(dataset, &merged, &fresh_sessions)?;
+    if markers.num_rows() == 0 {
+        return Ok(merged);
+    }
+    // Markers first: at an instant that already has a row, the row wins.
+    let markers = conform::adapt(&markers, &schema)?;
+    newest_per_instant(&arrow_select::concat::concat_batches(
+        &schema,
+        [&markers, &merged],
+    )?)
+}
 
-    let times = datetimes(&all)?;
+/// Placeholders at the edges the real rows of `sessions` in `batch` stop short of.
+fn edge_markers(
+    dataset: &Dataset,
+    batch: &RecordBatch,
+    sessions: &BTreeSet<NaiveDate>,
+) -> Result<RecordBatch, CodecError> {
+    let times = datetimes(batch)?;
+    let missing = placeholder_mask(batch);
+    let mut dates = NyDates::new();
+    let mut spans: BTreeMap<NaiveDate, (i64, i64)> = BTreeMap::new();
+    for i in (0..batch.num_rows()).filter(|i| !missing[*i] && times.is_valid(*i)) {
+        let t = times.value(i);
+        let session = dates.date_of(t);
+        if sessions.contains(&session) {
+            let span = spans.entry(session).or_insert((t, t));
+            span.0 = span.0.min(t);
+            span.1 = span.1.max(t);
+        }
+    }
+    let instants = spans
+        .iter()
+        .flat_map(|(session, (first, last))| coverage::edge_markers(*session, *first, *last))
+        .collect();
+    placeholders_at(dataset, instants)
+}
+
+/// The rows sorted by `datetime`, one per instant: of rows at the same instant the last
+/// (newest part, later row) wins, as a stable sort keeps their order.
+fn newest_per_instant(all: &RecordBatch) -> Result<RecordBatch, CodecError> {
+    let times = datetimes(all)?;
     if times.null_count() > 0 {
         return Err(CodecError::Shape("a row has no datetime".into()));
     }
     let times = times.values();
-    let missing = placeholder_mask(&all);
-    let mut dates = NyDates::new();
-    let sessions: Vec<NaiveDate> = times.iter().map(|t| dates.date_of(*t)).collect();
-    let real_sessions: HashSet<NaiveDate> = sessions
-        .iter()
-        .zip(&missing)
-        .filter(|(_, m)| !**m)
-        .map(|(s, _)| *s)
-        .collect();
-
-    // Later parts are newer: a stable sort by time keeps their order among equal times,
-    // and keeping the last row of each run of equal times lets the newest win.
-    let mut order: Vec<u32> = (0..all.num_rows() as u32)
-        .filter(|i| {
-            let i = *i as usize;
-            !(missing[i] && real_sessions.contains(&sessions[i]))
-        })
-        .collect();
+    let mut order: Vec<u32> = (0..all.num_rows() as u32).collect();
     order.sort_by_key(|i| times[*i as usize]);
     let mut kept: Vec<u32> = Vec::with_capacity(order.len());
     for (pos, i) in order.iter().enumerate() {
@@ -71,11 +120,34 @@ pub fn merge(
             kept.push(*i);
         }
     }
-    let indices = UInt32Array::from(kept);
-    let columns = all
+    take(all, kept)
+}
+
+/// `batch` without the placeholders of `sessions`.
+fn without_placeholders_of(
+    batch: &RecordBatch,
+    sessions: &HashSet<NaiveDate>,
+) -> Result<RecordBatch, CodecError> {
+    let times = datetimes(batch)?;
+    let missing = placeholder_mask(batch);
+    let mut dates = NyDates::new();
+    let keep: Vec<u32> = (0..batch.num_rows())
+        .filter(|i| {
+            !(missing[*i]
+                && times.is_valid(*i)
+                && sessions.contains(&dates.date_of(times.value(*i))))
+        })
+        .map(|i| i as u32)
+        .collect();
+    take(batch, keep)
+}
+
+fn take(batch: &RecordBatch, rows: Vec<u32>) -> Result<RecordBatch, CodecError> {
+    let indices = UInt32Array::from(rows);
+    let columns = batch
         .columns()
         .iter()
         .map(|c| arrow_select::take::take(c.as_ref(), &indices, None))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(RecordBatch::try_new(schema, columns)?)
+    Ok(RecordBatch::try_new(batch.schema(), columns)?)
 }

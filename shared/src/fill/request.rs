@@ -28,18 +28,26 @@ fn bad(message: impl Into<String>) -> DatasetError {
     DatasetError(message.into())
 }
 
-/// A date (`2024-01-05`) or an RFC 3339 instant, as the New York date it falls on.
+/// A date (`2024-01-05`) or an RFC 3339 instant, as the New York date it falls on. An `end`
+/// instant exactly at New York midnight is exclusive, as lumibot counts it: it ends the day
+/// before.
 pub fn parse_bound(name: &str, text: &str) -> Result<NaiveDate, DatasetError> {
     if text.len() == 10 {
         return parse_date(name, text);
     }
-    DateTime::parse_from_rfc3339(text)
-        .map(|instant| calendar::ny_date(instant.to_utc()))
-        .map_err(|_| {
-            bad(format!(
-                "{name} '{text}' is neither a date (YYYY-MM-DD) nor an RFC 3339 instant"
-            ))
-        })
+    let instant = DateTime::parse_from_rfc3339(text).map_err(|_| {
+        bad(format!(
+            "{name} '{text}' is neither a date (YYYY-MM-DD) nor an RFC 3339 instant"
+        ))
+    })?;
+    let local = instant.to_utc().with_timezone(&calendar::NEW_YORK);
+    let date = local.date_naive();
+    if name == "end" && local.time() == chrono::NaiveTime::MIN {
+        return date
+            .pred_opt()
+            .ok_or_else(|| bad(format!("{name} '{text}' is out of range")));
+    }
+    Ok(date)
 }
 
 impl FillRequest {

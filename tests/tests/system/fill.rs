@@ -69,6 +69,16 @@ fn recorded_rows() -> anyhow::Result<Vec<Value>> {
             false
         ]));
     }
+    // Hour bars are stamped at their open: the last (15:30) stops short of the close, so
+    // the engine marks the session's edge with a placeholder at 16:00 New York for lumibot.
+    rows.push(json!([
+        "2024-01-05T21:00:00+00:00",
+        null,
+        null,
+        null,
+        null,
+        true
+    ]));
     Ok(rows)
 }
 
