@@ -53,6 +53,10 @@ pub const FACT_COVERAGE: &str = "cachefill.coverage";
 pub const FACT_PROVISIONAL: &str = "cachefill.provisional";
 /// Footer fact: when the file was written (RFC 3339, UTC).
 pub const FACT_FILLED_AT: &str = "cachefill.filled_at";
+/// Footer fact (day bars lumibot adjusts): the date corporate actions were applied as of.
+pub const FACT_ADJUSTED_AS_OF: &str = "cachefill.adjusted_as_of";
+/// Footer fact: the splits applied (`2020-08-31:4,2022-08-25:3`).
+pub const FACT_SPLITS: &str = "cachefill.splits";
 /// The value of [`FACT_SCHEMA_VERSION`] this build writes.
 pub const SCHEMA_VERSION: &str = "1";
 

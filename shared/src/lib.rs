@@ -16,6 +16,7 @@ pub mod atomic_file;
 pub mod calendar;
 pub mod clock;
 pub mod codec;
+pub mod corporate;
 pub mod coverage;
 pub mod dataset;
 pub mod errors;

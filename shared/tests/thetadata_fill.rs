@@ -488,6 +488,7 @@ async fn end_of_day_fills_use_windows_that_skip_covered_sessions() {
         ],
         Reply::json(recorded("stock-history-eod")),
     );
+    no_corporate_actions(&server);
     let bucket = bucket(&server);
     let first = bucket
         .engine
@@ -498,7 +499,10 @@ async fn end_of_day_fills_use_windows_that_skip_covered_sessions() {
         windows_requested(&server),
         [(d("2024-01-02"), d("2024-01-10"))]
     );
-    assert_eq!(first.upstream_requests, 1);
+    assert_eq!(
+        first.upstream_requests, 3,
+        "the window, splits and dividends"
+    );
     let sent = &server.requests()[0].raw_query;
     assert!(
         !sent.iter().any(|(k, _)| k == "adjust"),
@@ -524,7 +528,8 @@ async fn end_of_day_fills_use_windows_that_skip_covered_sessions() {
             .unwrap()
             .as_boolean()
             .iter()
-            .all(|v| v == Some(false))
+            .all(|v| v == Some(true)),
+        "lumibot's marker: nothing left to adjust"
     );
     assert_sidecar_matches(&bytes, &batch, &sidecar);
 
@@ -543,7 +548,7 @@ async fn end_of_day_fills_use_windows_that_skip_covered_sessions() {
             (d("2024-01-11"), d("2024-01-31"))
         ]
     );
-    assert_eq!(second.upstream_requests, 2);
+    assert_eq!(second.upstream_requests, 4);
 
     // Two years back: windows of at most 365 days.
     server.reset_log();
@@ -953,5 +958,119 @@ async fn an_explicit_provider_expiration_wins_without_a_listing() {
     assert_eq!(
         KeyLayout::new("stage/cache", "v3").data_key(&with.dataset),
         answer.key
+    );
+}
+
+/// The terminal knows no split and no dividend for any symbol.
+fn no_corporate_actions(server: &ReplayServer) {
+    for path in [SPLITS, DIVIDENDS] {
+        server.respond_with(path, |_| Some(Reply::no_data()));
+    }
+}
+
+const SPLITS: &str = "/v2/hist/stock/split";
+const DIVIDENDS: &str = "/v2/hist/stock/dividend";
+
+/// v2 split history with one split: `ratio` for 1 on `date`, repeated on a later day as the
+/// endpoint does.
+fn split_history(date: &str, ratio: u32) -> Reply {
+    let day = date.replace('-', "");
+    Reply::json(format!(
+        r#"{{"header":{{"format":["ms_of_day","split_date","before_shares","after_shares","date"]}},
+            "response":[[0,{day},1,{ratio},{day}],[0,{day},1,{ratio},20991231]]}}"#
+    ))
+}
+
+fn dividend_history(ex_date: &str, amount: f64) -> Reply {
+    let day = ex_date.replace('-', "");
+    Reply::json(format!(
+        r#"{{"header":{{"format":["ms_of_day","ex_date","record_date","payment_date","ann_date","dividend_amount","undefined","less_amount","date"]}},
+            "response":[[0,{day},{day},{day},{day},{amount},0,0,{day}]]}}"#
+    ))
+}
+
+/// Day bars come split-adjusted as lumibot writes them, as of the day they are written; a
+/// split found later re-adjusts the rows already written, on the next request.
+#[tokio::test]
+async fn day_bars_are_split_adjusted_as_lumibot_writes_them_and_readjusted_after_a_new_split() {
+    let server = ReplayServer::thetadata().await.unwrap();
+    server.register(
+        STOCK_EOD,
+        &[
+            ("symbol", "AAPL"),
+            ("start_date", "20240102"),
+            ("end_date", "20240110"),
+            ("format", "json"),
+        ],
+        Reply::json(recorded("stock-history-eod")),
+    );
+    server.respond_with(SPLITS, |_| Some(split_history("2024-01-08", 2)));
+    server.respond_with(DIVIDENDS, |_| Some(dividend_history("2024-01-05", 0.5)));
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::new(dir.path().join("bucket")).unwrap();
+    let clock = Arc::new(FixedClock::new(now()));
+    let engine = FillEngine::new(
+        store,
+        Arc::new(provider(&server, 4)),
+        EngineConfig::new("b", KeyLayout::new("", "v1")),
+    )
+    .with_clock(clock.clone());
+    let req = request(AAPL_DAY, "2024-01-02", "2024-01-10", true);
+    let first = engine.fill(&req).await.unwrap();
+    let got = engine.store().get(&first.key, None).await.unwrap();
+    let decoded = codec::decode(got.bytes.clone()).unwrap();
+    let batch = &decoded.batch;
+    // Sessions 01-02..01-10; the split on 01-08 halves what came before it.
+    let close = floats(batch, "close");
+    let raw_first_close = 185.64; // the recorded 2024-01-02 close
+    assert_eq!(close[0], Some(raw_first_close / 2.0));
+    assert_eq!(close[6], Some(186.19), "after the split: as recorded");
+    let volume = floats(batch, "volume");
+    assert!(volume[0].unwrap() > 0.0);
+    assert_eq!(floats(batch, "stock_splits")[4], Some(2.0), "on 01-08");
+    assert_eq!(
+        floats(batch, "dividend")[3],
+        Some(0.25),
+        "0.5 on 01-05, halved"
+    );
+    assert_eq!(floats(batch, "dividend")[0], Some(0.0));
+    assert_eq!(
+        decoded.fact(cachefill_core::format::FACT_SPLITS),
+        Some("2024-01-08:2")
+    );
+    assert_eq!(
+        decoded.fact(cachefill_core::format::FACT_ADJUSTED_AS_OF),
+        Some("2026-01-15")
+    );
+    // The same day: a hit, no lookups.
+    server.reset_log();
+    assert_eq!(engine.fill(&req).await.unwrap().status, FillStatus::Hit);
+    assert!(server.requests().is_empty());
+
+    // A week later a 3-for-1 split went ex (2026-01-20, after the file was adjusted): the
+    // next request re-adjusts every row already written by 3, and only by 3.
+    clock.set(now() + chrono::Duration::days(7));
+    server.respond_with(SPLITS, |_| {
+        Some(Reply::json(
+            r#"{"header":{"format":["ms_of_day","split_date","before_shares","after_shares","date"]},
+                "response":[[0,20240108,1,2,20240108],[0,20260120,1,3,20260120]]}"#,
+        ))
+    });
+    let again = engine.fill(&req).await.unwrap();
+    assert_eq!(again.status, FillStatus::Filled, "rewritten");
+    let got = engine.store().get(&again.key, None).await.unwrap();
+    let decoded = codec::decode(got.bytes).unwrap();
+    let close = floats(&decoded.batch, "close");
+    let near = |a: Option<f64>, b: f64| (a.unwrap() - b).abs() < 1e-9;
+    assert!(near(close[0], raw_first_close / 6.0), "{close:?}");
+    assert!(near(close[4], 185.56 / 3.0), "{close:?}");
+    assert!(near(close[6], 186.19 / 3.0), "{close:?}");
+    assert_eq!(
+        decoded.fact(cachefill_core::format::FACT_SPLITS),
+        Some("2024-01-08:2,2026-01-20:3")
+    );
+    assert_eq!(
+        decoded.fact(cachefill_core::format::FACT_ADJUSTED_AS_OF),
+        Some("2026-01-22")
     );
 }

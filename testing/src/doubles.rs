@@ -85,6 +85,15 @@ impl<P: Provider> Provider for CountingProvider<P> {
     ) -> std::result::Result<Option<NaiveDate>, ProviderError> {
         self.inner.query_expiration(dataset, requested).await
     }
+
+    async fn corporate_actions(
+        &self,
+        dataset: &Dataset,
+        from: NaiveDate,
+        as_of: NaiveDate,
+    ) -> std::result::Result<Option<cachefill_core::providers::FetchedActions>, ProviderError> {
+        self.inner.corporate_actions(dataset, from, as_of).await
+    }
 }
 
 /// Serves the rows it was given for each session, nothing for the others; or fails.

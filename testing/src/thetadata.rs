@@ -306,6 +306,7 @@ impl State {
             .or_else(|| {
                 self.responders
                     .iter()
+                    .rev()
                     .filter(|(p, _)| p == path)
                     .find_map(|(_, responder)| responder(query))
             })
@@ -441,6 +442,7 @@ impl ReplayServer {
     }
 
     /// Answer GETs of `path` with what `responder` makes of their query (`None`: not mine).
+    /// The responder registered last is asked first, so a test can change its answer.
     pub fn respond_with(
         &self,
         path: &str,

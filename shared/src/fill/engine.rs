@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
-use arrow_array::{BooleanArray, RecordBatch};
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, BooleanArray, RecordBatch};
 use bytes::Bytes;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use futures::{StreamExt, TryStreamExt};
@@ -15,12 +16,14 @@ use super::answer::{FillAnswer, FillError, FillStatus};
 use super::lease::{self, Acquire, Lease};
 use super::merge;
 use super::request::FillRequest;
+use crate::calendar;
 use crate::calendar::NyDates;
 use crate::clock::{Clock, SystemClock};
 use crate::codec::facts::datetimes;
 use crate::codec::rows::rows_to_batch;
 use crate::codec::schema::Layout;
 use crate::codec::{self, BatchFacts, Rows, Sidecar, conform};
+use crate::corporate::{self, CorporateActions};
 use crate::coverage::{self, Coverage};
 use crate::dataset::{Dataset, Payload};
 use crate::format::{
@@ -28,7 +31,7 @@ use crate::format::{
     SHA256_METADATA, SIDECAR_SUFFIX,
 };
 use crate::keys::KeyLayout;
-use crate::providers::{FetchRequest, Provider};
+use crate::providers::{FetchRequest, FetchedActions, Provider};
 use crate::pyfmt;
 use crate::rules;
 use crate::storage::{ObjectMeta, ObjectStore, PutMode, PutOptions, StorageError, etags_equal};
@@ -73,6 +76,10 @@ struct Current {
     meta: ObjectMeta,
     batch: RecordBatch,
     coverage: Coverage,
+    /// Day bars: the date the rows marked `_split_adjusted` were adjusted as of, and
+    /// whether some real rows are not adjusted at all.
+    adjusted_as_of: Option<NaiveDate>,
+    unadjusted: bool,
 }
 
 /// Rows fetched for the missing sessions.
@@ -164,8 +171,12 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
         let wanted =
             coverage::wanted_sessions(dataset, request.start, request.end, self.clock.now())?;
         let mut current = self.read_current(dataset, &key).await?;
+        let mut actions = None;
         if missing_of(current.as_ref(), &wanted).is_empty() {
-            return self.answer(&key, current.as_ref(), &wanted, None, started);
+            actions = self.stale_adjustment(dataset, current.as_ref()).await?;
+            if actions.is_none() {
+                return self.answer(&key, current.as_ref(), &wanted, None, started);
+            }
         }
         let lease = match self
             .acquire_or_wait(dataset, &key, &wanted, &mut current)
@@ -174,7 +185,9 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
             Some(lease) => lease,
             None => return self.answer(&key, current.as_ref(), &wanted, None, started),
         };
-        let result = self.fill_holding(request, &key, &wanted, started).await;
+        let result = self
+            .fill_holding(request, &key, &wanted, actions, started)
+            .await;
         if let Err(e) = lease::release(&self.store, &lease, self.clock.now()).await {
             tracing::warn!(lease = %lease.key, error = %e, "could not release the lease; it will expire");
         }
@@ -187,27 +200,52 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
         request: &FillRequest,
         key: &str,
         wanted: &[NaiveDate],
+        actions: Option<FetchedActions>,
         started: Instant,
     ) -> Result<FillAnswer, FillError> {
         let dataset = &request.dataset;
         // A peer may have filled the range between our first read and the lease.
         let mut current = self.read_current(dataset, key).await?;
         let missing = missing_of(current.as_ref(), wanted);
-        if missing.is_empty() {
+        if missing.is_empty() && actions.is_none() {
             return self.answer(key, current.as_ref(), wanted, None, started);
         }
-        let fresh = self.fetch(request, &missing).await?;
+        let mut fresh = self.fetch(request, &missing).await?;
+        let actions = match actions {
+            Some(actions) => Some(actions),
+            None if corporate::adjusts(dataset) => {
+                let from = current
+                    .as_ref()
+                    .and_then(|c| c.coverage.real.first().copied())
+                    .into_iter()
+                    .chain(missing.first().copied())
+                    .min()
+                    .unwrap_or(request.start);
+                self.provider
+                    .corporate_actions(dataset, from, self.today())
+                    .await?
+            }
+            None => None,
+        };
+        if let Some(fetched) = &actions {
+            fresh.requests += u64::from(fetched.requests);
+            fresh.batch = corporate::adjust(dataset, &fresh.batch, &fetched.actions, None)
+                .map_err(FillError::codec("adjusting"))?;
+        }
         let now = self.clock.now();
         let mut attempts = 0;
         let (written, put) = loop {
             attempts += 1;
-            let merged = merge::merge(
-                dataset,
-                current.as_ref().map(|c| &c.batch),
-                &fresh.batch,
-                &fresh.empty_sessions,
-            )
-            .map_err(FillError::codec("merge"))?;
+            let base = match (&current, &actions) {
+                (Some(c), Some(fetched)) => Some(
+                    corporate::adjust(dataset, &c.batch, &fetched.actions, c.adjusted_as_of)
+                        .map_err(FillError::codec("adjusting"))?,
+                ),
+                (Some(c), None) => Some(c.batch.clone()),
+                (None, _) => None,
+            };
+            let merged = merge::merge(dataset, base.as_ref(), &fresh.batch, &fresh.empty_sessions)
+                .map_err(FillError::codec("merge"))?;
             let violations = rules::check_batch(dataset, &merged, now);
             if !violations.is_empty() {
                 return Err(FillError::SelfCheck {
@@ -218,8 +256,13 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
             let provisional = provisional_after(current.as_ref(), &fresh.empty_sessions, now);
             let coverage = Coverage::of_batch(&merged, provisional, dataset.is_intraday())
                 .map_err(FillError::codec("coverage"))?;
-            let bytes = codec::encode(&merged, &self.file_metadata(dataset, &coverage, now))
-                .map_err(FillError::codec("encoding"))?;
+            let metadata = self.file_metadata(
+                dataset,
+                &coverage,
+                actions.as_ref().map(|a| &a.actions),
+                now,
+            );
+            let bytes = codec::encode(&merged, &metadata).map_err(FillError::codec("encoding"))?;
             let sha256 = codec::sha256_hex(&bytes);
             let mode = match &current {
                 Some(c) => PutMode::IfMatch(c.meta.etag.clone()),
@@ -245,6 +288,8 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
                             },
                             batch: merged,
                             coverage,
+                            adjusted_as_of: actions.as_ref().map(|a| a.actions.as_of),
+                            unadjusted: false,
                         },
                         put,
                     );
@@ -321,10 +366,13 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
         missing: &[NaiveDate],
     ) -> Result<Fresh, FillError> {
         let dataset = &request.dataset;
-        let provider_expiration = self
-            .provider
-            .query_expiration(dataset, request.provider_expiration)
-            .await?;
+        let provider_expiration = if missing.is_empty() {
+            request.provider_expiration
+        } else {
+            self.provider
+                .query_expiration(dataset, request.provider_expiration)
+                .await?
+        };
         let units = self.provider.plan(dataset, missing);
         let concurrency = self
             .config
@@ -400,11 +448,20 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
         })?;
         let coverage = coverage::of_decoded(dataset, &decoded, &batch, got.meta.last_modified)
             .map_err(FillError::codec("coverage"))?;
+        let (marked, unadjusted) = adjustment_marks(&batch);
+        // A file marked adjusted without our record of when (lumibot's) was adjusted as of
+        // its writing.
+        let adjusted_as_of = decoded
+            .fact(format::FACT_ADJUSTED_AS_OF)
+            .and_then(|t| t.parse().ok())
+            .or_else(|| marked.then(|| calendar::ny_date(got.meta.last_modified)));
         Ok(Some(Current {
             bytes: got.bytes,
             meta: got.meta,
             batch,
             coverage,
+            adjusted_as_of,
+            unadjusted,
         }))
     }
 
@@ -452,10 +509,45 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
         Err(FillError::SidecarContended { key: sidecar_key })
     }
 
+    /// Today, in New York: the date corporate actions are applied as of.
+    fn today(&self) -> NaiveDate {
+        calendar::ny_date(self.clock.now())
+    }
+
+    /// For day bars lumibot adjusts: the corporate actions to rewrite `current` with, when
+    /// some rows are not adjusted or a split came after the date they were adjusted as of.
+    async fn stale_adjustment(
+        &self,
+        dataset: &Dataset,
+        current: Option<&Current>,
+    ) -> Result<Option<FetchedActions>, FillError> {
+        let Some(current) = current.filter(|_| corporate::adjusts(dataset)) else {
+            return Ok(None);
+        };
+        let today = self.today();
+        let as_of = current.adjusted_as_of;
+        if !current.unadjusted && as_of.is_none_or(|a| a >= today) {
+            return Ok(None);
+        }
+        let Some(first) = current.coverage.real.first().copied() else {
+            return Ok(None);
+        };
+        let Some(fetched) = self
+            .provider
+            .corporate_actions(dataset, first, today)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let stale = current.unadjusted || as_of.is_none_or(|a| fetched.actions.has_splits_after(a));
+        Ok(stale.then_some(fetched))
+    }
+
     fn file_metadata(
         &self,
         dataset: &Dataset,
         coverage: &Coverage,
+        actions: Option<&CorporateActions>,
         now: DateTime<Utc>,
     ) -> BTreeMap<String, String> {
         let entries = [
@@ -478,8 +570,15 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
                 now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             ),
         ];
+        let adjustment = actions.into_iter().flat_map(|a| {
+            [
+                (format::FACT_ADJUSTED_AS_OF, a.as_of.to_string()),
+                (format::FACT_SPLITS, a.describe_splits()),
+            ]
+        });
         entries
             .into_iter()
+            .chain(adjustment)
             .map(|(k, v)| (k.to_string(), v))
             .collect()
     }
@@ -519,6 +618,25 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
             elapsed_ms: started.elapsed().as_millis() as u64,
         })
     }
+}
+
+/// Whether some rows are marked `_split_adjusted`, and whether some real rows are not.
+fn adjustment_marks(batch: &RecordBatch) -> (bool, bool) {
+    let missing = codec::facts::placeholder_mask(batch);
+    let Some(marks) = batch
+        .column_by_name("_split_adjusted")
+        .and_then(|c| c.as_boolean_opt())
+    else {
+        return (false, missing.iter().any(|m| !m));
+    };
+    let mut marked = false;
+    let mut unadjusted = false;
+    for (i, placeholder) in missing.iter().enumerate() {
+        let adjusted = marks.is_valid(i) && marks.value(i);
+        marked |= adjusted;
+        unadjusted |= !placeholder && !adjusted;
+    }
+    (marked, unadjusted)
 }
 
 fn missing_of(current: Option<&Current>, wanted: &[NaiveDate]) -> Vec<NaiveDate> {

@@ -13,7 +13,6 @@ use chrono::NaiveDate;
 use crate::calendar::NyDates;
 use crate::codec::facts::{datetimes, placeholder_mask};
 use crate::codec::rows::{placeholder_batch, placeholders_at};
-use crate::codec::schema::schema_for;
 use crate::codec::{CodecError, conform};
 use crate::coverage;
 use crate::dataset::Dataset;
@@ -32,10 +31,9 @@ pub fn merge(
     fresh: &RecordBatch,
     empty_sessions: &[NaiveDate],
 ) -> Result<RecordBatch, CodecError> {
-    let schema = match base {
-        Some(base) => conform::merged_schema(dataset, &base.schema()),
-        None => schema_for(dataset),
-    };
+    // The file's layout wins; a new file takes the fetched rows' (a split adjustment makes
+    // `volume` a double, as lumibot's does).
+    let schema = conform::merged_schema(dataset, &base.unwrap_or(fresh).schema());
     let fresh_times = datetimes(fresh)?;
     let mut dates = NyDates::new();
     let fresh_sessions: BTreeSet<NaiveDate> = fresh_times

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use chrono::NaiveDate;
 
 use crate::codec::Rows;
+use crate::corporate::CorporateActions;
 use crate::dataset::{Dataset, Provider as ProviderName};
 use crate::settings::ProviderSettings;
 
@@ -32,6 +33,14 @@ pub struct FetchRequest<'a> {
 #[derive(Debug, Clone)]
 pub struct Fetched {
     pub rows: Rows,
+    /// Upstream requests made, retries included.
+    pub requests: u32,
+}
+
+/// Splits and dividends a provider knows, and what asking cost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FetchedActions {
+    pub actions: CorporateActions,
     /// Upstream requests made, retries included.
     pub requests: u32,
 }
@@ -97,6 +106,18 @@ pub trait Provider: Send + Sync + Debug {
             .contract
             .as_ref()
             .map(|c| requested.unwrap_or(c.expiration)))
+    }
+
+    /// The splits and dividends of `dataset`'s symbol (an option's underlying) that day bars
+    /// from `from` need, known up to `as_of`; `None` when this provider has none to give (its
+    /// bars are then left as they are).
+    async fn corporate_actions(
+        &self,
+        _dataset: &Dataset,
+        _from: NaiveDate,
+        _as_of: NaiveDate,
+    ) -> Result<Option<FetchedActions>, ProviderError> {
+        Ok(None)
     }
 }
 
@@ -206,6 +227,17 @@ impl Provider for ProviderSet {
             .query_expiration(dataset, requested)
             .await
     }
+
+    async fn corporate_actions(
+        &self,
+        dataset: &Dataset,
+        from: NaiveDate,
+        as_of: NaiveDate,
+    ) -> Result<Option<FetchedActions>, ProviderError> {
+        self.get(dataset)?
+            .corporate_actions(dataset, from, as_of)
+            .await
+    }
 }
 
 #[async_trait]
@@ -228,6 +260,14 @@ impl<P: Provider + ?Sized> Provider for std::sync::Arc<P> {
         requested: Option<NaiveDate>,
     ) -> Result<Option<NaiveDate>, ProviderError> {
         (**self).query_expiration(dataset, requested).await
+    }
+    async fn corporate_actions(
+        &self,
+        dataset: &Dataset,
+        from: NaiveDate,
+        as_of: NaiveDate,
+    ) -> Result<Option<FetchedActions>, ProviderError> {
+        (**self).corporate_actions(dataset, from, as_of).await
     }
 }
 

@@ -82,6 +82,16 @@ pub enum Reply<T> {
     NoData,
 }
 
+impl<T> Reply<Vec<T>> {
+    /// The values, none on `NoData`.
+    pub fn or_empty(self) -> Vec<T> {
+        match self {
+            Reply::Data(values) => values,
+            Reply::NoData => Vec::new(),
+        }
+    }
+}
+
 /// Why one attempt failed, when another attempt may succeed.
 #[derive(Debug)]
 enum Transient {

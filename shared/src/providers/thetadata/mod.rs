@@ -45,6 +45,7 @@
 //! (v2 parameter names) and other statuses are `Protocol` errors quoting the terminal.
 //! At most [`ThetaDataConfig::concurrency`] requests are in flight at once.
 
+pub mod events;
 pub mod http;
 mod json;
 pub mod normalize;
@@ -58,9 +59,10 @@ use chrono::NaiveDate;
 
 pub use http::RetryPolicy;
 
-use super::{FetchRequest, Fetched, Provider, ProviderError};
+use super::{FetchRequest, Fetched, FetchedActions, Provider, ProviderError};
 use crate::codec::Rows;
 use crate::codec::schema::Layout;
+use crate::corporate::{self, CorporateActions};
 use crate::dataset::Dataset;
 use crate::settings::{DEFAULT_THETADATA_BASE_URL, ProviderSettings, THETADATA_BASE_URL};
 use http::{Reply, Terminal};
@@ -276,6 +278,47 @@ impl Provider for ThetaDataProvider {
 
     fn concurrency(&self, _dataset: &Dataset) -> usize {
         self.concurrency
+    }
+
+    /// lumibot's corporate-action lookups: splits over `[from - 60 d, as_of + 60 d]` and
+    /// dividends over `[from - 60 d, as_of]` of the symbol (an option's underlying). Index
+    /// bars are never adjusted.
+    async fn corporate_actions(
+        &self,
+        dataset: &Dataset,
+        from: NaiveDate,
+        as_of: NaiveDate,
+    ) -> Result<Option<FetchedActions>, ProviderError> {
+        if !corporate::adjusts(dataset) {
+            return Ok(None);
+        }
+        let pad = chrono::Duration::days(request::EVENT_PAD_DAYS);
+        let root = &dataset.symbol;
+        let mut requests = 0;
+        let splits = self
+            .terminal
+            .get(
+                &request::events_call(request::SPLITS_PATH, root, from - pad, as_of + pad),
+                &mut requests,
+                events::splits,
+            )
+            .await?;
+        let dividends = self
+            .terminal
+            .get(
+                &request::events_call(request::DIVIDENDS_PATH, root, from - pad, as_of),
+                &mut requests,
+                events::dividends,
+            )
+            .await?;
+        Ok(Some(FetchedActions {
+            actions: CorporateActions {
+                splits: splits.or_empty(),
+                dividends: dividends.or_empty(),
+                as_of,
+            },
+            requests,
+        }))
     }
 
     /// The expiration a contract is filed under: `requested` when given; else the tradable

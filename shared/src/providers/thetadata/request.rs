@@ -18,6 +18,11 @@ pub const STATUS_PATH: &str = "/v3/terminal/mdds/status";
 pub const EXPIRATIONS_PATH: &str = "/v3/option/list/expirations";
 pub const STRIKES_PATH: &str = "/v3/option/list/strikes";
 pub const QUOTE_DATES_PATH: &str = "/v3/option/list/dates/quote";
+/// Corporate actions live on the terminal's legacy v2 surface only.
+pub const SPLITS_PATH: &str = "/v2/hist/stock/split";
+pub const DIVIDENDS_PATH: &str = "/v2/hist/stock/dividend";
+/// lumibot pads the windows it asks corporate actions for by this many days.
+pub const EVENT_PAD_DAYS: i64 = 60;
 
 /// Extended-hours and regular-hours bounds of an intraday request (New York time).
 pub const EXTENDED_HOURS: (&str, &str) = ("04:00:00", "20:00:00");
@@ -279,6 +284,16 @@ pub fn history_calls(
                 .with("format", "json")
         })
         .collect()
+}
+
+/// A v2 corporate-action call for `root` over `from..=to`, as lumibot sends it.
+pub fn events_call(path: &'static str, root: &str, from: NaiveDate, to: NaiveDate) -> Call {
+    Call::new(path)
+        .with("root", root.to_string())
+        .with("start_date", yyyymmdd(from))
+        .with("end_date", yyyymmdd(to))
+        .with("use_csv", "false")
+        .with("pretty_time", "false")
 }
 
 pub fn status_call() -> Call {
