@@ -124,13 +124,29 @@ fn a_folder_is_checked_file_by_file_with_a_summary() {
     std::fs::write(&stray, b"x").unwrap();
     let upload = root.join(format!("{}.tmp-1726500000-ab12", relative_path(&spy())));
     std::fs::write(&upload, b"half").unwrap();
+    // Other objects lumibot keeps: listed by kind with what was seen, never judged invalid.
+    let chains = root.join("thetadata/stock/option_chains");
+    std::fs::create_dir_all(&chains).unwrap();
+    std::fs::write(chains.join("SPY_2024-09-16.parquet"), b"torn").unwrap();
+    let events = root.join("thetadata/stock/events/splits");
+    std::fs::create_dir_all(&events).unwrap();
+    std::fs::write(events.join("SPY_splits.parquet"), &good).unwrap();
 
     let output = cachefill(dir.path(), &root, &[root.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     let out = stdout(&output);
     assert!(
         out.lines()
-            .any(|l| l == "2 file(s) checked: 1 valid, 1 invalid, 1 skipped"),
+            .any(|l| l
+                == "2 file(s) checked: 1 valid, 1 invalid; 2 other lumibot object(s); 1 skipped"),
+        "{out}"
+    );
+    assert!(
+        out.contains("option_chain ") && out.contains("  - unreadable parquet"),
+        "{out}"
+    );
+    assert!(
+        out.contains("events   ") && out.contains("SPY_splits.parquet"),
         "{out}"
     );
     assert!(
@@ -157,6 +173,11 @@ fn a_folder_is_checked_file_by_file_with_a_summary() {
     assert_eq!(bad["relative_path"], relative_path(&qqq()));
     assert_eq!(bad["violations"][0]["rule"], "unsorted");
     assert_eq!(json["skipped"].as_array().unwrap().len(), 1);
+    let others = json["others"].as_array().unwrap();
+    assert_eq!(others.len(), 2, "{others:?}");
+    let events = others.iter().find(|o| o["kind"] == "events").unwrap();
+    assert_eq!(events["rows"], 390);
+    assert_eq!(events["notes"].as_array().unwrap().len(), 0);
 }
 
 #[test]

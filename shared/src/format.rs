@@ -76,3 +76,27 @@ pub const STATUS_QUARANTINED: &str = "quarantined";
 
 pub const PARQUET_CONTENT_TYPE: &str = "application/vnd.apache.parquet";
 pub const JSON_CONTENT_TYPE: &str = "application/json";
+
+/// lumibot's option chains: `thetadata/<asset>/option_chains/<SYM>_<YYYY-MM-DD>.parquet`.
+pub const CHAINS_FOLDER: &str = "option_chains";
+/// The one column of a chain file: a struct holding the chain.
+pub const CHAIN_DATA_COLUMN: &str = "data";
+/// The chain struct's field naming its layout version.
+pub const CHAIN_CACHE_VERSION_FIELD: &str = "_chain_cache_version";
+/// lumibot 4.6.30's `THETADATA_CHAIN_CACHE_VERSION`: chains below it are ignored.
+pub const CHAIN_CACHE_VERSION: i64 = 5;
+/// lumibot's corporate events: `thetadata/<asset>/events/<type>/<SYM>_<type>.parquet` and
+/// `<SYM>_<type>.meta.json`.
+pub const EVENTS_FOLDER: &str = "events";
+/// The event types lumibot caches.
+pub const EVENT_TYPES: [&str; 2] = ["splits", "dividends"];
+/// The member of an events `.meta.json` listing the covered date ranges.
+pub const EVENTS_RANGES_FIELD: &str = "ranges";
+/// lumibot's point-in-time quote windows: `thetadata/<asset>/snapshot/<datastyle>/…`.
+pub const SNAPSHOT_FOLDER: &str = "snapshot";
+/// lumibot's Interactive Brokers cache root.
+pub const IBKR_ROOT: &str = "ibkr";
+/// lumibot's Yahoo cache root.
+pub const YAHOO_ROOT: &str = "yahoo";
+/// lumibot's shared bar cache: `bars/v<N>/<provider>/…`.
+pub const SHARED_BARS_ROOT: &str = "bars";

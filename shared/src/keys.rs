@@ -16,6 +16,7 @@ use crate::format::{
     AUDIT_AREA, LEASE_AREA, MANIFEST_AREA, PARQUET_SUFFIX, QUARANTINE_AREA, SIDECAR_SUFFIX,
     TEMP_MARKER, VERSION_AREAS,
 };
+use crate::others::OtherKind;
 
 /// The file name of a dataset's parquet.
 pub fn file_name(dataset: &Dataset) -> String {
@@ -80,6 +81,8 @@ pub enum KeyKind {
     Temporary,
     /// Outside this layout's prefix and version.
     Foreign,
+    /// Another object lumibot keeps under the layout (chains, events, snapshots, …).
+    Other(OtherKind),
 }
 
 impl KeyLayout {
@@ -181,6 +184,9 @@ impl KeyLayout {
         }
         if key.contains(TEMP_MARKER) {
             return Ok(KeyKind::Temporary);
+        }
+        if let Some(kind) = OtherKind::of(relative) {
+            return Ok(KeyKind::Other(kind));
         }
         if let Some(data) = relative.strip_suffix(SIDECAR_SUFFIX) {
             return parse_relative_path(data).map(KeyKind::Sidecar);

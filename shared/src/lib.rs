@@ -12,6 +12,7 @@
 //! | [`providers`] | upstream sources (synthetic, ThetaData) |
 //! | [`fill`] | coverage, merge, lease, the fill engine |
 //! | [`validate`] | the rules every cached object must pass |
+//! | [`others`] | the other objects lumibot keeps beside the datasets |
 pub mod atomic_file;
 pub mod calendar;
 pub mod clock;
@@ -23,6 +24,7 @@ pub mod errors;
 pub mod fill;
 pub mod format;
 pub mod keys;
+pub mod others;
 pub mod providers;
 pub mod pyfmt;
 pub mod rules;

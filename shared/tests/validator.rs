@@ -648,3 +648,139 @@ async fn a_parquet_judged_before_its_sidecar_arrives_is_valid_and_the_old_sideca
             .is_empty()
     );
 }
+
+/// An option chain as lumibot writes one: a single `data` struct column.
+fn chain_parquet(version: i64) -> Bytes {
+    use arrow_array::{ArrayRef, Int64Array, StringArray, StructArray};
+    use arrow_schema::{DataType, Field};
+    let data = StructArray::from(vec![
+        (
+            Arc::new(Field::new("Multiplier", DataType::Int64, true)),
+            Arc::new(Int64Array::from(vec![100])) as ArrayRef,
+        ),
+        (
+            Arc::new(Field::new("UnderlyingSymbol", DataType::Utf8, true)),
+            Arc::new(StringArray::from(vec!["SPY"])) as ArrayRef,
+        ),
+        (
+            Arc::new(Field::new("_chain_cache_version", DataType::Int64, true)),
+            Arc::new(Int64Array::from(vec![version])) as ArrayRef,
+        ),
+    ]);
+    let batch = RecordBatch::try_from_iter([("data", Arc::new(data) as ArrayRef)]).unwrap();
+    let mut out = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    Bytes::from(out)
+}
+
+#[tokio::test]
+async fn other_objects_lumibot_keeps_are_recognised_audited_and_never_touched() {
+    let bucket = Bucket::new();
+    let layout = layout();
+    let events = encode(&batch(&spy_minute(), &["2024-09-16"], &[]));
+    let cases: Vec<(&str, Bytes, &str, Option<&str>)> = vec![
+        (
+            "thetadata/stock/option_chains/SPY_2024-09-16.parquet",
+            chain_parquet(5),
+            "option_chain",
+            None,
+        ),
+        (
+            "thetadata/stock/option_chains/SPY_2024-09-13.parquet",
+            chain_parquet(3),
+            "option_chain",
+            Some("_chain_cache_version 3 < 5: lumibot ignores this chain"),
+        ),
+        (
+            "thetadata/stock/events/splits/SPY_splits.parquet",
+            events,
+            "events",
+            None,
+        ),
+        (
+            "thetadata/stock/events/splits/SPY_splits.meta.json",
+            Bytes::from_static(br#"{"ranges": [["2020-01-01", "2026-12-01"]]}"#),
+            "event_ranges",
+            None,
+        ),
+        (
+            "thetadata/stock/events/dividends/SPY_dividends.meta.json",
+            Bytes::from_static(b"{\"ranges\": "),
+            "event_ranges",
+            Some("not JSON"),
+        ),
+        (
+            "thetadata/stock/snapshot/quote/stock_SPY_snapshot_20240916_1m_093000_093500_quote.parquet",
+            Bytes::from_static(b"PAR1 torn"),
+            "snapshot",
+            Some("unreadable parquet"),
+        ),
+        (
+            "ibkr/future/minute/bars/MES.parquet",
+            chain_parquet(1),
+            "ibkr",
+            None,
+        ),
+        (
+            "yahoo/AAPL_1d.pickle",
+            Bytes::from_static(b"\x80\x04"),
+            "yahoo",
+            None,
+        ),
+        (
+            "bars/v1/thetadata/ab/abcdef.parquet",
+            Bytes::from_static(b"junk"),
+            "shared_bars",
+            Some("unreadable parquet"),
+        ),
+    ];
+    for (relative, body, kind, note) in &cases {
+        let key = layout.key_for_relative(relative);
+        let put = bucket.put(&key, body.clone()).await;
+        let verdict = bucket
+            .validator
+            .judge(&bucket.event(&key, &put))
+            .await
+            .unwrap();
+        assert_eq!(verdict.outcome, Outcome::Recognised, "{relative}");
+        assert_eq!(verdict.other.map(|k| k.as_str()), Some(*kind), "{relative}");
+        match note {
+            None => assert!(verdict.notes.is_empty(), "{relative}: {:?}", verdict.notes),
+            Some(note) => assert!(
+                verdict.notes.iter().any(|n| n.starts_with(note)),
+                "{relative}: {:?}",
+                verdict.notes
+            ),
+        }
+        // Untouched: same bytes, no tag, nothing put aside.
+        assert_eq!(bucket.bytes(&key).await.as_ref(), Some(body), "{relative}");
+        assert_eq!(bucket.status(&key, None).await, None, "{relative}");
+    }
+    assert!(
+        bucket
+            .keys_under("stage/cache/v3/_quarantine/")
+            .await
+            .is_empty(),
+        "nothing quarantined"
+    );
+    let records = bucket.audit_records().await;
+    assert_eq!(records.len(), cases.len(), "one audit record per object");
+    for (relative, _, kind, _) in &cases {
+        let record = records
+            .iter()
+            .find(|r| r["key"] == layout.key_for_relative(relative))
+            .unwrap_or_else(|| panic!("no audit record of {relative}"));
+        assert_eq!(record["verdict"], "recognised");
+        assert_eq!(record["other_kind"], *kind);
+    }
+    let chain = records
+        .iter()
+        .find(|r| {
+            r["key"]
+                == layout.key_for_relative("thetadata/stock/option_chains/SPY_2024-09-16.parquet")
+        })
+        .unwrap();
+    assert_eq!(chain["rows"], 1);
+}

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use cachefill_core::settings::ClientSettings;
-use cachefill_core::validate::files::{self, FileError, FileReport};
+use cachefill_core::validate::files::{self, FileError, FileReport, OtherReport};
 use clap::Args;
 use serde::Serialize;
 
@@ -43,6 +43,9 @@ struct Summary {
     valid: usize,
     invalid: usize,
     files: Vec<FileReport>,
+    /// Other objects lumibot keeps (option chains, events, snapshots, …): looked at, never
+    /// judged by the dataset rules.
+    others: Vec<OtherReport>,
     /// Parquets under a folder that name no dataset (their schema is unknown).
     skipped: Vec<Skipped>,
 }
@@ -86,8 +89,12 @@ pub(super) async fn run(args: ValidateArgs) -> Result<(), Failure> {
                 Ok((dataset, relative)) => {
                     summary.add(files::check_file(&file, &dataset, &relative).map_err(failure_of)?)
                 }
-                Err(FileError::NotACachePath { path, why }) if folder => {
-                    summary.skipped.push(Skipped { path, why })
+                Err(FileError::NotACachePath { path, why }) => {
+                    match files::inspect_other_file(&file, &root).map_err(failure_of)? {
+                        Some(other) => summary.others.push(other),
+                        None if folder => summary.skipped.push(Skipped { path, why }),
+                        None => return Err(failure_of(FileError::NotACachePath { path, why })),
+                    }
                 }
                 Err(e) => return Err(failure_of(e)),
             }
@@ -142,15 +149,22 @@ fn print_summary(summary: &Summary, folder: bool) {
             println!("  - {}: {}", rule_name(&violation.rule), violation.message);
         }
     }
+    for other in &summary.others {
+        println!("{:<8} {}", other.kind.as_str(), other.path);
+        for note in &other.notes {
+            println!("  - {note}");
+        }
+    }
     for skipped in &summary.skipped {
         println!("skipped  {}: {}", skipped.path, skipped.why);
     }
     if folder {
         println!(
-            "{} file(s) checked: {} valid, {} invalid, {} skipped",
+            "{} file(s) checked: {} valid, {} invalid; {} other lumibot object(s); {} skipped",
             summary.checked,
             summary.valid,
             summary.invalid,
+            summary.others.len(),
             summary.skipped.len()
         );
     }

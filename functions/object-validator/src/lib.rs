@@ -113,6 +113,8 @@ pub struct Summary {
     pub valid: usize,
     pub quarantined: usize,
     pub duplicates: usize,
+    /// Other objects lumibot keeps (chains, events, snapshots, …), looked at and left alone.
+    pub recognised: usize,
     pub skipped: usize,
     /// Records that could not be judged and will not be retried (undecodable keys, a
     /// manifest that is not ours).
@@ -134,6 +136,15 @@ impl Summary {
             Outcome::Duplicate => {
                 self.duplicates += 1;
                 None
+            }
+            Outcome::Recognised => {
+                self.recognised += 1;
+                let kind = verdict.other.map(|k| k.as_str()).unwrap_or_default();
+                Some(if verdict.notes.is_empty() {
+                    kind.to_string()
+                } else {
+                    format!("{kind}: {}", verdict.notes.join("; "))
+                })
             }
             Outcome::Skipped(why) => {
                 self.skipped += 1;

@@ -14,6 +14,7 @@ use serde_json::json;
 use super::quarantine::ObjectKind;
 use super::validator::{Outcome, Restore, Verdict};
 use crate::keys::KeyLayout;
+use crate::others::OtherKind;
 use crate::rules::Violation;
 use crate::storage::{ObjectStore, PutMode, PutOptions, StorageError};
 
@@ -44,10 +45,14 @@ pub struct AuditRecord {
     pub bucket: String,
     pub key: String,
     pub kind: Option<ObjectKind>,
+    /// Another object lumibot keeps (`option_chain`, `events`, …), when the key names one.
+    pub other_kind: Option<OtherKind>,
+    /// What was noticed in such an object.
+    pub notes: Vec<String>,
     pub version_id: Option<String>,
     pub etag: Option<String>,
     pub sha256: Option<String>,
-    /// `valid`, `quarantined`, `duplicate` or `skipped`.
+    /// `valid`, `quarantined`, `duplicate`, `recognised` or `skipped`.
     pub verdict: &'static str,
     /// Why a record was skipped.
     pub reason: Option<String>,
@@ -75,6 +80,8 @@ impl AuditRecord {
             bucket: event.bucket.clone(),
             key: event.key.clone(),
             kind: verdict.kind,
+            other_kind: verdict.other,
+            notes: verdict.notes.clone(),
             version_id: verdict.version_id.clone(),
             etag: verdict.etag.clone(),
             sha256: verdict.sha256.clone(),
@@ -147,13 +154,13 @@ pub async fn write(
     Ok(key)
 }
 
-/// The CloudWatch EMF line of one judgement, or `None` for duplicates and skips (nothing
-/// was validated).
+/// The CloudWatch EMF line of one judgement, or `None` for duplicates, skips and other
+/// objects lumibot keeps (nothing was validated).
 pub fn emf_line(namespace: &str, verdict: &Verdict, at: DateTime<Utc>) -> Option<String> {
     let (validated, quarantined) = match verdict.outcome {
         Outcome::Valid => (1, 0),
         Outcome::Quarantined { .. } => (0, 1),
-        Outcome::Duplicate | Outcome::Skipped(_) => return None,
+        Outcome::Duplicate | Outcome::Skipped(_) | Outcome::Recognised => return None,
     };
     let line = json!({
         "_aws": {

@@ -53,7 +53,7 @@ impl<S: ObjectStore> ValidatingStore<S> {
         let layout = &self.validator.config().layout;
         if !matches!(
             layout.classify(key),
-            Ok(KeyKind::Data(_) | KeyKind::Sidecar(_))
+            Ok(KeyKind::Data(_) | KeyKind::Sidecar(_) | KeyKind::Other(_))
         ) {
             return None;
         }

@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::dataset::Dataset;
 use crate::format::{PARQUET_SUFFIX, SIDECAR_SUFFIX, TEMP_MARKER};
 use crate::keys::{self, KeyKind, KeyLayout};
+use crate::others::{self, OtherKind};
 use crate::rules::{self, Violation};
 use crate::storage::{ObjectStore, StorageError};
 
@@ -76,6 +77,49 @@ pub fn dataset_of_path(
     cache_root: &Path,
     from_path: bool,
 ) -> Result<(Dataset, String), FileError> {
+    let relative = relative_of_path(path, cache_root, from_path)?;
+    let dataset = keys::parse_relative_path(&relative).map_err(|e| FileError::NotACachePath {
+        path: path.display().to_string(),
+        why: e.0,
+    })?;
+    Ok((dataset, relative))
+}
+
+/// What was seen in another object lumibot keeps under the cache root (an option chain,
+/// corporate events, a snapshot, …): never judged by the dataset rules.
+#[derive(Debug, Clone, Serialize)]
+pub struct OtherReport {
+    pub path: String,
+    pub relative_path: String,
+    pub kind: OtherKind,
+    pub rows: Option<u64>,
+    pub notes: Vec<String>,
+}
+
+/// The other object lumibot keeps at `path` under `cache_root`, looked at; `None` when the
+/// path names none.
+pub fn inspect_other_file(
+    path: &Path,
+    cache_root: &Path,
+) -> Result<Option<OtherReport>, FileError> {
+    let Ok(relative) = relative_of_path(path, cache_root, false) else {
+        return Ok(None);
+    };
+    let Some(kind) = OtherKind::of(&relative) else {
+        return Ok(None);
+    };
+    let bytes = Bytes::from(std::fs::read(path).map_err(io_error(path))?);
+    let seen = others::inspect(kind, &relative, &bytes);
+    Ok(Some(OtherReport {
+        path: path.display().to_string(),
+        relative_path: relative,
+        kind,
+        rows: seen.rows,
+        notes: seen.notes,
+    }))
+}
+
+fn relative_of_path(path: &Path, cache_root: &Path, from_path: bool) -> Result<String, FileError> {
     let not_cache = |why: String| FileError::NotACachePath {
         path: path.display().to_string(),
         why,
@@ -101,9 +145,7 @@ pub fn dataset_of_path(
         })?;
         segments(under)
     };
-    let relative = relative.join("/");
-    let dataset = keys::parse_relative_path(&relative).map_err(|e| not_cache(e.0))?;
-    Ok((dataset, relative))
+    Ok(relative.join("/"))
 }
 
 /// Every `*.parquet` under `dir`, sorted; lumibot's in-flight `.tmp-` files are left out.

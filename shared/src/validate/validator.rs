@@ -74,6 +74,7 @@ use crate::format::{
     STATUS_VALID,
 };
 use crate::keys::{KeyKind, KeyLayout};
+use crate::others::{self, OtherKind};
 use crate::pyfmt;
 use crate::rules::{self, SidecarStanding, Violation};
 use crate::storage::{
@@ -192,6 +193,8 @@ pub enum Outcome {
     Quarantined {
         restore: Restore,
     },
+    /// Another object lumibot keeps, looked at and left as it is.
+    Recognised,
 }
 
 impl Outcome {
@@ -200,6 +203,7 @@ impl Outcome {
             Outcome::Skipped(_) => "skipped",
             Outcome::Duplicate => "duplicate",
             Outcome::Valid => "valid",
+            Outcome::Recognised => "recognised",
             Outcome::Quarantined { .. } => "quarantined",
         }
     }
@@ -211,6 +215,10 @@ pub struct Verdict {
     pub event: EventRecord,
     /// `None` when the key is no dataset object.
     pub kind: Option<ObjectKind>,
+    /// The kind of another object lumibot keeps, when the key names one.
+    pub other: Option<OtherKind>,
+    /// What was noticed in such an object (reported, never acted on).
+    pub notes: Vec<String>,
     pub version_id: Option<String>,
     pub etag: Option<String>,
     pub sha256: Option<String>,
@@ -228,6 +236,8 @@ impl Verdict {
         Verdict {
             event: event.clone(),
             kind: None,
+            other: None,
+            notes: Vec::new(),
             version_id: event.version_id.clone(),
             etag: event.etag.clone(),
             sha256: None,
@@ -355,6 +365,7 @@ impl<S: ObjectStore> Validator<S> {
         verdict.outcome = self.decide(event, &mut verdict).await?;
         verdict.elapsed_ms = started.elapsed().as_millis() as u64;
         let audited = verdict.kind.is_some()
+            || verdict.other.is_some()
             || matches!(
                 verdict.outcome,
                 Outcome::Skipped(SkipReason::NotCachePath(_))
@@ -407,7 +418,34 @@ impl<S: ObjectStore> Validator<S> {
                 verdict.kind = Some(ObjectKind::Sidecar);
                 self.judge_sidecar(&dataset, event, verdict).await
             }
+            Ok(KeyKind::Other(kind)) => {
+                verdict.other = Some(kind);
+                self.inspect_other(kind, event, verdict).await
+            }
         }
+    }
+
+    /// Another object lumibot keeps: looked at, never judged by the dataset rules, never
+    /// quarantined or replaced.
+    async fn inspect_other(
+        &self,
+        kind: OtherKind,
+        event: &EventRecord,
+        verdict: &mut Verdict,
+    ) -> Result<Outcome> {
+        let Some(got) = self
+            .get_version(&event.key, event.version_id.as_deref())
+            .await?
+        else {
+            return Ok(Outcome::Skipped(SkipReason::Gone));
+        };
+        verdict.saw(&got);
+        verdict.sha256 = Some(codec::sha256_hex(&got.bytes));
+        let relative = self.layout().relative_of(&event.key).unwrap_or(&event.key);
+        let seen = others::inspect(kind, relative, &got.bytes);
+        verdict.rows = seen.rows;
+        verdict.notes = seen.notes;
+        Ok(Outcome::Recognised)
     }
 
     async fn read_manifest(&self, dataset: &Dataset) -> Result<Manifest> {
