@@ -1,4 +1,4 @@
-//! The NYSE trading calendar that coverage is measured against (DESIGN §5).
+//! The NYSE trading calendar that coverage is measured against (`docs/ARCHITECTURE.md` §4).
 //!
 //! The calendar is rule-based for every date from [`FIRST_SUPPORTED`]
 //! (1990-01-01) to [`LAST_SUPPORTED`] (2099-12-31); dates outside that range

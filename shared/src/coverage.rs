@@ -1,5 +1,5 @@
-//! Coverage: which NYSE sessions a file already answers for (`docs/ARCHITECTURE.md`,
-//! "Coverage"). The one place this is decided: the fill engine and the client both ask here.
+//! Coverage: which NYSE sessions a file already answers for (`docs/ARCHITECTURE.md` §4).
+//! The one place this is decided: the fill engine and the client both ask here.
 //!
 //! A session is covered when the file has a real row or a trusted placeholder on it.
 //! Placeholders written less than two days after their session closed are provisional:

@@ -1,5 +1,5 @@
-//! The validation rules every cached object must pass (DESIGN §8), as one pure function
-//! that reports every violation it finds, not just the first.
+//! The validation rules every cached object must pass (`docs/VALIDATOR.md`), as one pure
+//! function that reports every violation it finds, not just the first.
 
 use std::collections::HashSet;
 

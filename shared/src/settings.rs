@@ -1,5 +1,5 @@
 //! Configuration read from environment variables: the one module that reads the process
-//! environment (`docs/ARCHITECTURE.md`, "Settings"). Each binary reads the settings it uses
+//! environment (`docs/ARCHITECTURE.md` §12). Each binary reads the settings it uses
 //! once, at start, and hands them to the composition root ([`crate::runtime`]).
 //!
 //! Client side (backtest jobs). The `LUMIBOT_CACHE_*` variables follow

@@ -1,4 +1,4 @@
-//! End-to-end tests of cachefill against real stand-ins of AWS (DESIGN §9).
+//! End-to-end tests of cachefill against real stand-ins of AWS (`docs/ARCHITECTURE.md` §13).
 //!
 //! A [`Stack`] starts, for one test, `moto_server` (S3 and SQS) and cargo-lambda's Lambda
 //! emulator on free loopback ports, from the project venv made by `scripts/setup-venv`;

@@ -1,5 +1,5 @@
-//! The ThetaData terminal of the end-to-end stack: cachefill-core's replay server serving the
-//! recorded v3 exchanges of `../shared/fixtures/thetadata-v3`.
+//! The ThetaData terminal of the end-to-end stack: cachefill-testing's replay server serving
+//! the recorded v3 exchanges of `tests/fixtures/thetadata-v3/`.
 //!
 //! The recording holds one session of AAPL hourly quotes (2024-01-05, regular hours). A fill
 //! asks for whole months, so every other session of that dataset is answered with the

@@ -1,6 +1,6 @@
 //! The real miss-handler binary under cargo-lambda's emulator, invoked through the Invoke API,
-//! writing into moto: the answer of DESIGN §6, the objects it names, an independent reader's
-//! view of them, and the S3 notifications they cause.
+//! writing into moto: the answer of `docs/ARCHITECTURE.md` §5, the objects it names, an
+//! independent reader's view of them, and the S3 notifications they cause.
 
 use std::collections::BTreeSet;
 
@@ -188,7 +188,7 @@ async fn pyarrow_reads_the_written_parquet_with_the_contract_schema() -> anyhow:
     let seen: Value =
         serde_json::from_str(&run_python(stack.tools(), PYARROW_READER, &[path.as_path()]).await?)?;
 
-    // DESIGN §4, stock minute ohlc, in pyarrow's words.
+    // `docs/FORMAT.md`, stock minute ohlc, in pyarrow's words.
     let ny = "timestamp[ns, tz=America/New_York]";
     let expected_columns = json!([
         ["datetime", "timestamp[ns, tz=UTC]"],

@@ -16,7 +16,7 @@ use cachefill_core::fill::{FillAnswer, FillRequest};
 pub use in_process::InProcessInvoker;
 pub use lambda::{LambdaInvoker, LambdaOptions};
 
-/// Runs the miss-handler for one request and returns its answer (DESIGN §6).
+/// Runs the miss-handler for one request and returns its answer (`docs/ARCHITECTURE.md` §5).
 #[async_trait]
 pub trait Invoker: Send + Sync + std::fmt::Debug {
     async fn invoke(&self, request: &FillRequest) -> Result<FillAnswer, InvokeError>;
@@ -27,7 +27,7 @@ pub trait Invoker: Send + Sync + std::fmt::Debug {
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvokeError {
-    /// The miss-handler ran and failed with one of DESIGN §6's `errorType`s.
+    /// The miss-handler ran and failed with one of its `errorType`s ([`ErrorType`]).
     #[error("the fill function failed with {error_type}: {message}")]
     Function {
         error_type: ErrorType,

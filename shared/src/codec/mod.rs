@@ -1,4 +1,4 @@
-//! Parquet files and `.meta.json` sidecars exactly as lumibot reads them (DESIGN §4).
+//! Parquet files and `.meta.json` sidecars exactly as lumibot reads them (`docs/FORMAT.md`).
 
 pub mod conform;
 pub mod facts;

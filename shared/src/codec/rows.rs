@@ -1,5 +1,5 @@
 //! Normalized rows as providers deliver them, and their conversion into a dataset's
-//! record batch (row rules of DESIGN §4 applied once, here, for every provider).
+//! record batch (the row rules of `docs/FORMAT.md` applied once, here, for every provider).
 
 use std::sync::Arc;
 
@@ -124,11 +124,10 @@ fn sane_quote(bid: Option<f64>, ask: Option<f64>) -> bool {
     ok(bid) && ok(ask) && (positive(bid) || positive(ask))
 }
 
-/// The row rules of DESIGN §4: OHLC rows with `count == 0` are empty bars (kept for
+/// The row rules (`docs/FORMAT.md`): OHLC rows with `count == 0` are empty bars (kept for
 /// indices, which have no trade count; a bar whose count is unknown is kept), quote rows
-/// need a bid or an ask. Rows a validator
-/// would reject (non-positive prices, `high < low`, negative sizes) are dropped here too, so
-/// one bad upstream bar cannot block a whole file.
+/// need a bid or an ask. Rows a validator would reject (non-positive prices, `high < low`,
+/// negative sizes) are dropped here too, so one bad upstream bar cannot block a whole file.
 pub fn keep_ohlc(asset: AssetType, bar: &OhlcBar) -> bool {
     let traded = asset == AssetType::Index || bar.count != Some(0);
     traded

@@ -1,4 +1,4 @@
-//! lumibot's parquet schemas per dataset (DESIGN §4), in one place.
+//! lumibot's parquet schemas per dataset (`docs/FORMAT.md`), in one place.
 //!
 //! Column order follows ThetaData's response fields; option datasets add the contract
 //! columns after the provider's value columns, before the columns lumibot derives.

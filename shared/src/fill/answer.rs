@@ -1,4 +1,4 @@
-//! The miss-handler's answer and its failures (`docs/ARCHITECTURE.md`, "The miss-handler").
+//! The miss-handler's answer and its failures (`docs/ARCHITECTURE.md` §5).
 
 use serde::{Deserialize, Serialize};
 

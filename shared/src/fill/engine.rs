@@ -1,6 +1,6 @@
-//! The fill engine (DESIGN §5–§7): coverage → missing sessions → lease → re-read → fetch
-//! only the missing sessions → normalize → merge → self-validate → conditional PUT of the
-//! parquet, then its sidecar → release the lease → answer.
+//! The fill engine (`docs/ARCHITECTURE.md` §6, §7): coverage → missing sessions → lease →
+//! re-read → fetch only the missing sessions → normalize → merge → self-validate →
+//! conditional PUT of the parquet, then its sidecar → release the lease → answer.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

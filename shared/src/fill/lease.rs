@@ -1,6 +1,6 @@
 //! The lease that lets one invocation fetch a missing range while its peers wait
-//! (DESIGN §7): an object created with `If-None-Match: *`, taken over with `If-Match` once
-//! expired, and released by expiring it (the miss-handler may not delete).
+//! (`docs/ARCHITECTURE.md` §7): an object created with `If-None-Match: *`, taken over with
+//! `If-Match` once expired, and released by expiring it (the miss-handler may not delete).
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};

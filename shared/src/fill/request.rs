@@ -1,4 +1,5 @@
-//! The miss-handler's request: a dataset payload plus the range wanted (DESIGN §6).
+//! The miss-handler's request (`docs/ARCHITECTURE.md` §5): a dataset payload plus the range
+//! wanted.
 
 use chrono::{DateTime, NaiveDate};
 

@@ -45,7 +45,8 @@ pub struct FetchedActions {
     pub requests: u32,
 }
 
-/// Why an upstream could not deliver; each maps to one of DESIGN §6's `errorType`s.
+/// Why an upstream could not deliver; each maps to one `errorType`
+/// ([`ErrorType`](crate::errors::ErrorType)).
 #[non_exhaustive]
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ProviderError {

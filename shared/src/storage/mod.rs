@@ -4,7 +4,7 @@
 //! default) and `s3::S3Store` (feature `s3`, any S3 API). The fill engine, the validator and
 //! the client only speak this trait, so every behaviour is testable on the local store and
 //! proven against a real S3 API server by the same conformance suite
-//! (`conformance`, feature `testing`).
+//! (`cachefill_testing::conformance`).
 //!
 //! The conditional-update loop every writer uses:
 //!

@@ -1,5 +1,6 @@
 //! The validator on the embedded default: a store that judges every dataset object written
-//! through it before the write returns, as the S3 event would on AWS (DESIGN §9).
+//! through it before the write returns, as the S3 event would on AWS
+//! (`docs/ARCHITECTURE.md` §13).
 //!
 //! The validator's own writes (manifest, quarantine, restores, tags, audit records) go to
 //! the inner store, so they are never judged again and cannot recurse.

@@ -1,5 +1,5 @@
-//! The object-validator's logic (DESIGN §8): judge one "object written" event, then record
-//! the version as valid or put it aside and restore what readers should see.
+//! The object-validator's logic (`docs/VALIDATOR.md`): judge one "object written" event, then
+//! record the version as valid or put it aside and restore what readers should see.
 //!
 //! # What is judged
 //!

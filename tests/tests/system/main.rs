@@ -1,8 +1,8 @@
-//! The whole system on its stand-ins (DESIGN §9): readonly backtest jobs (`cachefill-client`)
-//! whose misses invoke the miss-handler through the emulator's Invoke API, the miss-handler
-//! fetching from the ThetaData replay server and writing into moto, and moto's notifications
-//! relayed to the object-validator; and `scripts/dev-stack`, which starts the same stand-ins
-//! for a person.
+//! The whole system on its stand-ins (`docs/ARCHITECTURE.md` §13): readonly backtest jobs
+//! (`cachefill-client`) whose misses invoke the miss-handler through the emulator's Invoke
+//! API, the miss-handler fetching from the ThetaData replay server and writing into moto, and
+//! moto's notifications relayed to the object-validator; and `scripts/dev-stack`, which
+//! starts the same stand-ins for a person.
 //!
 //! Each test starts its own stack and terminal (about a second) and stops them when it ends,
 //! so the tests of this binary run side by side without sharing state.

@@ -33,8 +33,8 @@
 //! Rows of objects, option history nested under `contract`/`data`, the older columnar
 //! shape, v2's `header.format` with positional rows, and CSV are all read by column name.
 //! Timestamps are New York wall-clock and become UTC bar opens; end-of-day rows take their
-//! session from `created`. Every row is delivered; the row rules of DESIGN §4 (empty bars,
-//! quotes without a side) are applied by the codec.
+//! session from `created`. Every row is delivered; the row rules of `docs/FORMAT.md` (empty
+//! bars, quotes without a side) are applied by the codec.
 //!
 //! # Faults ([`http`])
 //!

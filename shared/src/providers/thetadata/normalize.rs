@@ -1,4 +1,4 @@
-//! From a parsed response to the rows of DESIGN §4.
+//! From a parsed response to the rows of `docs/FORMAT.md`.
 //!
 //! - Intraday timestamps are New York wall-clock without offset (`2024-01-05T09:30:00`,
 //!   sometimes `.SSS`, v2 `date` + `ms_of_day`); they become UTC nanoseconds of the bar's
