@@ -30,8 +30,6 @@
 //!
 //! Function side (the Lambdas):
 //!
-//! | variable | default | meaning |
-//! |---|---|---|
 //! | variable | read by | default | meaning |
 //! |---|---|---|---|
 //! | `CACHE_BUCKET` | both | — | bucket holding the cache; required |
