@@ -20,7 +20,8 @@
 //!   `start_date` = `end_date` instead), `interval`, `start_time`/`end_time` `04:00:00`–`20:00:00`
 //!   (`09:30:00`–`16:00:00` without extended hours), `format=json`.
 //! - End of day: `symbol`, `start_date`, `end_date` over runs of consecutive missing sessions
-//!   of at most 365 days; prices are raw (no `adjust`), lumibot applies splits on load.
+//!   of at most 365 days; prices come raw (no `adjust`) and the engine adjusts day bars from
+//!   the split and dividend history (`events.rs`).
 //! - Options add `expiration=YYYYMMDD`, `strike` in dollars (`275`, `412.5`) and
 //!   `right=call|put`; SPX contracts off the third Friday use the `SPXW` root, and index
 //!   history uses the index root (`SPXW` → `SPX`).
