@@ -201,6 +201,60 @@ fn ls_lists_datasets_with_facts_and_the_validated_version() {
     assert_eq!(none["objects"].as_array().unwrap().len(), 0);
 }
 
+/// Put objects straight into the embedded bucket, as lumibot's own uploads would land.
+fn put_raw(dir: &Path, objects: &[(&str, &[u8])]) {
+    use cachefill_core::storage::{ObjectStore, PutOptions, local::LocalStore};
+    let store = LocalStore::new(dir.join(".cachefill/bucket")).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    for (key, body) in objects {
+        runtime
+            .block_on(store.put(key, body.to_vec().into(), PutOptions::default()))
+            .unwrap();
+    }
+}
+
+#[test]
+fn ls_and_audit_list_the_other_objects_lumibot_keeps_by_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(get(dir.path(), "AAPL", "2024-04-01", "2024-04-30").0, 0);
+    put_raw(
+        dir.path(),
+        &[
+            (
+                "v1/thetadata/stock/option_chains/SPY_2024-04-01.parquet",
+                b"torn",
+            ),
+            (
+                "v1/thetadata/stock/events/splits/SPY_splits.meta.json",
+                br#"{"ranges": [["2024-01-01", "2024-04-30"]]}"#,
+            ),
+        ],
+    );
+    let (code, listed, stderr) = cachefill(dir.path(), &["ls", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(listed["objects"].as_array().unwrap().len(), 1);
+    let kinds: Vec<&str> = listed["others"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["option_chain", "event_ranges"]);
+
+    let (code, audited, stderr) = cachefill(dir.path(), &["audit", "--json"]);
+    assert_eq!(
+        code, 0,
+        "other objects are never divergences: {audited} {stderr}"
+    );
+    assert_eq!(audited["others"]["option_chain"], 1);
+    assert_eq!(audited["others"]["event_ranges"], 1);
+    let notes = audited["other_notes"].as_array().unwrap();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(notes[0]["kind"], "option_chain");
+}
+
 #[test]
 fn audit_is_clean_after_the_demo_and_lists_every_divergence() {
     let dir = tempfile::tempdir().unwrap();

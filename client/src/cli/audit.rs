@@ -58,6 +58,20 @@ fn print_text(report: &AuditReport) {
         report.local_files,
         report.divergences.len()
     );
+    for (kind, count) in &report.others {
+        println!(
+            "  {count} other lumibot object(s) of kind {}",
+            kind.as_str()
+        );
+    }
+    for note in &report.other_notes {
+        println!(
+            "  {:<24} {}\n    {}",
+            note.kind.as_str(),
+            note.key,
+            note.notes.join("; ")
+        );
+    }
     for divergence in &report.divergences {
         let kind = serde_json::to_value(divergence.kind)
             .ok()

@@ -10,6 +10,7 @@ use cachefill_core::codec::{self, BatchFacts, Sidecar};
 use cachefill_core::dataset::Dataset;
 use cachefill_core::format::{MANIFEST_AREA, SIDECAR_SUFFIX};
 use cachefill_core::keys::{KeyKind, KeyLayout, join_key, relative_path};
+use cachefill_core::others::{self, OtherKind};
 use cachefill_core::rules;
 use cachefill_core::storage::{ObjectMeta, ObjectStore, StorageError};
 use cachefill_core::validate::manifest::{Manifest, ManifestEntry};
@@ -32,13 +33,21 @@ async fn manifest(
     }
 }
 
-/// The dataset objects under a layout (optionally only relative paths starting with
-/// `filter`), and whether the bucket has a manifest area (a validator runs on it).
-async fn data_objects(
+/// The objects under a layout (optionally only relative paths starting with `filter`).
+#[derive(Debug, Default)]
+struct Objects {
+    datasets: Vec<(ObjectMeta, Dataset)>,
+    /// The other objects lumibot keeps there (chains, events, snapshots, …).
+    others: Vec<(ObjectMeta, OtherKind)>,
+    /// Whether the bucket has a manifest area (a validator runs on it).
+    validated: bool,
+}
+
+async fn objects(
     store: &dyn ObjectStore,
     layout: &KeyLayout,
     filter: &str,
-) -> Result<(Vec<(ObjectMeta, Dataset)>, bool), ClientError> {
+) -> Result<Objects, ClientError> {
     let root = layout.root();
     // A filter is a relative-path prefix, possibly ending mid-name.
     let prefix = if filter.trim_matches('/').is_empty() {
@@ -56,14 +65,39 @@ async fn data_objects(
         .await
         .map_err(|e| ClientError::storage(&manifests, e))?
         .is_empty();
-    let objects = listed
+    let mut objects = Objects {
+        validated,
+        ..Objects::default()
+    };
+    for meta in listed {
+        match layout.classify(&meta.key) {
+            Ok(KeyKind::Data(dataset)) => objects.datasets.push((meta, dataset)),
+            Ok(KeyKind::Other(kind)) => objects.others.push((meta, kind)),
+            _ => {}
+        }
+    }
+    Ok(objects)
+}
+
+/// Another object lumibot keeps, as `ls` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ListedOther {
+    pub key: String,
+    pub kind: OtherKind,
+    pub size: u64,
+    pub version_id: Option<String>,
+}
+
+fn listed_others(others: Vec<(ObjectMeta, OtherKind)>) -> Vec<ListedOther> {
+    others
         .into_iter()
-        .filter_map(|meta| match layout.classify(&meta.key) {
-            Ok(KeyKind::Data(dataset)) => Some((meta, dataset)),
-            _ => None,
+        .map(|(meta, kind)| ListedOther {
+            key: meta.key,
+            kind,
+            size: meta.size,
+            version_id: meta.version_id,
         })
-        .collect();
-    Ok((objects, validated))
+        .collect()
 }
 
 /// How the local copy of an object relates to it.
@@ -94,16 +128,28 @@ pub struct Listed {
     pub local: LocalCopy,
 }
 
-/// The dataset objects in the bucket with their sidecar facts and validated version.
+/// What `ls` lists: the datasets and the other objects lumibot keeps, by kind.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Listing {
+    pub objects: Vec<Listed>,
+    pub others: Vec<ListedOther>,
+}
+
+/// The dataset objects in the bucket with their sidecar facts and validated version, and the
+/// other objects lumibot keeps beside them, sorted by kind.
 pub async fn list(
     store: &dyn ObjectStore,
     layout: &KeyLayout,
     cache: Option<&LocalCache>,
     filter: &str,
-) -> Result<Vec<Listed>, ClientError> {
-    let (objects, _) = data_objects(store, layout, filter).await?;
-    let mut out = Vec::with_capacity(objects.len());
-    for (meta, dataset) in objects {
+) -> Result<Listing, ClientError> {
+    let Objects {
+        datasets, others, ..
+    } = objects(store, layout, filter).await?;
+    let mut others = listed_others(others);
+    others.sort_by(|a, b| (a.kind, &a.key).cmp(&(b.kind, &b.key)));
+    let mut out = Vec::with_capacity(datasets.len());
+    for (meta, dataset) in datasets {
         let sidecar_key = format!("{}{SIDECAR_SUFFIX}", meta.key);
         let sidecar = match store.get(&sidecar_key, None).await {
             Ok(got) => Sidecar::parse(&got.bytes).ok(),
@@ -139,7 +185,10 @@ pub async fn list(
             local,
         });
     }
-    Ok(out)
+    Ok(Listing {
+        objects: out,
+        others,
+    })
 }
 
 /// A kind of disagreement `audit` reports.
@@ -175,6 +224,18 @@ pub struct AuditReport {
     pub objects: usize,
     pub local_files: usize,
     pub divergences: Vec<Divergence>,
+    /// The other objects lumibot keeps, counted by kind (never divergences).
+    pub others: BTreeMap<OtherKind, usize>,
+    /// What was noticed in them (a chain lumibot ignores, a parquet that does not decode).
+    pub other_notes: Vec<OtherNote>,
+}
+
+/// What was noticed in another object lumibot keeps.
+#[derive(Debug, Clone, Serialize)]
+pub struct OtherNote {
+    pub key: String,
+    pub kind: OtherKind,
+    pub notes: Vec<String>,
 }
 
 /// Compare every dataset object with its sidecar and manifest, and the local cache with the
@@ -185,11 +246,32 @@ pub async fn audit(
     cache: &LocalCache,
     progress: impl Fn(usize, usize),
 ) -> Result<AuditReport, ClientError> {
-    let (objects, validated) = data_objects(store, layout, "").await?;
+    let Objects {
+        datasets: objects,
+        others,
+        validated,
+    } = objects(store, layout, "").await?;
     let mut report = AuditReport {
         objects: objects.len(),
         ..Default::default()
     };
+    for (meta, kind) in &others {
+        *report.others.entry(*kind).or_default() += 1;
+        let got = match store.get(&meta.key, None).await {
+            Ok(got) => got,
+            Err(StorageError::NotFound { .. }) => continue,
+            Err(e) => return Err(ClientError::storage(&meta.key, e)),
+        };
+        let relative = layout.relative_of(&meta.key).unwrap_or(&meta.key);
+        let seen = others::inspect(*kind, relative, &got.bytes);
+        if !seen.notes.is_empty() {
+            report.other_notes.push(OtherNote {
+                key: meta.key.clone(),
+                kind: *kind,
+                notes: seen.notes,
+            });
+        }
+    }
     let mut diverge = |key: &str, kind, detail: String| {
         report.divergences.push(Divergence {
             key: key.to_string(),

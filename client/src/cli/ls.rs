@@ -3,10 +3,9 @@
 
 use std::path::PathBuf;
 
-use super::inventory::{self, Listed, LocalCopy};
+use super::inventory::{self, LocalCopy};
 use crate::local_cache::LocalCache;
 use clap::Args;
-use serde::Serialize;
 
 use super::args::{BucketArgs, CacheArgs};
 use super::output::{Failure, print_json};
@@ -37,11 +36,6 @@ pub(super) struct LsArgs {
     pub json: bool,
 }
 
-#[derive(Serialize)]
-struct LsOutput<'a> {
-    objects: &'a [Listed],
-}
-
 pub(super) async fn run(args: LsArgs) -> Result<(), Failure> {
     let cache = CacheArgs {
         bucket: BucketArgs {
@@ -56,10 +50,12 @@ pub(super) async fn run(args: LsArgs) -> Result<(), Failure> {
     let local = LocalCache::new(cache.cache_root()?);
     let root = format!("{}/", bucket.layout.root());
     let filter = args.prefix.strip_prefix(&root).unwrap_or(&args.prefix);
-    let objects = inventory::list(&*bucket.store, &bucket.layout, Some(&local), filter).await?;
+    let listing = inventory::list(&*bucket.store, &bucket.layout, Some(&local), filter).await?;
     if args.json {
-        return print_json(&LsOutput { objects: &objects });
+        return print_json(&listing);
     }
+    let objects = &listing.objects;
+    print_others(&listing.others);
     if objects.is_empty() {
         println!(
             "no datasets under {}",
@@ -71,7 +67,7 @@ pub(super) async fn run(args: LsArgs) -> Result<(), Failure> {
         "{:>8} {:>10}  {:<25} {:<25} {:<6} {:<5} key",
         "rows", "bytes", "min", "max", "valid", "local"
     );
-    for object in &objects {
+    for object in objects {
         let validated = match (&object.validated_version, &object.version_id) {
             (Some(valid), Some(current)) if valid == current => "yes",
             (Some(_), _) => "older",
@@ -95,4 +91,21 @@ pub(super) async fn run(args: LsArgs) -> Result<(), Failure> {
         );
     }
     Ok(())
+}
+
+/// The other objects lumibot keeps, by kind, before the datasets.
+fn print_others(others: &[inventory::ListedOther]) {
+    if others.is_empty() {
+        return;
+    }
+    println!("{:<14} {:>10}  key", "other", "bytes");
+    for other in others {
+        println!(
+            "{:<14} {:>10}  {}",
+            other.kind.as_str(),
+            other.size,
+            other.key
+        );
+    }
+    println!();
 }
