@@ -18,7 +18,7 @@ use cachefill_core::dataset::Dataset;
 use cachefill_core::fill::{EngineConfig, FillAnswer, FillEngine, FillRequest, FillStatus};
 use cachefill_core::keys::KeyLayout;
 use cachefill_core::providers::thetadata::{RetryPolicy, ThetaDataConfig, ThetaDataProvider};
-use cachefill_core::providers::{FetchRequest, Provider};
+use cachefill_core::providers::{FetchRequest, Provider, ProviderError};
 use cachefill_core::settings::ProviderSettings;
 use cachefill_core::storage::ObjectStore;
 use cachefill_core::storage::local::LocalStore;
@@ -831,6 +831,7 @@ async fn readiness_and_option_listings() {
         answer_410,
     );
     let err = provider.strikes("AAPL", d("2025-02-21")).await.unwrap_err();
+    assert!(matches!(err, ProviderError::Protocol(_)), "{err:?}");
     assert!(err.to_string().contains("exp -> expiration"), "{err}");
     assert_eq!(server.count("/v3/option/list/strikes"), 1);
 
@@ -871,6 +872,7 @@ async fn readiness_and_option_listings() {
     })
     .unwrap();
     let err = offline.status().await.unwrap_err();
+    assert!(matches!(err, ProviderError::Unavailable(_)), "{err:?}");
     assert!(err.to_string().contains("is it running?"), "{err}");
 }
 
