@@ -205,7 +205,8 @@ fn option_columns(dataset: &Dataset, n: usize) -> Vec<ArrayRef> {
 /// provider's order; sorting and de-duplication happen in the merge).
 pub fn rows_to_batch(dataset: &Dataset, rows: Rows) -> Result<RecordBatch, CodecError> {
     let layout = Layout::of(dataset);
-    let schema = schema::schema_for(dataset);
+    let option = dataset.asset_type == AssetType::Option;
+    let schema = schema::assembly_of(layout, option);
     let asset = dataset.asset_type;
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
     let n;
@@ -265,7 +266,7 @@ pub fn rows_to_batch(dataset: &Dataset, rows: Rows) -> Result<RecordBatch, Codec
             columns.push(floats(&bars, |b| b.close));
             columns.push(floats(&bars, |b| b.open));
             columns.extend(option_columns(dataset, n));
-            // Raw prices: lumibot applies the splits it knows at load time.
+            // Raw prices; the fill engine applies lumibot's corporate-action treatment.
             columns.push(constant_f64(0.0, n));
             columns.push(constant_f64(0.0, n));
             columns.push(constant_bool(false, n));
@@ -305,7 +306,8 @@ pub fn rows_to_batch(dataset: &Dataset, rows: Rows) -> Result<RecordBatch, Codec
         }
     }
     columns.push(constant_bool(false, n));
-    Ok(RecordBatch::try_new(schema, columns)?)
+    let assembled = RecordBatch::try_new(schema, columns)?;
+    Ok(assembled.project(&schema::projection(layout, option))?)
 }
 
 /// One placeholder row per session: 16:00 New York, every value null, `missing = true`.

@@ -1,7 +1,9 @@
 //! lumibot's parquet schemas per dataset (`docs/FORMAT.md`), in one place.
 //!
-//! Column order follows ThetaData's response fields; option datasets add the contract
-//! columns after the provider's value columns, before the columns lumibot derives.
+//! Column order is lumibot's for the same response: ThetaData v3's fields in the order the
+//! terminal sends them (for intraday option files the contract columns fall among the
+//! values), then the columns lumibot derives. Day option files add the contract columns
+//! after the values.
 
 use std::sync::{Arc, OnceLock};
 
@@ -129,7 +131,39 @@ fn columns(layout: Layout) -> (Columns, Columns) {
     }
 }
 
-fn build(layout: Layout, option: bool) -> SchemaRef {
+/// ThetaData v3's field order of an intraday option response, as lumibot keeps it
+/// (`tests/fixtures/thetadata-v3-columnar/option_minute_*.json`).
+const OPTION_INTRADAY_OHLC_ORDER: [&str; 11] = [
+    "volume",
+    "symbol",
+    "high",
+    "low",
+    "strike",
+    "vwap",
+    "count",
+    "expiration",
+    "right",
+    "close",
+    "open",
+];
+const OPTION_INTRADAY_QUOTE_ORDER: [&str; 12] = [
+    "symbol",
+    "ask_size",
+    "ask_condition",
+    "strike",
+    "right",
+    "bid_size",
+    "ask_exchange",
+    "bid_exchange",
+    "ask",
+    "expiration",
+    "bid",
+    "bid_condition",
+];
+
+/// The order rows are assembled in: `datetime`, the values, the contract columns of an
+/// option, the derived columns, `missing` ([`crate::codec::rows`] builds columns so).
+pub(crate) fn assembly_of(layout: Layout, option: bool) -> SchemaRef {
     let (values, derived) = columns(layout);
     let mut fields = vec![Field::new(DATETIME, utc_ns(), true)];
     fields.extend(values.into_iter().map(|(n, t)| Field::new(n, t, true)));
@@ -143,6 +177,46 @@ fn build(layout: Layout, option: bool) -> SchemaRef {
     fields.extend(derived.into_iter().map(|(n, t)| Field::new(n, t, true)));
     fields.push(Field::new(MISSING, DataType::Boolean, true));
     Arc::new(Schema::new(fields))
+}
+
+/// The assembled columns in lumibot's order.
+fn build(layout: Layout, option: bool) -> SchemaRef {
+    let assembled = assembly_of(layout, option);
+    let order: &[&str] = match (layout, option) {
+        (Layout::IntradayOhlc, true) => &OPTION_INTRADAY_OHLC_ORDER,
+        (Layout::IntradayQuote, true) => &OPTION_INTRADAY_QUOTE_ORDER,
+        _ => return assembled,
+    };
+    let field = |name: &str| {
+        assembled
+            .field_with_name(name)
+            .expect("the order names assembled columns")
+            .clone()
+    };
+    let mut fields = vec![field(DATETIME)];
+    fields.extend(order.iter().map(|n| field(n)));
+    fields.extend(
+        assembled
+            .fields()
+            .iter()
+            .filter(|f| f.name() != DATETIME && !order.contains(&f.name().as_str()))
+            .map(|f| f.as_ref().clone()),
+    );
+    Arc::new(Schema::new(fields))
+}
+
+/// Positions in [`assembly_of`] of the columns of [`schema_of`], in its order.
+pub(crate) fn projection(layout: Layout, option: bool) -> Vec<usize> {
+    let assembled = assembly_of(layout, option);
+    schema_of(layout, option)
+        .fields()
+        .iter()
+        .map(|f| {
+            assembled
+                .index_of(f.name())
+                .expect("same columns, another order")
+        })
+        .collect()
 }
 
 /// The exact arrow schema of a dataset's parquet.
@@ -203,6 +277,54 @@ mod tests {
         );
         assert_eq!(s.field(0).data_type(), &utc_ns());
         assert_eq!(s.field(8).data_type(), &ny_ns());
+    }
+
+    /// lumibot keeps ThetaData's field order, so an option file's contract columns fall among
+    /// the values; the recorded responses are the reference.
+    #[test]
+    fn intraday_option_columns_follow_the_recorded_response_order() {
+        for (layout, fixture) in [
+            (Layout::IntradayOhlc, "option_minute_ohlc.json"),
+            (Layout::IntradayQuote, "option_minute_quote.json"),
+        ] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../tests/fixtures/thetadata-v3-columnar")
+                .join(fixture);
+            let text = std::fs::read_to_string(&path).unwrap();
+            // serde_json keeps the order of the object's keys (`preserve_order` is not
+            // needed: the keys are read from the text).
+            let mut keys = Vec::new();
+            let top: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(&text).unwrap();
+            for key in top.keys() {
+                keys.push((text.find(&format!("\"{key}\"")).unwrap(), key.clone()));
+            }
+            keys.sort();
+            let response: Vec<String> = keys
+                .into_iter()
+                .map(|(_, k)| k)
+                .filter(|k| k != "timestamp")
+                .collect();
+            let schema = schema_of(layout, true);
+            let values: Vec<&str> = names(&schema)[1..=response.len()].to_vec();
+            assert_eq!(values, response, "{fixture}");
+            assert_eq!(names(&schema)[0], "datetime");
+            assert_eq!(*names(&schema).last().unwrap(), "missing");
+        }
+        // Every column the assembly builds is there, once.
+        for layout in [Layout::IntradayOhlc, Layout::IntradayQuote] {
+            let mut built = names(&assembly_of(layout, true))
+                .into_iter()
+                .map(str::to_string)
+                .collect::<Vec<_>>();
+            let mut ordered = names(&schema_of(layout, true))
+                .into_iter()
+                .map(str::to_string)
+                .collect::<Vec<_>>();
+            built.sort();
+            ordered.sort();
+            assert_eq!(built, ordered);
+        }
     }
 
     #[test]
