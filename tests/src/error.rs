@@ -12,6 +12,16 @@ pub enum StackError {
          (or set CACHEFILL_E2E=skip to skip these tests)"
     )]
     ToolMissing { tool: &'static str, path: PathBuf },
+    /// A tool of the project venv is there but not as the tests need it.
+    #[error(
+        "{tool} ({path}): {detail}: run scripts/setup-venv to install the end-to-end tools \
+         (or set CACHEFILL_E2E=skip to skip these tests)"
+    )]
+    ToolUnusable {
+        tool: &'static str,
+        path: PathBuf,
+        detail: String,
+    },
     /// A process could not be started.
     #[error("could not start {what}: {source}")]
     Spawn {

@@ -37,6 +37,7 @@ pub mod client;
 pub mod emulator;
 pub mod error;
 pub mod invoke;
+pub mod lumibot;
 pub mod moto;
 pub mod process;
 pub mod python;
