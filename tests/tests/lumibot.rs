@@ -803,7 +803,10 @@ async fn lumibot_reads_cachefill_stock_day_ohlc_without_a_request() -> anyhow::R
 // fetched intraday session whose bars stop more than two minutes short of the close with a
 // placeholder row at 16:00 New York (here 2024-11-15 21:00 UTC; `coverage::edge_markers`),
 // every value null and `missing` true, so that lumibot's coverage check in `get_price_data`
-// does not refetch the session. lumibot writes no such row for a session with bars.
+// does not refetch the session on every call whose `dt` is later than its last bar (lumibot
+// does, for its own file of the same response). lumibot itself writes that row only when a
+// refetch of the day comes back empty (`append_missing_markers` in `_handle_chunk_result`);
+// for the response both sides got here, its file has none.
 //
 // 1. Every read: in the parquet, the int64 columns then hold a null; pandas 2.3's
 //    `read_parquet` (pyarrow) turns an int64 column with a null into float64; lumibot's
