@@ -268,7 +268,9 @@ pub fn edges_missing(session: NaiveDate, first: i64, last: i64) -> (bool, bool) 
 /// Placeholders that make a fetched intraday session's edges explicit for lumibot: one at
 /// the open when the first row comes later, one at 16:00 New York when the last row stops
 /// before the close. lumibot leaves the same 16:00 placeholder when a refetch finds nothing
-/// more; both are dropped from the frames lumibot returns.
+/// more. lumibot drops placeholders from the frames it returns, except for options in a
+/// backtest (`preserve_full_history`), and pandas reads the integer columns of a file with
+/// a placeholder as float64 (FORMAT.md, "Parquet"; `tests/tests/lumibot.rs`).
 pub fn edge_markers(session: NaiveDate, first: i64, last: i64) -> Vec<i64> {
     let (open_missing, close_missing) = edges_missing(session, first, last);
     let mut out = Vec::new();

@@ -196,8 +196,15 @@ def cmd_read(cases_path, out_path):
     return {"frames": summary, "calls": recorder.calls, "errors": errors}
 
 
-def cmd_compare(a_path, b_path):
+def cmd_compare(a_path, b_path, allow="exact"):
     """Compare two reads case by case: the same index, columns and values.
+
+    With `allow` = `edge-markers`, the two effects of cachefill's session-edge placeholder
+    (FORMAT.md, "Parquet") on the second read are taken out and reported under `allowed`,
+    so that anything else still counts: rows only in the second read that are placeholders
+    (`missing` true; lumibot keeps them for options in a backtest), and integer columns of
+    the first read that the second has as float64 with the same whole values (pandas reads an
+    int64 parquet column holding a null as float64).
 
     The index and timestamp columns are compared at nanosecond resolution: lumibot's files
     hold `timestamp[ns]` (pandas 2 writes nanoseconds), a file written at another resolution
@@ -212,7 +219,7 @@ def cmd_compare(a_path, b_path):
         a = pickle.load(handle)
     with open(b_path, "rb") as handle:
         b = pickle.load(handle)
-    result = {"compared": [], "differences": {}, "column_order": {}}
+    result = {"compared": [], "differences": {}, "column_order": {}, "allowed": {}}
     for label in sorted(set(a) | set(b)):
         if label not in a or label not in b:
             result["differences"][label] = f"only in {'first' if label in a else 'second'} read"
@@ -232,6 +239,10 @@ def cmd_compare(a_path, b_path):
                 f"only in second {sorted(set(fb.columns) - set(fa.columns))}"
             )
         common = [c for c in fa.columns if c in set(fb.columns)]
+        if allow == "edge-markers":
+            fb, allowed = _without_edge_effects(fa, fb, common)
+            if allowed:
+                result["allowed"][label] = allowed
         na, nb = _at_ns(fa[common]), _at_ns(fb[common])
         try:
             pd.testing.assert_index_equal(na.index, nb.index, exact=True)
@@ -246,6 +257,26 @@ def cmd_compare(a_path, b_path):
         if problems:
             result["differences"][label] = problems
     return result
+
+
+def _without_edge_effects(fa, fb, common):
+    import pandas as pd
+
+    allowed = {}
+    extra = fb.index.difference(fa.index)
+    if len(extra) and "missing" in fb.columns:
+        rows = fb.loc[extra]
+        if rows["missing"].fillna(False).astype(bool).all():
+            allowed["placeholder_rows"] = [str(t) for t in extra]
+            fb = fb.drop(index=extra)
+    fb = fb.copy()
+    for column in common:
+        if pd.api.types.is_integer_dtype(fa[column].dtype) and pd.api.types.is_float_dtype(fb[column].dtype):
+            values = fb[column]
+            if values.notna().all() and (values == values.round()).all():
+                fb[column] = values.astype(fa[column].dtype)
+                allowed.setdefault("int_as_float", []).append(column)
+    return fb, allowed
 
 
 def _at_ns(frame):

@@ -11,6 +11,7 @@
 //! | 429 `OS_LIMIT`, 474 `DISCONNECTED`, 570 `LARGE_REQUEST`, 571 `SERVER_STARTING` | busy | yes | `RateLimited` |
 //! | 500, 502, 503, 504, connection refused/reset, timeout | unreachable | yes | `Unavailable` |
 //! | 410 (v2 parameter names) and any other status | we asked wrongly | no | `Protocol`, quoting the terminal |
+//! | 404 or 410 from an endpoint a terminal may not serve ([`Call::optional`]: corporate events) | not served | no | none: no rows |
 
 use std::error::Error as StdError;
 use std::time::Duration;
@@ -212,6 +213,9 @@ impl Terminal {
             attempt += 1;
             *requests += 1;
             let (transient, retry_after) = match self.attempt(&url).await {
+                Ok((status, _, _)) if call.optional && matches!(status.as_u16(), 404 | 410) => {
+                    return Ok(Reply::NoData);
+                }
                 Ok((status, headers, body)) => match self.judge(&what, status, &body, &parse)? {
                     Ok(reply) => return Ok(reply),
                     Err(transient) => (transient, retry_after(&headers)),

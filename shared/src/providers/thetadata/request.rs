@@ -33,6 +33,9 @@ pub const REGULAR_HOURS: (&str, &str) = ("09:30:00", "16:00:00");
 pub struct Call {
     pub path: &'static str,
     pub query: Vec<(&'static str, String)>,
+    /// An endpoint a terminal may not serve: 404 and 410 mean "nothing", as lumibot reads
+    /// them for corporate events (`_download_corporate_events`).
+    pub optional: bool,
 }
 
 impl Call {
@@ -40,7 +43,13 @@ impl Call {
         Call {
             path,
             query: Vec::new(),
+            optional: false,
         }
+    }
+
+    fn optional(mut self) -> Self {
+        self.optional = true;
+        self
     }
 
     fn with(mut self, name: &'static str, value: impl Into<String>) -> Self {
@@ -294,6 +303,7 @@ pub fn events_call(path: &'static str, root: &str, from: NaiveDate, to: NaiveDat
         .with("end_date", yyyymmdd(to))
         .with("use_csv", "false")
         .with("pretty_time", "false")
+        .optional()
 }
 
 pub fn status_call() -> Call {
