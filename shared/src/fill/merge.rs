@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use arrow_array::{Array, RecordBatch, UInt32Array};
 use chrono::NaiveDate;
 
-use crate::calendar::NyDates;
+use crate::calendar::{self, NyDates};
 use crate::codec::facts::{datetimes, placeholder_mask};
 use crate::codec::rows::{placeholder_batch, placeholders_at};
 use crate::codec::{CodecError, conform};
@@ -83,7 +83,23 @@ fn edge_markers(
     let missing = placeholder_mask(batch);
     let mut dates = NyDates::new();
     let mut spans: BTreeMap<NaiveDate, (i64, i64)> = BTreeMap::new();
-    for i in (0..batch.num_rows()).filter(|i| !missing[*i] && times.is_valid(*i)) {
+    // Only rows within a day of the fetched sessions can belong to them: the others are not
+    // dated at all (an extend touches a few sessions of a long file).
+    let (Some(first), Some(last)) = (sessions.first(), sessions.last()) else {
+        return placeholders_at(dataset, Vec::new());
+    };
+    let day = 86_400 * 1_000_000_000_i64;
+    let window = calendar::session_close_utc(*first)
+        .timestamp_nanos_opt()
+        .unwrap_or(i64::MIN)
+        .saturating_sub(day)
+        ..=calendar::session_close_utc(*last)
+            .timestamp_nanos_opt()
+            .unwrap_or(i64::MAX)
+            .saturating_add(day);
+    for i in (0..batch.num_rows())
+        .filter(|i| !missing[*i] && times.is_valid(*i) && window.contains(&times.value(*i)))
+    {
         let t = times.value(i);
         let session = dates.date_of(t);
         if sessions.contains(&session) {
