@@ -1,0 +1,43 @@
+#![no_main]
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+use cachefill_core::codec::Sidecar;
+use cachefill_core::dataset::Dataset;
+use cachefill_core::rules;
+use chrono::{TimeZone, Utc};
+use libfuzzer_sys::fuzz_target;
+
+const DATASETS: &[&str] = &[
+    r#"{"provider":"thetadata","timespan":"minute","datastyle":"ohlc","asset_type":"stock","symbol":"AAPL"}"#,
+    r#"{"provider":"thetadata","timespan":"minute","datastyle":"quote","asset_type":"option","symbol":"SPY","expiration":"2024-01-19","strike":470,"right":"CALL"}"#,
+    r#"{"provider":"thetadata","timespan":"day","datastyle":"ohlc","asset_type":"stock","symbol":"AAPL"}"#,
+];
+
+fn datasets() -> &'static [Dataset] {
+    static CELL: OnceLock<Vec<Dataset>> = OnceLock::new();
+    CELL.get_or_init(|| DATASETS.iter().filter_map(|j| Dataset::from_json(j).ok()).collect())
+}
+
+// Input: [split: u16 LE][parquet bytes][sidecar bytes]. A split of 0xFFFF means no sidecar.
+fuzz_target!(|data: &[u8]| {
+    let _ = Sidecar::parse(data);
+    let now = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
+    let (object, sidecar) = match data {
+        [a, b, rest @ ..] => {
+            let split = u16::from_le_bytes([*a, *b]);
+            if split == u16::MAX {
+                (rest, None)
+            } else {
+                let at = usize::from(split).min(rest.len());
+                (&rest[..at], Some(&rest[at..]))
+            }
+        }
+        _ => (data, None),
+    };
+    let object = Bytes::copy_from_slice(object);
+    for dataset in datasets() {
+        let _ = rules::check_object(dataset, &object, sidecar, now);
+        let _ = rules::check_object(dataset, &object, None, now);
+    }
+});
