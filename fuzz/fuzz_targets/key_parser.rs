@@ -4,14 +4,26 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|text: &str| {
     if let Ok(dataset) = keys::parse_relative_path(text) {
-        assert_eq!(keys::relative_path(&dataset), text, "a parsed key rebuilds itself");
+        assert_eq!(
+            keys::relative_path(&dataset),
+            text,
+            "a parsed key rebuilds itself"
+        );
     }
     for layout in [KeyLayout::new("", "v1"), KeyLayout::new("cache", "v1")] {
         if let Ok(KeyKind::Data(dataset)) = layout.classify(text) {
-            assert_eq!(layout.data_key(&dataset), text, "a data key rebuilds itself");
+            assert_eq!(
+                layout.data_key(&dataset),
+                text,
+                "a data key rebuilds itself"
+            );
         }
         if let Ok(KeyKind::Sidecar(dataset)) = layout.classify(text) {
-            assert_eq!(layout.sidecar_key(&dataset), text, "a sidecar key rebuilds itself");
+            assert_eq!(
+                layout.sidecar_key(&dataset),
+                text,
+                "a sidecar key rebuilds itself"
+            );
         }
     }
 });

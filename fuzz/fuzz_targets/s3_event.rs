@@ -11,7 +11,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let _ = decode_key(text);
-    let (a, b) = text.split_at(text.char_indices().nth(text.chars().count() / 2).map_or(0, |(i, _)| i));
+    let (a, b) = text.split_at(
+        text.char_indices()
+            .nth(text.chars().count() / 2)
+            .map_or(0, |(i, _)| i),
+    );
     let ab = compare_sequencers(a, b);
     let ba = compare_sequencers(b, a);
     assert_eq!(ab, ba.reverse(), "sequencer order is antisymmetric");

@@ -16,7 +16,12 @@ const DATASETS: &[&str] = &[
 
 fn datasets() -> &'static [Dataset] {
     static CELL: OnceLock<Vec<Dataset>> = OnceLock::new();
-    CELL.get_or_init(|| DATASETS.iter().filter_map(|j| Dataset::from_json(j).ok()).collect())
+    CELL.get_or_init(|| {
+        DATASETS
+            .iter()
+            .map(|j| Dataset::from_json(j).expect(j))
+            .collect()
+    })
 }
 
 // Input: [split: u16 LE][parquet bytes][sidecar bytes]. A split of 0xFFFF means no sidecar.
