@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use serde_json::value::RawValue;
 
 use crate::pyfmt;
@@ -507,8 +507,18 @@ impl Dataset {
             // Checked here so a bad value is refused wherever a payload is read; it names a
             // query parameter, not the dataset, so it is kept by the request, not here.
             provider_expiration(fields)?;
+            let expiration = parse_date("expiration", &expiration)?;
+            // lumibot's file name holds the expiration as `%y%m%d`: only years 2000–2099
+            // name one contract each.
+            if !EXPIRATION_YEARS.contains(&expiration.year()) {
+                return Err(bad(format!(
+                    "expiration {expiration} is outside {}–{}, the years a cache key can name",
+                    EXPIRATION_YEARS.start(),
+                    EXPIRATION_YEARS.end()
+                )));
+            }
             Some(OptionContract {
-                expiration: parse_date("expiration", &expiration)?,
+                expiration,
                 strike: Strike::from_json_number(strike)?,
                 right: Right::parse(&right)?,
             })
@@ -615,6 +625,9 @@ pub fn provider_expiration(fields: &RawFields<'_>) -> Result<Option<NaiveDate>, 
 }
 
 /// A `YYYY-MM-DD` date.
+/// The expiration years an option's cache key can name (`%y` in lumibot's file name).
+pub const EXPIRATION_YEARS: std::ops::RangeInclusive<i32> = 2000..=2099;
+
 pub fn parse_date(name: &str, text: &str) -> Result<NaiveDate, DatasetError> {
     let valid_shape = text.len() == 10
         && text.bytes().enumerate().all(|(i, b)| {
@@ -633,6 +646,16 @@ pub fn parse_date(name: &str, text: &str) -> Result<NaiveDate, DatasetError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_expiration_a_key_cannot_name_is_refused() {
+        // Found by fuzzing: 1012-01-19 would share the key of 2012-01-19.
+        let err = Dataset::from_json(
+            r#"{"provider":"thetadata","timespan":"day","datastyle":"ohlc","asset_type":"option","symbol":"SPY","expiration":"1012-01-19","strike":470,"right":"CALL"}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("2000–2099"), "{err}");
+    }
+
     use super::*;
 
     fn ok(json: &str) -> Dataset {

@@ -324,7 +324,7 @@ fn parse_yymmdd(text: &str) -> Option<NaiveDate> {
     let yy: i32 = text[..2].parse().ok()?;
     let date =
         NaiveDate::from_ymd_opt(2000 + yy, text[2..4].parse().ok()?, text[4..].parse().ok()?)?;
-    debug_assert!(date.year() >= 2000);
+    debug_assert!(crate::dataset::EXPIRATION_YEARS.contains(&date.year()));
     Some(date)
 }
 
