@@ -1075,4 +1075,14 @@ async fn day_bars_are_split_adjusted_as_lumibot_writes_them_and_readjusted_after
         decoded.fact(cachefill_core::format::FACT_ADJUSTED_AS_OF),
         Some("2026-01-22")
     );
+
+    // The next day, no newer split: one look-up (split and dividend), a hit; the process
+    // asks no more that day.
+    clock.set(now() + chrono::Duration::days(8));
+    server.reset_log();
+    assert_eq!(engine.fill(&req).await.unwrap().status, FillStatus::Hit);
+    assert_eq!(server.requests().len(), 2, "{:?}", server.requests());
+    server.reset_log();
+    assert_eq!(engine.fill(&req).await.unwrap().status, FillStatus::Hit);
+    assert!(server.requests().is_empty(), "{:?}", server.requests());
 }

@@ -149,9 +149,26 @@ pub struct ThetaDataProvider {
     concurrency: usize,
     /// Each option root's listed expirations, asked once per process.
     expirations: std::sync::Mutex<std::collections::HashMap<String, Vec<NaiveDate>>>,
+    /// Corporate actions by (root, from, as of): asked once per process and day, so hits on
+    /// an adjusted day file cost no request after the first of the day.
+    actions: std::sync::Mutex<
+        std::collections::HashMap<(String, NaiveDate, NaiveDate), CorporateActions>,
+    >,
 }
 
 impl ThetaDataProvider {
+    fn lock_actions(
+        &self,
+    ) -> std::sync::MutexGuard<
+        '_,
+        std::collections::HashMap<(String, NaiveDate, NaiveDate), CorporateActions>,
+    > {
+        // A panic while holding it cannot leave the map half-written: insert is one step.
+        self.actions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     pub fn new(config: ThetaDataConfig) -> Result<Self, SetupError> {
         if config.base_url.to_ascii_lowercase().starts_with("https://") {
             return Err(SetupError::Https(config.base_url));
@@ -171,6 +188,7 @@ impl ThetaDataProvider {
             terminal,
             concurrency: config.concurrency.max(1),
             expirations: Default::default(),
+            actions: Default::default(),
         })
     }
 
@@ -295,6 +313,13 @@ impl Provider for ThetaDataProvider {
         }
         let pad = chrono::Duration::days(request::EVENT_PAD_DAYS);
         let root = &dataset.symbol;
+        let key = (root.clone(), from, as_of);
+        if let Some(actions) = self.lock_actions().get(&key) {
+            return Ok(Some(FetchedActions {
+                actions: actions.clone(),
+                requests: 0,
+            }));
+        }
         let mut requests = 0;
         let splits = self
             .terminal
@@ -312,14 +337,13 @@ impl Provider for ThetaDataProvider {
                 events::dividends,
             )
             .await?;
-        Ok(Some(FetchedActions {
-            actions: CorporateActions {
-                splits: splits.or_empty(),
-                dividends: dividends.or_empty(),
-                as_of,
-            },
-            requests,
-        }))
+        let actions = CorporateActions {
+            splits: splits.or_empty(),
+            dividends: dividends.or_empty(),
+            as_of,
+        };
+        self.lock_actions().insert(key, actions.clone());
+        Ok(Some(FetchedActions { actions, requests }))
     }
 
     /// The expiration a contract is filed under: `requested` when given; else the tradable
