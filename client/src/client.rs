@@ -12,7 +12,7 @@ use serde::Serialize;
 use cachefill_core::clock::{Clock, SystemClock};
 use cachefill_core::codec::Sidecar;
 use cachefill_core::coverage::{self, Covered, wanted_sessions};
-use cachefill_core::fill::{FillAnswer, FillRequest};
+use cachefill_core::fill::{FillAnswer, MissRequest};
 use cachefill_core::format::{PARQUET_SUFFIX, SIDECAR_SUFFIX};
 use cachefill_core::keys::{KeyLayout, parse_relative_path, relative_path};
 use cachefill_core::settings::{CacheMode, ClientSettings};
@@ -280,6 +280,32 @@ impl CacheClient {
         self.inner.store.as_ref()
     }
 
+    pub(crate) fn count_request(&self) {
+        bump(&self.inner.counters.requests, 1);
+    }
+
+    pub(crate) fn count_local_hit(&self) {
+        bump(&self.inner.counters.local_hits, 1);
+    }
+
+    pub(crate) fn count_remote_hit(&self) {
+        bump(&self.inner.counters.remote_hits, 1);
+    }
+
+    /// A fill whose answer reported `upstream_requests`.
+    pub(crate) fn count_fill(&self, upstream_requests: u64) {
+        bump(&self.inner.counters.fills, 1);
+        bump(&self.inner.counters.upstream_requests, upstream_requests);
+    }
+
+    pub(crate) fn flights(&self) -> &SingleFlight {
+        &self.inner.flights
+    }
+
+    pub(crate) fn invoker(&self) -> Option<&Arc<dyn Invoker>> {
+        self.inner.invoker.as_ref()
+    }
+
     pub fn stats(&self) -> Stats {
         let c = &self.inner.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -350,7 +376,7 @@ impl CacheClient {
             });
         };
         let fill = request.to_fill_request(start, end)?;
-        match self.invoke(&*invoker, &fill).await {
+        match self.invoke(&*invoker, &MissRequest::Bars(fill)).await {
             Ok(answer) => {
                 let file = self
                     .take_answer(&*store, &relative, &key, &answer, request)
@@ -527,11 +553,12 @@ impl CacheClient {
     }
 
     /// Invoke, retrying errors that say a retry may help (never `InvalidRequest`).
-    async fn invoke(
+    pub(crate) async fn invoke(
         &self,
         invoker: &dyn Invoker,
-        request: &FillRequest,
+        request: &MissRequest,
     ) -> Result<FillAnswer, InvokeError> {
+        let what = request.relative_path();
         let policy = self.inner.config.retry;
         let mut backoff = policy.initial_backoff;
         let attempts = policy.attempts.max(1);
@@ -540,7 +567,7 @@ impl CacheClient {
             match invoker.invoke(request).await {
                 Ok(answer) => return Ok(answer),
                 Err(error) if error.is_retryable() && attempt < attempts => {
-                    tracing::warn!(dataset = %request.dataset, attempt, %error, "fill failed; retrying");
+                    tracing::warn!(object = %what, attempt, %error, "fill failed; retrying");
                     let jitter = 0.75 + fastrand::f64() * 0.5;
                     tokio::time::sleep(backoff.mul_f64(jitter)).await;
                     backoff = (backoff * 2).min(policy.max_backoff);

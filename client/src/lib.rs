@@ -6,6 +6,7 @@
 //! | [`client`] | [`CacheClient`]: local cache → bucket → miss-handler; lumibot's `ensure_local_file` / `on_local_update` |
 //! | [`mode`] | what `disabled`, `readwrite` and `readonly` may do |
 //! | [`request`] | [`DataRequest`]: a dataset over a range of dates |
+//! | [`reference`] | corporate events and option chains: `get_events`, `get_chain` |
 //! | [`local_cache`] | files under the cache root: atomic publish, sidecar verification, locks |
 //! | [`remote`] | consistent parquet + sidecar downloads; lumibot's upload through a temporary key |
 //! | [`invoke`] | the [`Invoker`] seam: AWS Lambda, or the fill engine in-process |
@@ -44,6 +45,7 @@ pub mod error;
 pub mod invoke;
 pub mod local_cache;
 pub mod mode;
+pub mod reference;
 pub mod remote;
 pub mod request;
 pub mod single_flight;

@@ -123,27 +123,31 @@ impl KeyLayout {
     }
 
     pub fn manifest_key(&self, dataset: &Dataset) -> String {
-        join_key(&[
-            &self.root(),
-            MANIFEST_AREA,
-            &format!("{}.json", relative_path(dataset)),
-        ])
+        self.manifest_key_of(&relative_path(dataset))
     }
 
     pub fn lease_key(&self, dataset: &Dataset) -> String {
-        join_key(&[
-            &self.root(),
-            LEASE_AREA,
-            &format!("{}.lease", relative_path(dataset)),
-        ])
+        self.lease_key_of(&relative_path(dataset))
     }
 
     /// Folder (ending in `/`) of a dataset's quarantined versions.
     pub fn quarantine_prefix(&self, dataset: &Dataset) -> String {
-        format!(
-            "{}/",
-            join_key(&[&self.root(), QUARANTINE_AREA, &relative_path(dataset)])
-        )
+        self.quarantine_prefix_of(&relative_path(dataset))
+    }
+
+    /// The manifest of the object at `relative` (any object the validator records).
+    pub fn manifest_key_of(&self, relative: &str) -> String {
+        join_key(&[&self.root(), MANIFEST_AREA, &format!("{relative}.json")])
+    }
+
+    /// The lease of a fill of the object at `relative`.
+    pub fn lease_key_of(&self, relative: &str) -> String {
+        join_key(&[&self.root(), LEASE_AREA, &format!("{relative}.lease")])
+    }
+
+    /// Folder (ending in `/`) of the quarantined versions of the object at `relative`.
+    pub fn quarantine_prefix_of(&self, relative: &str) -> String {
+        format!("{}/", join_key(&[&self.root(), QUARANTINE_AREA, relative]))
     }
 
     /// Folder (ending in `/`) of the audit records of day `date`.

@@ -12,6 +12,7 @@
 //! | [`providers`] | upstream sources (synthetic, ThetaData) |
 //! | [`fill`] | coverage, merge, lease, the fill engine |
 //! | [`validate`] | the rules every cached object must pass |
+//! | [`reference`] | corporate events and option chains lumibot reads in a backtest |
 //! | [`others`] | the other objects lumibot keeps beside the datasets |
 pub mod atomic_file;
 pub mod calendar;
@@ -27,6 +28,7 @@ pub mod keys;
 pub mod others;
 pub mod providers;
 pub mod pyfmt;
+pub mod reference;
 pub mod rules;
 pub mod runtime;
 pub mod settings;

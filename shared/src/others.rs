@@ -181,6 +181,16 @@ fn decode(bytes: &Bytes) -> Result<Vec<RecordBatch>, parquet::errors::ParquetErr
         .collect()
 }
 
+/// Why lumibot ignores a chain file of an older layout (its `_chain_cache_version` below the
+/// current one, or none), read without requiring the current layout; `None` for a chain of
+/// the current version and for bytes that are no chain at all.
+pub fn outdated_chain(bytes: &Bytes) -> Option<String> {
+    let batches = decode(bytes).ok()?;
+    let first = batches.iter().find(|b| b.num_rows() > 0)?;
+    first.column_by_name(CHAIN_DATA_COLUMN)?.as_struct_opt()?;
+    chain_version_note(&batches)
+}
+
 /// lumibot reads `data[0]._chain_cache_version` and skips a chain below its current version.
 fn chain_version_note(batches: &[RecordBatch]) -> Option<String> {
     let first = batches.iter().find(|b| b.num_rows() > 0);

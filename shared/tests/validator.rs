@@ -679,37 +679,12 @@ fn chain_parquet(version: i64) -> Bytes {
 async fn other_objects_lumibot_keeps_are_recognised_audited_and_never_touched() {
     let bucket = Bucket::new();
     let layout = layout();
-    let events = encode(&batch(&spy_minute(), &["2024-09-16"], &[]));
     let cases: Vec<(&str, Bytes, &str, Option<&str>)> = vec![
-        (
-            "thetadata/stock/option_chains/SPY_2024-09-16.parquet",
-            chain_parquet(5),
-            "option_chain",
-            None,
-        ),
         (
             "thetadata/stock/option_chains/SPY_2024-09-13.parquet",
             chain_parquet(3),
             "option_chain",
             Some("_chain_cache_version 3 < 5: lumibot ignores this chain"),
-        ),
-        (
-            "thetadata/stock/events/splits/SPY_splits.parquet",
-            events,
-            "events",
-            None,
-        ),
-        (
-            "thetadata/stock/events/splits/SPY_splits.meta.json",
-            Bytes::from_static(br#"{"ranges": [["2020-01-01", "2026-12-01"]]}"#),
-            "event_ranges",
-            None,
-        ),
-        (
-            "thetadata/stock/events/dividends/SPY_dividends.meta.json",
-            Bytes::from_static(b"{\"ranges\": "),
-            "event_ranges",
-            Some("not JSON"),
         ),
         (
             "thetadata/stock/snapshot/quote/stock_SPY_snapshot_20240916_1m_093000_093500_quote.parquet",
@@ -775,12 +750,128 @@ async fn other_objects_lumibot_keeps_are_recognised_audited_and_never_touched() 
         assert_eq!(record["verdict"], "recognised");
         assert_eq!(record["other_kind"], *kind);
     }
-    let chain = records
-        .iter()
-        .find(|r| {
-            r["key"]
-                == layout.key_for_relative("thetadata/stock/option_chains/SPY_2024-09-16.parquet")
-        })
-        .unwrap();
-    assert_eq!(chain["rows"], 1);
+}
+
+/// Events, their ranges and option chains are judged like datasets: valid versions are
+/// recorded and tagged, bad ones put aside with the last valid version restored.
+#[tokio::test]
+async fn events_ranges_and_chains_are_validated_recorded_and_restored() {
+    use cachefill_core::dataset::{AssetType, Provider};
+    use cachefill_core::reference::chain::{self, Chain};
+    use cachefill_core::reference::events::{self, Event, EventSet, EventType};
+    use std::collections::BTreeMap;
+
+    let bucket = Bucket::new();
+    let layout = layout();
+    let splits = EventSet::new(
+        Provider::ThetaData,
+        AssetType::Stock,
+        "SPY",
+        EventType::Splits,
+    )
+    .unwrap();
+    let events_bytes = events::encode(
+        &splits,
+        &[Event::on(date("2020-08-31"), 4.0)],
+        &BTreeMap::new(),
+    )
+    .unwrap();
+    let chain_bytes = chain::encode(
+        &Chain {
+            multiplier: 100,
+            exchange: "SMART".into(),
+            underlying: "SPY".into(),
+            version: 5,
+            calls: BTreeMap::from([(date("2024-09-20"), vec![550.0, 555.0])]),
+            puts: BTreeMap::from([(date("2024-09-20"), vec![550.0, 555.0])]),
+        },
+        &BTreeMap::new(),
+    )
+    .unwrap();
+    let ranges_key = layout.key_for_relative(&splits.ranges_path());
+    let valid: Vec<(String, Bytes)> = vec![
+        (
+            layout.key_for_relative(&splits.relative_path()),
+            events_bytes,
+        ),
+        (
+            ranges_key.clone(),
+            Bytes::from_static(br#"{"ranges": [["2020-01-01", "2026-12-01"]]}"#),
+        ),
+        (
+            layout.key_for_relative("thetadata/stock/option_chains/SPY_2024-09-16.parquet"),
+            chain_bytes,
+        ),
+    ];
+    for (key, body) in &valid {
+        let put = bucket.put(key, body.clone()).await;
+        let verdict = bucket
+            .validator
+            .judge(&bucket.event(key, &put))
+            .await
+            .unwrap();
+        assert_eq!(verdict.outcome, Outcome::Valid, "{key}");
+        assert_eq!(
+            bucket.status(key, None).await.as_deref(),
+            Some("valid"),
+            "{key}"
+        );
+        let manifest = layout.manifest_key_of(layout.relative_of(key).unwrap());
+        assert!(
+            bucket.bytes(&manifest).await.is_some(),
+            "{key}: a manifest entry"
+        );
+    }
+
+    let bad: Vec<(String, Bytes, &str)> = vec![
+        (
+            ranges_key.clone(),
+            Bytes::from_static(br#"{"ranges": [["2020-01-01", "someday"]]}"#),
+            "restored",
+        ),
+        (
+            layout.key_for_relative(&splits.relative_path()),
+            encode(&batch(&spy_minute(), &["2024-09-16"], &[])),
+            "restored",
+        ),
+        (
+            layout.key_for_relative("thetadata/stock/option_chains/SPY_2024-09-17.parquet"),
+            Bytes::from_static(b"PAR1 torn"),
+            "deleted",
+        ),
+    ];
+    for (key, body, action) in &bad {
+        let before = bucket.bytes(key).await;
+        let put = bucket.put(key, body.clone()).await;
+        let verdict = bucket
+            .validator
+            .judge(&bucket.event(key, &put))
+            .await
+            .unwrap();
+        let Outcome::Quarantined { restore } = &verdict.outcome else {
+            panic!("{key}: {:?}", verdict.outcome);
+        };
+        assert_eq!(restore.action(), *action, "{key}");
+        assert_eq!(
+            bucket.bytes(key).await,
+            before,
+            "{key}: the last valid version is back"
+        );
+        assert_eq!(
+            bucket
+                .status(key, put.version_id.as_deref())
+                .await
+                .as_deref(),
+            Some("quarantined")
+        );
+    }
+    assert_eq!(
+        bucket
+            .keys_under("stage/cache/v3/_quarantine/")
+            .await
+            .iter()
+            .filter(|k| k.ends_with(".reason.json"))
+            .count(),
+        3
+    );
 }

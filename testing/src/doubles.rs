@@ -11,7 +11,11 @@ use chrono::NaiveDate;
 
 use cachefill_core::codec::Rows;
 use cachefill_core::dataset::Dataset;
-use cachefill_core::providers::{FetchRequest, Fetched, Provider, ProviderError};
+use cachefill_core::providers::{
+    FetchRequest, Fetched, FetchedChain, FetchedEvents, Provider, ProviderError,
+};
+use cachefill_core::reference::ChainSet;
+use cachefill_core::reference::events::EventSet;
 use cachefill_core::storage::{
     GetResult, ObjectMeta, ObjectStore, PutOptions, PutResult, Result, StorageError, Tags,
     VersionInfo,
@@ -86,13 +90,24 @@ impl<P: Provider> Provider for CountingProvider<P> {
         self.inner.query_expiration(dataset, requested).await
     }
 
-    async fn corporate_actions(
+    fn serves_events(&self, set: &EventSet) -> bool {
+        self.inner.serves_events(set)
+    }
+
+    async fn events(
         &self,
-        dataset: &Dataset,
+        set: &EventSet,
         from: NaiveDate,
-        as_of: NaiveDate,
-    ) -> std::result::Result<Option<cachefill_core::providers::FetchedActions>, ProviderError> {
-        self.inner.corporate_actions(dataset, from, as_of).await
+        to: NaiveDate,
+    ) -> std::result::Result<Option<FetchedEvents>, ProviderError> {
+        self.inner.events(set, from, to).await
+    }
+
+    async fn chain(
+        &self,
+        set: &ChainSet,
+    ) -> std::result::Result<Option<FetchedChain>, ProviderError> {
+        self.inner.chain(set).await
     }
 }
 

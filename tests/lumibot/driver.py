@@ -444,6 +444,11 @@ def main(argv):
     sys.stdout.flush()
     answer.write(json.dumps(result, default=str) + "\n")
     answer.close()
+    sys.stderr.flush()
+    # The answer is out. lumibot leaves background threads (its downloader queue, native
+    # pools) that can abort the interpreter's teardown ("terminate called without an active
+    # exception"); nothing is left to clean up, so skip it.
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -6,12 +6,15 @@ use std::sync::Arc;
 use super::bucket::{self, Bucket};
 use crate::embedded::Embedded;
 use crate::embedded::STATE_DIR;
-use crate::{
-    CacheClient, ClientConfig, DataRequest, Invoker, LambdaInvoker, LambdaOptions, Widening,
-};
-use cachefill_core::fill::FillRequest;
+use crate::{CacheClient, ClientConfig, Invoker, LambdaInvoker, LambdaOptions, Widening};
+use cachefill_core::calendar;
+use cachefill_core::fill::MissRequest;
+use cachefill_core::fill::request::parse_bound;
 use cachefill_core::keys::KeyLayout;
+use cachefill_core::reference::CHAINS_DATASTYLE;
+use cachefill_core::reference::events::EventType;
 use cachefill_core::settings::{CacheMode, ClientSettings, ProviderSettings};
+use chrono::NaiveDate;
 use clap::Args;
 
 use super::output::Failure;
@@ -27,10 +30,11 @@ pub(super) struct DatasetArgs {
     pub asset_type: String,
     #[arg(long)]
     pub symbol: String,
-    /// minute, hour, day, 1m, 5m, 1h, 1D …
+    /// minute, hour, day, 1m, 5m, 1h, 1D … (bars only).
     #[arg(long)]
-    pub timespan: String,
-    /// ohlc or quote.
+    pub timespan: Option<String>,
+    /// Bars: ohlc or quote. Corporate events: splits or dividends. Option chains:
+    /// option_chains (of the underlying `--symbol`, on `--start`).
     #[arg(long)]
     pub datastyle: String,
     /// Option expiration, YYYY-MM-DD.
@@ -55,7 +59,7 @@ impl DatasetArgs {
             ("provider", Some(&self.provider)),
             ("asset_type", Some(&self.asset_type)),
             ("symbol", Some(&self.symbol)),
-            ("timespan", Some(&self.timespan)),
+            ("timespan", self.timespan.as_ref()),
             ("datastyle", Some(&self.datastyle)),
             ("expiration", self.expiration.as_ref()),
             ("right", self.right.as_ref()),
@@ -79,31 +83,79 @@ pub(super) struct RangeArgs {
     /// First date wanted (YYYY-MM-DD or an RFC 3339 instant).
     #[arg(long)]
     pub start: String,
-    /// Last date wanted, inclusive.
+    /// Last date wanted, inclusive (bars and events; a chain is of one date).
     #[arg(long)]
-    pub end: String,
+    pub end: Option<String>,
     /// Only regular hours (09:30–16:00) for intraday bars.
     #[arg(long)]
     pub no_after_hours: bool,
 }
 
 impl RangeArgs {
-    /// The client request for `dataset` over this range.
-    pub(super) fn data_request(&self, dataset: &DatasetArgs) -> Result<DataRequest, Failure> {
-        self.request(dataset).map(DataRequest::from)
+    /// The miss-handler request for `dataset` over this range: bars and events over
+    /// `--start..--end`, a chain on `--start` (with `--end` only when it is the same date).
+    pub(super) fn request(&self, dataset: &DatasetArgs) -> Result<MissRequest, Failure> {
+        let mut requests = self.requests(dataset)?;
+        match requests.len() {
+            1 => Ok(requests.remove(0)),
+            n => Err(Failure::invalid(format!(
+                "a chain is of one date but {}..{} holds {n} sessions: give --start alone, or use `cachefill warm`",
+                self.start,
+                self.end.as_deref().unwrap_or_default()
+            ))),
+        }
     }
 
-    pub(super) fn request(&self, dataset: &DatasetArgs) -> Result<FillRequest, Failure> {
+    /// Every request the range names: one for bars and events, one per session for chains.
+    pub(super) fn requests(&self, dataset: &DatasetArgs) -> Result<Vec<MissRequest>, Failure> {
         use serde_json::Value;
         let mut fields = dataset.payload();
+        let chains = dataset
+            .datastyle
+            .trim()
+            .eq_ignore_ascii_case(CHAINS_DATASTYLE);
+        let events = EventType::parse(&dataset.datastyle).is_some();
+        let end = match (&self.end, chains) {
+            (Some(end), _) => end.clone(),
+            (None, true) => self.start.clone(),
+            (None, false) => return Err(Failure::invalid("--end is required")),
+        };
+        let parse = |fields: serde_json::Map<String, Value>| {
+            MissRequest::from_json(&Value::Object(fields).to_string())
+                .map_err(|e| Failure::invalid(e.0))
+        };
+        if chains {
+            let start = parse_bound("start", &self.start).map_err(|e| Failure::invalid(e.0))?;
+            let end = parse_bound("end", &end).map_err(|e| Failure::invalid(e.0))?;
+            if start > end {
+                return Err(Failure::invalid(format!(
+                    "start {start} is after end {end}"
+                )));
+            }
+            let days: Vec<NaiveDate> = if start == end {
+                vec![start]
+            } else {
+                calendar::sessions_between(start, end)
+                    .map_err(|e| Failure::invalid(e.to_string()))?
+            };
+            return days
+                .into_iter()
+                .map(|day| {
+                    let mut fields = fields.clone();
+                    fields.insert("date".into(), Value::String(day.to_string()));
+                    parse(fields)
+                })
+                .collect();
+        }
         fields.insert("start".into(), Value::String(self.start.clone()));
-        fields.insert("end".into(), Value::String(self.end.clone()));
-        fields.insert(
-            "include_after_hours".into(),
-            Value::Bool(!self.no_after_hours),
-        );
-        FillRequest::from_json(&Value::Object(fields).to_string())
-            .map_err(|e| Failure::invalid(e.0))
+        fields.insert("end".into(), Value::String(end));
+        if !events {
+            fields.insert(
+                "include_after_hours".into(),
+                Value::Bool(!self.no_after_hours),
+            );
+        }
+        parse(fields).map(|r| vec![r])
     }
 }
 

@@ -38,7 +38,7 @@ pub(super) async fn run(args: FillArgs) -> Result<(), Failure> {
     let request = args.range.request(&args.dataset)?;
     let bucket = args.bucket.open().await?;
     let bar = progress_bar();
-    bar.set_message(format!("filling {}", request.dataset));
+    bar.set_message(format!("filling {}", request.relative_path()));
     let observer = bar.clone();
     let store = bucket
         .function_store()
@@ -57,7 +57,7 @@ pub(super) async fn run(args: FillArgs) -> Result<(), Failure> {
         }
         Progress::Writing => observer.set_message("writing"),
     });
-    let result = engine.fill(&request).await;
+    let result = engine.fill_any(&request).await;
     bar.finish_and_clear();
     let answer = result?;
     if args.json {

@@ -30,10 +30,10 @@ struct GetOutput<'a> {
 }
 
 pub(super) async fn run(args: GetArgs) -> Result<(), Failure> {
-    let request = args.range.data_request(&args.dataset)?;
+    let request = args.range.request(&args.dataset)?;
     let (client, _bucket) = args.client.open().await?;
-    let spinner = progress::spinner(format!("getting {}", request.dataset));
-    let result = client.get(&request).await;
+    let spinner = progress::spinner(format!("getting {}", request.relative_path()));
+    let result = client.get_any(&request).await;
     spinner.finish_and_clear();
     let file = result?;
     let stats = client.stats();

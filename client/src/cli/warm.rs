@@ -1,9 +1,11 @@
-//! `cachefill warm`: make many symbols' datasets local, continuing past failures.
+//! `cachefill warm`: make many symbols' datasets local, continuing past failures: bars,
+//! corporate events (`--datastyle splits,dividends`) or option chains (`--datastyle
+//! option_chains`, one per session of the range).
 //!
 //! Re-running it fetches only what is still missing: every dataset already cached is a
 //! local hit.
 
-use crate::DataRequest;
+use cachefill_core::fill::MissRequest;
 use clap::Args;
 use futures::StreamExt;
 use serde::Serialize;
@@ -23,12 +25,13 @@ pub(super) struct WarmArgs {
     /// stock or index.
     #[arg(long)]
     pub asset_type: String,
-    /// minute, hour, day, 1m, 5m, 1h, 1D …
+    /// minute, hour, day, 1m, 5m, 1h, 1D … (bars only).
     #[arg(long)]
-    pub timespan: String,
-    /// ohlc or quote.
-    #[arg(long)]
-    pub datastyle: String,
+    pub timespan: Option<String>,
+    /// Comma-separated: ohlc or quote (bars), splits, dividends (corporate events),
+    /// option_chains.
+    #[arg(long, value_delimiter = ',', required = true, num_args = 1..)]
+    pub datastyle: Vec<String>,
     #[command(flatten)]
     pub range: RangeArgs,
     /// Datasets fetched at once.
@@ -70,25 +73,35 @@ struct Failed {
 }
 
 pub(super) async fn run(args: WarmArgs) -> Result<(), Failure> {
-    let requests: Vec<(String, Result<DataRequest, Failure>)> = args
+    let mut requests: Vec<(String, Result<MissRequest, Failure>)> = Vec::new();
+    for symbol in args
         .symbols
         .iter()
         .map(|s| s.trim())
         .filter(|s| !s.is_empty())
-        .map(|symbol| {
+    {
+        for datastyle in args
+            .datastyle
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+        {
             let dataset = DatasetArgs {
                 provider: args.provider.clone(),
                 asset_type: args.asset_type.clone(),
                 symbol: symbol.to_string(),
                 timespan: args.timespan.clone(),
-                datastyle: args.datastyle.clone(),
+                datastyle: datastyle.to_string(),
                 expiration: None,
                 strike: None,
                 right: None,
             };
-            (symbol.to_string(), args.range.data_request(&dataset))
-        })
-        .collect();
+            match args.range.requests(&dataset) {
+                Ok(all) => requests.extend(all.into_iter().map(|r| (symbol.to_string(), Ok(r)))),
+                Err(failure) => requests.push((symbol.to_string(), Err(failure))),
+            }
+        }
+    }
     let (client, _bucket) = args.client.open().await?;
     let bar = progress::bar(requests.len() as u64, "datasets");
     bar.set_message("warming");
@@ -99,8 +112,10 @@ pub(super) async fn run(args: WarmArgs) -> Result<(), Failure> {
             let item = match request {
                 Err(failure) => failed(symbol, None, failure.message),
                 Ok(request) => {
-                    let key = client_ref.layout().data_key(&request.dataset);
-                    match client_ref.get(&request).await {
+                    let key = client_ref
+                        .layout()
+                        .key_for_relative(&request.relative_path());
+                    match client_ref.get_any(&request).await {
                         Ok(file) => Item {
                             symbol,
                             key: Some(key),

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use cachefill_core::fill::{FillAnswer, FillEngine, FillRequest};
+use cachefill_core::fill::{FillAnswer, FillEngine, MissRequest};
 use cachefill_core::providers::Provider;
 use cachefill_core::storage::ObjectStore;
 
@@ -31,9 +31,9 @@ where
     S: ObjectStore + 'static,
     P: Provider + 'static,
 {
-    async fn invoke(&self, request: &FillRequest) -> Result<FillAnswer, InvokeError> {
+    async fn invoke(&self, request: &MissRequest) -> Result<FillAnswer, InvokeError> {
         self.engine
-            .fill(request)
+            .fill_any(request)
             .await
             .map_err(|e| InvokeError::Function {
                 error_type: e.error_type(),

@@ -21,7 +21,7 @@ use aws_sdk_lambda::operation::invoke::InvokeError as SdkInvokeError;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
 
-use cachefill_core::fill::{FillAnswer, FillRequest};
+use cachefill_core::fill::{FillAnswer, MissRequest};
 use cachefill_core::settings::{ClientSettings, Secret};
 
 use super::{InvokeError, Invoker, parse_answer, parse_function_error};
@@ -252,7 +252,7 @@ impl LambdaInvoker {
 
 #[async_trait]
 impl Invoker for LambdaInvoker {
-    async fn invoke(&self, request: &FillRequest) -> Result<FillAnswer, InvokeError> {
+    async fn invoke(&self, request: &MissRequest) -> Result<FillAnswer, InvokeError> {
         let call = self
             .client
             .invoke()

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use cachefill_core::errors::ErrorType;
-use cachefill_core::fill::{FillAnswer, FillRequest};
+use cachefill_core::fill::{FillAnswer, MissRequest};
 
 pub use in_process::InProcessInvoker;
 pub use lambda::{LambdaInvoker, LambdaOptions};
@@ -19,7 +19,7 @@ pub use lambda::{LambdaInvoker, LambdaOptions};
 /// Runs the miss-handler for one request and returns its answer (`docs/ARCHITECTURE.md` §5).
 #[async_trait]
 pub trait Invoker: Send + Sync + std::fmt::Debug {
-    async fn invoke(&self, request: &FillRequest) -> Result<FillAnswer, InvokeError>;
+    async fn invoke(&self, request: &MissRequest) -> Result<FillAnswer, InvokeError>;
 }
 
 /// Why an invocation gave no answer. Callers decide on retries with

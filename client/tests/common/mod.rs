@@ -11,7 +11,7 @@ use cachefill_client::embedded::Embedded;
 use cachefill_client::{ClientConfig, DataRequest, InvokeError, Invoker};
 use cachefill_core::dataset::Dataset;
 use cachefill_core::dataset::Provider as ProviderName;
-use cachefill_core::fill::{FillAnswer, FillRequest};
+use cachefill_core::fill::{FillAnswer, MissRequest};
 use cachefill_core::providers::ProviderSet;
 use cachefill_core::providers::synthetic::SyntheticProvider;
 use cachefill_core::storage::{
@@ -179,7 +179,7 @@ impl<I> Counted<I> {
 
 #[async_trait]
 impl<I: Invoker> Invoker for Counted<I> {
-    async fn invoke(&self, request: &FillRequest) -> Result<FillAnswer, InvokeError> {
+    async fn invoke(&self, request: &MissRequest) -> Result<FillAnswer, InvokeError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.inner.invoke(request).await
     }

@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use cachefill_core::errors::ErrorType;
-use cachefill_core::fill::{FillAnswer, FillEngine, FillError, FillRequest};
+use cachefill_core::fill::{FillAnswer, FillEngine, FillError, MissRequest};
 use cachefill_core::providers::Provider;
 use cachefill_core::providers::ProviderSet;
 use cachefill_core::storage::ObjectStore;
@@ -51,8 +51,8 @@ pub async fn handle<S: ObjectStore, P: Provider>(
 ) -> Result<FillAnswer, HandlerError> {
     let started = Instant::now();
     let request_id = event.context.request_id.clone();
-    let result = match FillRequest::from_json(event.payload.get()) {
-        Ok(request) => engine.fill(&request).await,
+    let result = match MissRequest::from_json(event.payload.get()) {
+        Ok(request) => engine.fill_any(&request).await,
         Err(e) => Err(FillError::from(e)),
     };
     match &result {

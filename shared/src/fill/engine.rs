@@ -15,6 +15,7 @@ use futures::{StreamExt, TryStreamExt};
 use super::answer::{FillAnswer, FillError, FillStatus};
 use super::lease::{self, Acquire, Lease};
 use super::merge;
+use super::reference::Actions;
 use super::request::FillRequest;
 use crate::calendar;
 use crate::calendar::NyDates;
@@ -31,7 +32,7 @@ use crate::format::{
     SHA256_METADATA, SIDECAR_SUFFIX,
 };
 use crate::keys::KeyLayout;
-use crate::providers::{FetchRequest, FetchedActions, Provider};
+use crate::providers::{FetchRequest, Provider};
 use crate::pyfmt;
 use crate::rules;
 use crate::storage::{ObjectMeta, ObjectStore, PutMode, PutOptions, StorageError, etags_equal};
@@ -200,7 +201,7 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
         request: &FillRequest,
         key: &str,
         wanted: &[NaiveDate],
-        actions: Option<FetchedActions>,
+        actions: Option<Actions>,
         started: Instant,
     ) -> Result<FillAnswer, FillError> {
         let dataset = &request.dataset;
@@ -221,14 +222,12 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
                     .chain(missing.first().copied())
                     .min()
                     .unwrap_or(request.start);
-                self.provider
-                    .corporate_actions(dataset, from, self.today())
-                    .await?
+                self.corporate_actions(dataset, from, self.today()).await?
             }
             None => None,
         };
         if let Some(fetched) = &actions {
-            fresh.requests += u64::from(fetched.requests);
+            fresh.requests += fetched.requests;
             fresh.batch = corporate::adjust(dataset, &fresh.batch, &fetched.actions, None)
                 .map_err(FillError::codec("adjusting"))?;
         }
@@ -509,6 +508,11 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
         Err(FillError::SidecarContended { key: sidecar_key })
     }
 
+    /// Now, by the engine's clock.
+    pub(super) fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
     /// Today, in New York: the date corporate actions are applied as of.
     fn today(&self) -> NaiveDate {
         calendar::ny_date(self.clock.now())
@@ -520,7 +524,7 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
         &self,
         dataset: &Dataset,
         current: Option<&Current>,
-    ) -> Result<Option<FetchedActions>, FillError> {
+    ) -> Result<Option<Actions>, FillError> {
         let Some(current) = current.filter(|_| corporate::adjusts(dataset)) else {
             return Ok(None);
         };
@@ -532,11 +536,7 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
         let Some(first) = current.coverage.real.first().copied() else {
             return Ok(None);
         };
-        let Some(fetched) = self
-            .provider
-            .corporate_actions(dataset, first, today)
-            .await?
-        else {
+        let Some(fetched) = self.corporate_actions(dataset, first, today).await? else {
             return Ok(None);
         };
         let stale = current.unadjusted || as_of.is_none_or(|a| fetched.actions.has_splits_after(a));

@@ -4,8 +4,9 @@ pub mod answer;
 pub mod engine;
 pub mod lease;
 pub mod merge;
+mod reference;
 pub mod request;
 
 pub use answer::{FillAnswer, FillError, FillStatus};
 pub use engine::{EngineConfig, FillEngine, Progress};
-pub use request::FillRequest;
+pub use request::{FillRequest, MissRequest};

@@ -7,6 +7,8 @@ use crate::calendar;
 use crate::dataset::{
     DATASET_FIELDS, Dataset, DatasetError, RawFields, parse_date, provider_expiration,
 };
+use crate::reference::events::EventType;
+use crate::reference::{CHAINS_DATASTYLE, ChainRequest, EventsRequest};
 
 /// The longest range one request may ask for.
 pub const MAX_RANGE_DAYS: i64 = 366 * 30;
@@ -124,5 +126,52 @@ impl FillRequest {
             include_after_hours: self.include_after_hours,
         })
         .expect("a request serializes")
+    }
+}
+
+/// Anything the miss-handler fills: price bars, corporate events or an option chain, told
+/// apart by the request's `datastyle`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MissRequest {
+    Bars(FillRequest),
+    Events(EventsRequest),
+    Chain(ChainRequest),
+}
+
+impl MissRequest {
+    pub fn from_json(json: &str) -> Result<Self, DatasetError> {
+        let fields = RawFields::parse(json)?;
+        let datastyle = fields.string("datastyle")?.unwrap_or_default();
+        if let Some(event_type) = EventType::parse(&datastyle) {
+            return EventsRequest::from_fields(&fields, event_type).map(MissRequest::Events);
+        }
+        if datastyle.trim().eq_ignore_ascii_case(CHAINS_DATASTYLE) {
+            return ChainRequest::from_fields(&fields).map(MissRequest::Chain);
+        }
+        FillRequest::from_json(json).map(MissRequest::Bars)
+    }
+
+    /// The request as the miss-handler receives it.
+    pub fn to_json(&self) -> String {
+        match self {
+            MissRequest::Bars(r) => r.to_json(),
+            MissRequest::Events(r) => r.to_json(),
+            MissRequest::Chain(r) => r.to_json(),
+        }
+    }
+
+    /// The path, relative to the cache root, of the object the request fills.
+    pub fn relative_path(&self) -> String {
+        match self {
+            MissRequest::Bars(r) => crate::keys::relative_path(&r.dataset),
+            MissRequest::Events(r) => r.set.relative_path(),
+            MissRequest::Chain(r) => r.set.relative_path(),
+        }
+    }
+}
+
+impl From<FillRequest> for MissRequest {
+    fn from(request: FillRequest) -> Self {
+        MissRequest::Bars(request)
     }
 }

@@ -13,8 +13,10 @@ use async_trait::async_trait;
 use chrono::NaiveDate;
 
 use crate::codec::Rows;
-use crate::corporate::CorporateActions;
 use crate::dataset::{Dataset, Provider as ProviderName};
+use crate::reference::ChainSet;
+use crate::reference::chain::Chain;
+use crate::reference::events::{Event, EventSet};
 use crate::settings::ProviderSettings;
 
 /// What one unit of work asks for.
@@ -37,10 +39,22 @@ pub struct Fetched {
     pub requests: u32,
 }
 
-/// Splits and dividends a provider knows, and what asking cost.
+/// Corporate events a provider knows over a window, and what asking cost.
 #[derive(Debug, Clone, PartialEq)]
-pub struct FetchedActions {
-    pub actions: CorporateActions,
+pub struct FetchedEvents {
+    /// Ascending by date.
+    pub events: Vec<Event>,
+    /// Upstream requests made, retries included.
+    pub requests: u32,
+}
+
+/// An option chain a provider built, and what building it cost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FetchedChain {
+    pub chain: Chain,
+    /// Expirations whose strikes were fetched (lumibot adjusts strikes for later splits only
+    /// when there are some).
+    pub strikes_fetched: usize,
     /// Upstream requests made, retries included.
     pub requests: u32,
 }
@@ -109,16 +123,30 @@ pub trait Provider: Send + Sync + Debug {
             .map(|c| requested.unwrap_or(c.expiration)))
     }
 
-    /// The splits and dividends of `dataset`'s symbol (an option's underlying) that day bars
-    /// from `from` need, known up to `as_of`; `None` when this provider has none to give (its
-    /// bars are then left as they are).
-    async fn corporate_actions(
+    /// Whether this provider has corporate events for `set` (asked before any lease is
+    /// taken for them).
+    fn serves_events(&self, _set: &EventSet) -> bool {
+        false
+    }
+
+    /// The events of `set` dated within `[from, to]`; `None` when this provider has no
+    /// corporate events (its day bars are then left as they are).
+    async fn events(
         &self,
-        _dataset: &Dataset,
+        _set: &EventSet,
         _from: NaiveDate,
-        _as_of: NaiveDate,
-    ) -> Result<Option<FetchedActions>, ProviderError> {
+        _to: NaiveDate,
+    ) -> Result<Option<FetchedEvents>, ProviderError> {
         Ok(None)
+    }
+
+    /// The option chain of `underlying` as of `as_of`, as lumibot builds it; `Ok(None)` when
+    /// the provider lists nothing for it. Providers without chains refuse.
+    async fn chain(&self, set: &ChainSet) -> Result<Option<FetchedChain>, ProviderError> {
+        Err(ProviderError::Unsupported(format!(
+            "provider '{}' has no option chains",
+            set.provider
+        )))
     }
 }
 
@@ -180,14 +208,18 @@ impl ProviderSet {
     }
 
     fn get(&self, dataset: &Dataset) -> Result<&dyn Provider, ProviderError> {
+        self.named(dataset.provider)
+    }
+
+    fn named(&self, name: ProviderName) -> Result<&dyn Provider, ProviderError> {
         self.providers
             .iter()
-            .find(|(name, _)| *name == dataset.provider)
+            .find(|(served, _)| *served == name)
             .map(|(_, p)| p.as_ref())
             .ok_or_else(|| {
                 ProviderError::Unsupported(format!(
                     "provider '{}' is not served by this deployment (CACHE_PROVIDERS serves: {})",
-                    dataset.provider,
+                    name,
                     self.served()
                         .iter()
                         .map(|p| p.as_str())
@@ -229,15 +261,21 @@ impl Provider for ProviderSet {
             .await
     }
 
-    async fn corporate_actions(
+    fn serves_events(&self, set: &EventSet) -> bool {
+        self.named(set.provider).is_ok_and(|p| p.serves_events(set))
+    }
+
+    async fn events(
         &self,
-        dataset: &Dataset,
+        set: &EventSet,
         from: NaiveDate,
-        as_of: NaiveDate,
-    ) -> Result<Option<FetchedActions>, ProviderError> {
-        self.get(dataset)?
-            .corporate_actions(dataset, from, as_of)
-            .await
+        to: NaiveDate,
+    ) -> Result<Option<FetchedEvents>, ProviderError> {
+        self.named(set.provider)?.events(set, from, to).await
+    }
+
+    async fn chain(&self, set: &ChainSet) -> Result<Option<FetchedChain>, ProviderError> {
+        self.named(set.provider)?.chain(set).await
     }
 }
 
@@ -262,13 +300,19 @@ impl<P: Provider + ?Sized> Provider for std::sync::Arc<P> {
     ) -> Result<Option<NaiveDate>, ProviderError> {
         (**self).query_expiration(dataset, requested).await
     }
-    async fn corporate_actions(
+    fn serves_events(&self, set: &EventSet) -> bool {
+        (**self).serves_events(set)
+    }
+    async fn events(
         &self,
-        dataset: &Dataset,
+        set: &EventSet,
         from: NaiveDate,
-        as_of: NaiveDate,
-    ) -> Result<Option<FetchedActions>, ProviderError> {
-        (**self).corporate_actions(dataset, from, as_of).await
+        to: NaiveDate,
+    ) -> Result<Option<FetchedEvents>, ProviderError> {
+        (**self).events(set, from, to).await
+    }
+    async fn chain(&self, set: &ChainSet) -> Result<Option<FetchedChain>, ProviderError> {
+        (**self).chain(set).await
     }
 }
 

@@ -38,7 +38,13 @@ pub struct QuarantineKeys {
 
 /// Quarantine keys of one rejected version of a dataset's parquet or sidecar.
 pub fn keys(layout: &KeyLayout, dataset: &Dataset, kind: ObjectKind, id: &str) -> QuarantineKeys {
-    let folder = layout.quarantine_prefix(dataset);
+    keys_of(layout, &crate::keys::relative_path(dataset), kind, id)
+}
+
+/// Quarantine keys of one rejected version of the object at `relative` (a reference
+/// object's parquet, or its `.meta.json` as a sidecar).
+pub fn keys_of(layout: &KeyLayout, relative: &str, kind: ObjectKind, id: &str) -> QuarantineKeys {
+    let folder = layout.quarantine_prefix_of(relative);
     let id = sanitize(id);
     match kind {
         ObjectKind::Parquet => QuarantineKeys {

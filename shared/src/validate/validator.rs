@@ -76,6 +76,7 @@ use crate::format::{
 use crate::keys::{KeyKind, KeyLayout};
 use crate::others::{self, OtherKind};
 use crate::pyfmt;
+use crate::reference::Reference;
 use crate::rules::{self, SidecarStanding, Violation};
 use crate::storage::{
     GetResult, ObjectMeta, ObjectStore, PutMode, PutOptions, StorageError, etags_equal,
@@ -316,6 +317,14 @@ impl<S: fmt::Debug> fmt::Debug for Validator<S> {
     }
 }
 
+/// How a reference object is named in quarantine and audit: a ranges file as a sidecar.
+fn reference_kind(reference: &Reference) -> ObjectKind {
+    match reference {
+        Reference::Events { ranges: true, .. } => ObjectKind::Sidecar,
+        _ => ObjectKind::Parquet,
+    }
+}
+
 fn same_version(a: &ObjectMeta, b: &ObjectMeta) -> bool {
     match (&a.version_id, &b.version_id) {
         (Some(x), Some(y)) => x == y,
@@ -420,7 +429,15 @@ impl<S: ObjectStore> Validator<S> {
             }
             Ok(KeyKind::Other(kind)) => {
                 verdict.other = Some(kind);
-                self.inspect_other(kind, event, verdict).await
+                let relative = self.layout().relative_of(&event.key).unwrap_or_default();
+                match Reference::of(relative) {
+                    Some(reference) => {
+                        verdict.kind = Some(reference_kind(&reference));
+                        self.judge_reference(&reference, relative, event, verdict)
+                            .await
+                    }
+                    None => self.inspect_other(kind, event, verdict).await,
+                }
             }
         }
     }
@@ -448,9 +465,113 @@ impl<S: ObjectStore> Validator<S> {
         Ok(Outcome::Recognised)
     }
 
+    /// A reference object (events, their ranges, a chain): judged on its own bytes by its
+    /// rules, recorded in its manifest, or put aside with the last valid version restored.
+    async fn judge_reference(
+        &self,
+        reference: &Reference,
+        relative: &str,
+        event: &EventRecord,
+        verdict: &mut Verdict,
+    ) -> Result<Outcome> {
+        let key = event.key.as_str();
+        let manifest_key = self.layout().manifest_key_of(relative);
+        let manifest = self.read_manifest_at(&manifest_key).await?;
+        if let Some(id) = &event.version_id
+            && manifest.contains_version(id)
+        {
+            return Ok(Outcome::Duplicate);
+        }
+        let Some(got) = self.get_version(key, event.version_id.as_deref()).await? else {
+            return Ok(Outcome::Skipped(SkipReason::Gone));
+        };
+        verdict.saw(&got);
+        let version = got.meta.version_id.clone();
+        let sha256 = codec::sha256_hex(&got.bytes);
+        verdict.sha256 = Some(sha256.clone());
+        if version
+            .as_ref()
+            .is_some_and(|id| manifest.contains_version(id))
+            || manifest
+                .current
+                .as_ref()
+                .is_some_and(|c| c.sha256 == sha256)
+        {
+            return Ok(Outcome::Duplicate);
+        }
+        if self.status_of(key, version.as_deref()).await?.as_deref() == Some(STATUS_QUARANTINED)
+            && !self.is_current(key, &got.meta).await?
+        {
+            return Ok(Outcome::Duplicate);
+        }
+        let (violations, facts) = rules::check_reference(reference, &got.bytes);
+        verdict.rows = facts.as_ref().map(|f| f.rows);
+        let kind = reference_kind(reference);
+        let content_type = match kind {
+            ObjectKind::Parquet => PARQUET_CONTENT_TYPE,
+            ObjectKind::Sidecar => JSON_CONTENT_TYPE,
+        };
+        if !violations.is_empty() {
+            verdict.violations = violations;
+            let keys = quarantine::keys_of(
+                self.layout(),
+                relative,
+                kind,
+                version.as_deref().unwrap_or(&sha256),
+            );
+            let reason = self.reason(
+                event,
+                kind,
+                &got,
+                &sha256,
+                &verdict.violations,
+                &keys.object,
+            );
+            quarantine::put_aside(self.dyn_store(), key, version.as_deref(), &keys, &reason)
+                .await?;
+            self.set_status(key, version.as_deref(), STATUS_QUARANTINED)
+                .await?;
+            let restore = self
+                .restore_version(&manifest_key, key, &got.meta, content_type)
+                .await?;
+            return Ok(Outcome::Quarantined { restore });
+        }
+        let facts = facts.unwrap_or_default();
+        if let Some(why) = facts.ignored {
+            verdict.notes.push(why);
+            return Ok(Outcome::Recognised);
+        }
+        let entry = ManifestEntry {
+            version_id: version.clone(),
+            etag: got.meta.etag.clone(),
+            sha256,
+            rows: facts.rows,
+            real_rows: facts.rows,
+            placeholders: 0,
+            min: facts.min.map(|d| d.to_string()),
+            max: facts.max.map(|d| d.to_string()),
+            bytes: got.bytes.len() as u64,
+            validated_at: self.clock.now(),
+            last_modified: got.meta.last_modified,
+            sequencer: event.sequencer.clone(),
+        };
+        let order = self.version_order(key).await?;
+        let recorded = manifest::record(self.dyn_store(), &manifest_key, &entry, &order).await?;
+        self.set_status(key, version.as_deref(), STATUS_VALID)
+            .await?;
+        Ok(match recorded {
+            Recorded::Added { .. } => Outcome::Valid,
+            Recorded::AlreadyThere => Outcome::Duplicate,
+        })
+    }
+
     async fn read_manifest(&self, dataset: &Dataset) -> Result<Manifest> {
-        let key = self.layout().manifest_key(dataset);
-        Ok(manifest::read(self.dyn_store(), &key)
+        self.read_manifest_at(&self.layout().manifest_key(dataset))
+            .await
+    }
+
+    async fn read_manifest_at(&self, key: &str) -> Result<Manifest> {
+        Ok(manifest::read(self.dyn_store(), key)
             .await?
             .map(|(m, _)| m)
             .unwrap_or_default())
@@ -662,13 +783,27 @@ impl<S: ObjectStore> Validator<S> {
         key: &str,
         bad: &ObjectMeta,
     ) -> Result<Restore> {
+        let manifest_key = self.layout().manifest_key(dataset);
+        self.restore_version(&manifest_key, key, bad, PARQUET_CONTENT_TYPE)
+            .await
+    }
+
+    /// Put the newest version the manifest at `manifest_key` validated back on `key`, if the
+    /// rejected one is still there; with none, delete the key.
+    async fn restore_version(
+        &self,
+        manifest_key: &str,
+        key: &str,
+        bad: &ObjectMeta,
+        content_type: &str,
+    ) -> Result<Restore> {
         let Some(current) = self.head_current(key).await? else {
             return Ok(Restore::Superseded);
         };
         if !same_version(&current, bad) {
             return Ok(Restore::Superseded);
         }
-        let manifest = self.read_manifest(dataset).await?;
+        let manifest = self.read_manifest_at(manifest_key).await?;
         let mut tried = Vec::new();
         for entry in manifest.current.iter().chain(&manifest.history) {
             let Some(id) = entry.version_id.as_deref() else {
@@ -684,7 +819,7 @@ impl<S: ObjectStore> Validator<S> {
             let options = PutOptions {
                 mode: PutMode::IfMatch(current.etag.clone()),
                 metadata: good.meta.metadata.clone(),
-                content_type: Some(PARQUET_CONTENT_TYPE.into()),
+                content_type: Some(content_type.into()),
             };
             return match self.store.put(key, good.bytes, options).await {
                 Ok(put) => {

@@ -14,7 +14,7 @@ use chrono::NaiveDate;
 use serde_json::Value;
 
 use super::parse::ParseError;
-use crate::corporate::{Dividend, Split};
+use crate::reference::events::Event;
 
 /// Each row of a body as (column name → value).
 fn rows(body: &[u8]) -> Result<Vec<serde_json::Map<String, Value>>, ParseError> {
@@ -69,8 +69,8 @@ fn number(value: Option<&Value>) -> Option<f64> {
 }
 
 /// The splits of a split-history body, ascending, without repeats.
-pub fn splits(body: &[u8]) -> Result<Vec<Split>, ParseError> {
-    let mut out: Vec<Split> = Vec::new();
+pub fn splits(body: &[u8]) -> Result<Vec<Event>, ParseError> {
+    let mut out: Vec<Event> = Vec::new();
     for row in rows(body)? {
         let Some(split_date) = date(row.get("split_date")) else {
             continue;
@@ -91,19 +91,17 @@ pub fn splits(body: &[u8]) -> Result<Vec<Split>, ParseError> {
         }
         let ratio = after / before;
         if ratio != 1.0 && !out.iter().any(|s| s.date == split_date) {
-            out.push(Split {
-                date: split_date,
-                ratio,
-            });
+            out.push(Event::on(split_date, ratio));
         }
     }
     out.sort_by_key(|s| s.date);
     Ok(out)
 }
 
-/// The cash dividends of a dividend-history body, ascending, one per ex-date.
-pub fn dividends(body: &[u8]) -> Result<Vec<Dividend>, ParseError> {
-    let mut out: Vec<Dividend> = Vec::new();
+/// The cash dividends of a dividend-history body, ascending, one per ex-date, with their
+/// record and payment dates.
+pub fn dividends(body: &[u8]) -> Result<Vec<Event>, ParseError> {
+    let mut out: Vec<Event> = Vec::new();
     for row in rows(body)? {
         if number(row.get("less_amount")).is_some_and(|less| less > 0.0) {
             continue;
@@ -115,7 +113,12 @@ pub fn dividends(body: &[u8]) -> Result<Vec<Dividend>, ParseError> {
             continue;
         };
         if !out.iter().any(|d| d.date == day) {
-            out.push(Dividend { date: day, amount });
+            out.push(Event {
+                date: day,
+                value: amount,
+                record_date: date(row.get("record_date")),
+                pay_date: date(row.get("payment_date")).or_else(|| date(row.get("pay_date"))),
+            });
         }
     }
     out.sort_by_key(|d| d.date);
@@ -138,14 +141,8 @@ mod tests {
         assert_eq!(
             splits(body).unwrap(),
             [
-                Split {
-                    date: d("2020-08-31"),
-                    ratio: 5.0
-                },
-                Split {
-                    date: d("2022-08-25"),
-                    ratio: 3.0
-                }
+                Event::on(d("2020-08-31"), 5.0),
+                Event::on(d("2022-08-25"), 3.0)
             ]
         );
     }
@@ -157,9 +154,11 @@ mod tests {
                         [0,20240812,20240812,20240815,20240801,0.25,0,0.1,20240812]]}"#;
         assert_eq!(
             dividends(body).unwrap(),
-            [Dividend {
+            [Event {
                 date: d("2024-05-10"),
-                amount: 0.25
+                value: 0.25,
+                record_date: Some(d("2024-05-13")),
+                pay_date: Some(d("2024-05-16")),
             }]
         );
         let rows_of_objects =

@@ -46,6 +46,7 @@
 //! (v2 parameter names) and other statuses are `Protocol` errors quoting the terminal.
 //! At most [`ThetaDataConfig::concurrency`] requests are in flight at once.
 
+pub mod chains;
 pub mod events;
 pub mod http;
 mod json;
@@ -60,11 +61,12 @@ use chrono::NaiveDate;
 
 pub use http::RetryPolicy;
 
-use super::{FetchRequest, Fetched, FetchedActions, Provider, ProviderError};
+use super::{FetchRequest, Fetched, FetchedChain, FetchedEvents, Provider, ProviderError};
 use crate::codec::Rows;
 use crate::codec::schema::Layout;
-use crate::corporate::{self, CorporateActions};
 use crate::dataset::Dataset;
+use crate::reference::ChainSet;
+use crate::reference::events::{Event, EventSet, EventType};
 use crate::settings::{DEFAULT_THETADATA_BASE_URL, ProviderSettings, THETADATA_BASE_URL};
 use http::{Reply, Terminal};
 use parse::ParseError;
@@ -149,26 +151,9 @@ pub struct ThetaDataProvider {
     concurrency: usize,
     /// Each option root's listed expirations, asked once per process.
     expirations: std::sync::Mutex<std::collections::HashMap<String, Vec<NaiveDate>>>,
-    /// Corporate actions by (root, from, as of): asked once per process and day, so hits on
-    /// an adjusted day file cost no request after the first of the day.
-    actions: std::sync::Mutex<
-        std::collections::HashMap<(String, NaiveDate, NaiveDate), CorporateActions>,
-    >,
 }
 
 impl ThetaDataProvider {
-    fn lock_actions(
-        &self,
-    ) -> std::sync::MutexGuard<
-        '_,
-        std::collections::HashMap<(String, NaiveDate, NaiveDate), CorporateActions>,
-    > {
-        // A panic while holding it cannot leave the map half-written: insert is one step.
-        self.actions
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
     pub fn new(config: ThetaDataConfig) -> Result<Self, SetupError> {
         if config.base_url.to_ascii_lowercase().starts_with("https://") {
             return Err(SetupError::Https(config.base_url));
@@ -188,7 +173,6 @@ impl ThetaDataProvider {
             terminal,
             concurrency: config.concurrency.max(1),
             expirations: Default::default(),
-            actions: Default::default(),
         })
     }
 
@@ -247,8 +231,18 @@ impl ThetaDataProvider {
         parse: impl Fn(&[u8]) -> Result<Vec<T>, ParseError>,
         order: impl FnMut(&T, &T) -> std::cmp::Ordering,
     ) -> Result<Vec<T>, ProviderError> {
-        let mut requests = 0;
-        match self.terminal.get(call, &mut requests, parse).await? {
+        self.list_counted(call, parse, order, &mut 0).await
+    }
+
+    /// [`Self::list`], counting the requests made into `requests`.
+    async fn list_counted<T: PartialEq>(
+        &self,
+        call: &request::Call,
+        parse: impl Fn(&[u8]) -> Result<Vec<T>, ParseError>,
+        order: impl FnMut(&T, &T) -> std::cmp::Ordering,
+        requests: &mut u32,
+    ) -> Result<Vec<T>, ProviderError> {
+        match self.terminal.get(call, requests, parse).await? {
             Reply::Data(mut values) => {
                 values.sort_by(order);
                 values.dedup();
@@ -299,51 +293,40 @@ impl Provider for ThetaDataProvider {
         self.concurrency
     }
 
-    /// lumibot's corporate-action lookups: splits over `[from - 60 d, as_of + 60 d]` and
-    /// dividends over `[from - 60 d, as_of]` of the symbol (an option's underlying). Index
-    /// bars are never adjusted.
-    async fn corporate_actions(
+    fn serves_events(&self, set: &EventSet) -> bool {
+        set.provider == crate::dataset::Provider::ThetaData
+    }
+
+    /// lumibot's corporate-event lookups: the v2 split or dividend history of a stock over
+    /// `[from, to]`, normalized as lumibot normalizes it.
+    async fn events(
         &self,
-        dataset: &Dataset,
+        set: &EventSet,
         from: NaiveDate,
-        as_of: NaiveDate,
-    ) -> Result<Option<FetchedActions>, ProviderError> {
-        if !corporate::adjusts(dataset) {
-            return Ok(None);
-        }
-        let pad = chrono::Duration::days(request::EVENT_PAD_DAYS);
-        let root = &dataset.symbol;
-        let key = (root.clone(), from, as_of);
-        if let Some(actions) = self.lock_actions().get(&key) {
-            return Ok(Some(FetchedActions {
-                actions: actions.clone(),
-                requests: 0,
-            }));
-        }
-        let mut requests = 0;
-        let splits = self
-            .terminal
-            .get(
-                &request::events_call(request::SPLITS_PATH, root, from - pad, as_of + pad),
-                &mut requests,
-                events::splits,
-            )
-            .await?;
-        let dividends = self
-            .terminal
-            .get(
-                &request::events_call(request::DIVIDENDS_PATH, root, from - pad, as_of),
-                &mut requests,
-                events::dividends,
-            )
-            .await?;
-        let actions = CorporateActions {
-            splits: splits.or_empty(),
-            dividends: dividends.or_empty(),
-            as_of,
+        to: NaiveDate,
+    ) -> Result<Option<FetchedEvents>, ProviderError> {
+        let (path, parse): (_, fn(&[u8]) -> Result<Vec<Event>, ParseError>) = match set.event_type {
+            EventType::Splits => (request::SPLITS_PATH, events::splits),
+            EventType::Dividends => (request::DIVIDENDS_PATH, events::dividends),
         };
-        self.lock_actions().insert(key, actions.clone());
-        Ok(Some(FetchedActions { actions, requests }))
+        let mut requests = 0;
+        let reply = self
+            .terminal
+            .get(
+                &request::events_call(path, &set.symbol, from, to),
+                &mut requests,
+                parse,
+            )
+            .await?;
+        Ok(Some(FetchedEvents {
+            events: reply.or_empty(),
+            requests,
+        }))
+    }
+
+    async fn chain(&self, set: &ChainSet) -> Result<Option<FetchedChain>, ProviderError> {
+        self.build_chain(&set.symbol, set.asset_type, set.date)
+            .await
     }
 
     /// The expiration a contract is filed under: `requested` when given; else the tradable

@@ -206,7 +206,7 @@ pub fn query_expiration(tradable: NaiveDate, listed: &[NaiveDate]) -> NaiveDate 
     }
 }
 
-fn is_third_friday(date: NaiveDate) -> bool {
+pub fn is_third_friday(date: NaiveDate) -> bool {
     date.weekday() == Weekday::Fri && (15..=21).contains(&date.day())
 }
 
