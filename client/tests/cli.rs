@@ -10,25 +10,7 @@ use serde_json::Value;
 /// Run the command in `dir` (whose `./.cachefill/` is the embedded default's state) with
 /// no cache settings inherited from the environment.
 fn cachefill(dir: &Path, args: &[&str]) -> (i32, Value, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_cachefill"));
-    command.current_dir(dir).args(args);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("LUMIBOT_CACHE_") || name.starts_with("AWS_ENDPOINT_URL") {
-            command.env_remove(name);
-        }
-    }
-    let output = command.output().unwrap();
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    let stderr = String::from_utf8(output.stderr).unwrap();
-    // A failing command prints its error on stderr and nothing on stdout.
-    let json = if args.contains(&"--json") && !stdout.trim().is_empty() {
-        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-            panic!("{args:?}: stdout is not JSON ({e}): {stdout}\nstderr: {stderr}")
-        })
-    } else {
-        Value::Null
-    };
-    (output.status.code().unwrap(), json, stderr)
+    cachefill_with(dir, args, &[])
 }
 
 const DAY_AAPL: [&str; 10] = [
@@ -353,4 +335,145 @@ fn help_documents_the_exit_codes() {
     for command in ["get", "warm", "ls", "audit", "clear", "invalidate", "demo"] {
         assert!(help.contains(command), "{command} missing from --help");
     }
+}
+
+/// `warm` of corporate events for several symbols and `get` of a chain, on the embedded
+/// default with ThetaData replayed: lumibot's files, validated, listed by `ls`; a second
+/// `warm` is all local hits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_and_chains_warm_get_and_list() {
+    use cachefill_testing::thetadata::{ReplayServer, Reply};
+    let server = ReplayServer::thetadata().await.unwrap();
+    server.respond_with("/v2/hist/stock/split", |q| {
+        (q.get("root").map(String::as_str) == Some("NVDA")).then(|| {
+            Reply::json(
+                r#"{"header":{"format":["ms_of_day","split_date","before_shares","after_shares","date"]},"response":[[0,20240610,1,10,20240610]]}"#,
+            )
+        }).or_else(|| Some(Reply::no_data()))
+    });
+    server.respond_with("/v2/hist/stock/dividend", |_| Some(Reply::no_data()));
+    server.respond_with("/v3/option/list/strikes", |_| {
+        Some(Reply::json(
+            r#"{"response":[{"strike":580.0},{"strike":585.0}]}"#,
+        ))
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let base = server.base_url();
+    let run = |args: Vec<&'static str>| {
+        let dir = dir.path().to_path_buf();
+        let base = base.clone();
+        move || {
+            let mut full = args.clone();
+            full.push("--json");
+            cachefill_with(&dir, &full, &[("THETADATA_BASE_URL", base.as_str())])
+        }
+    };
+    let warm = vec![
+        "warm",
+        "--symbols",
+        "NVDA,AAPL",
+        "--provider",
+        "thetadata",
+        "--asset-type",
+        "stock",
+        "--datastyle",
+        "splits,dividends",
+        "--start",
+        "2024-01-01",
+        "--end",
+        "2024-12-31",
+    ];
+    let (code, first, stderr) = tokio::task::spawn_blocking(run(warm.clone()))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(first["ok"], 4, "{first}");
+    let statuses: Vec<&str> = first["datasets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["filled"; 4]);
+    assert_eq!(
+        first["upstream_requests"], 4,
+        "one request per symbol and type"
+    );
+
+    let (code, again, _) = tokio::task::spawn_blocking(run(warm)).await.unwrap();
+    assert_eq!(code, 0);
+    assert_eq!(again["invocations"], 0, "{again}");
+    assert!(
+        again["datasets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["status"] == "local_hit")
+    );
+
+    let chain = vec![
+        "get",
+        "--provider",
+        "thetadata",
+        "--asset-type",
+        "stock",
+        "--symbol",
+        "SPY",
+        "--datastyle",
+        "option_chains",
+        "--start",
+        "2024-11-15",
+    ];
+    let (code, got, stderr) = tokio::task::spawn_blocking(run(chain)).await.unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(got["source"], "filled");
+    assert_eq!(got["rows"], 311);
+    assert!(
+        got["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("thetadata/stock/option_chains/SPY_2024-11-15.parquet")
+    );
+
+    let (code, listed, stderr) = tokio::task::spawn_blocking(run(vec!["ls"])).await.unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    let others = listed["others"].as_array().unwrap();
+    let nvda = others
+        .iter()
+        .find(|o| o["key"] == "v1/thetadata/stock/events/splits/NVDA_splits.parquet")
+        .unwrap_or_else(|| panic!("{others:?}"));
+    assert_eq!(nvda["validated"]["rows"], 1, "{nvda}");
+    assert_eq!(nvda["validated"]["min"], "2024-06-10");
+    let chain = others.iter().find(|o| o["kind"] == "option_chain").unwrap();
+    assert_eq!(chain["validated"]["rows"], 311);
+    assert_eq!(
+        others
+            .iter()
+            .filter(|o| o["kind"] == "event_ranges")
+            .count(),
+        5,
+        "every symbol and type has its ranges, events or not, and the chain's split lookup SPY's"
+    );
+}
+
+/// [`cachefill`] with extra environment.
+fn cachefill_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, Value, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cachefill"));
+    command.current_dir(dir).args(args);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("LUMIBOT_CACHE_") || name.starts_with("AWS_ENDPOINT_URL") {
+            command.env_remove(name);
+        }
+    }
+    command.envs(env.iter().copied());
+    let output = command.output().unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let json = if !stdout.trim().is_empty() && args.contains(&"--json") {
+        serde_json::from_str(stdout.trim())
+            .unwrap_or_else(|e| panic!("{args:?}: stdout is not JSON ({e}): {stdout}\n{stderr}"))
+    } else {
+        Value::Null
+    };
+    (output.status.code().unwrap(), json, stderr)
 }

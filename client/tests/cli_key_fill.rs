@@ -133,3 +133,50 @@ fn fill_of_a_provider_not_served_here_is_an_invalid_request() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not supported yet"));
 }
+
+#[test]
+fn key_prints_lumibots_paths_of_events_and_chains() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = json(&cachefill(
+        &[
+            "key",
+            r#"{"provider":"thetadata","asset_type":"stock","symbol":"brk.b","datastyle":"dividends"}"#,
+            "--json",
+        ],
+        dir.path(),
+    ));
+    assert_eq!(
+        events["relative_path"],
+        "thetadata/stock/events/dividends/BRK_B_dividends.parquet"
+    );
+    assert_eq!(
+        events["sidecar_key"],
+        "v1/thetadata/stock/events/dividends/BRK_B_dividends.meta.json"
+    );
+    let chain = json(&cachefill(
+        &[
+            "key",
+            r#"{"provider":"thetadata","asset_type":"index","symbol":"SPX","datastyle":"option_chains","date":"2024-11-15"}"#,
+            "--json",
+        ],
+        dir.path(),
+    ));
+    assert_eq!(
+        chain["remote_key"],
+        "v1/thetadata/index/option_chains/SPX_2024-11-15.parquet"
+    );
+    assert_eq!(chain["sidecar_key"], serde_json::Value::Null);
+    let bad = cachefill(
+        &[
+            "key",
+            r#"{"provider":"thetadata","asset_type":"option","symbol":"SPY","datastyle":"splits"}"#,
+        ],
+        dir.path(),
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("stocks only"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}

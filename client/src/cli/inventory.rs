@@ -11,6 +11,7 @@ use cachefill_core::dataset::Dataset;
 use cachefill_core::format::{MANIFEST_AREA, SIDECAR_SUFFIX};
 use cachefill_core::keys::{KeyKind, KeyLayout, join_key, relative_path};
 use cachefill_core::others::{self, OtherKind};
+use cachefill_core::reference::Reference;
 use cachefill_core::rules;
 use cachefill_core::storage::{ObjectMeta, ObjectStore, StorageError};
 use cachefill_core::validate::manifest::{Manifest, ManifestEntry};
@@ -23,7 +24,15 @@ async fn manifest(
     layout: &KeyLayout,
     dataset: &Dataset,
 ) -> Result<Option<ManifestEntry>, ClientError> {
-    let key = layout.manifest_key(dataset);
+    manifest_at(store, &layout.manifest_key(dataset)).await
+}
+
+/// The current entry of the manifest at `key`.
+async fn manifest_at(
+    store: &dyn ObjectStore,
+    key: &str,
+) -> Result<Option<ManifestEntry>, ClientError> {
+    let key = key.to_string();
     match store.get(&key, None).await {
         Ok(got) => Ok(serde_json::from_slice::<Manifest>(&got.bytes)
             .ok()
@@ -86,18 +95,49 @@ pub struct ListedOther {
     pub kind: OtherKind,
     pub size: u64,
     pub version_id: Option<String>,
+    /// Events, their ranges and chains: what the validator recorded of them (`None` for
+    /// objects it only recognises, or before it judged them).
+    pub validated: Option<Validated>,
 }
 
-fn listed_others(others: Vec<(ObjectMeta, OtherKind)>) -> Vec<ListedOther> {
-    others
-        .into_iter()
-        .map(|(meta, kind)| ListedOther {
+/// The manifest's current entry of a reference object.
+#[derive(Debug, Clone, Serialize)]
+pub struct Validated {
+    pub version_id: Option<String>,
+    /// Events, ranges or expirations.
+    pub rows: u64,
+    pub min: Option<String>,
+    pub max: Option<String>,
+}
+
+async fn listed_others(
+    store: &dyn ObjectStore,
+    layout: &KeyLayout,
+    others: Vec<(ObjectMeta, OtherKind)>,
+) -> Result<Vec<ListedOther>, ClientError> {
+    let mut out = Vec::with_capacity(others.len());
+    for (meta, kind) in others {
+        let relative = layout.relative_of(&meta.key).unwrap_or_default();
+        let validated = match Reference::of(relative) {
+            Some(_) => manifest_at(store, &layout.manifest_key_of(relative))
+                .await?
+                .map(|entry| Validated {
+                    version_id: entry.version_id,
+                    rows: entry.rows,
+                    min: entry.min,
+                    max: entry.max,
+                }),
+            None => None,
+        };
+        out.push(ListedOther {
             key: meta.key,
             kind,
             size: meta.size,
             version_id: meta.version_id,
-        })
-        .collect()
+            validated,
+        });
+    }
+    Ok(out)
 }
 
 /// How the local copy of an object relates to it.
@@ -146,7 +186,7 @@ pub async fn list(
     let Objects {
         datasets, others, ..
     } = objects(store, layout, filter).await?;
-    let mut others = listed_others(others);
+    let mut others = listed_others(store, layout, others).await?;
     others.sort_by(|a, b| (a.kind, &a.key).cmp(&(b.kind, &b.key)));
     let mut out = Vec::with_capacity(datasets.len());
     for (meta, dataset) in datasets {

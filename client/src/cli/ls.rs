@@ -98,12 +98,28 @@ fn print_others(others: &[inventory::ListedOther]) {
     if others.is_empty() {
         return;
     }
-    println!("{:<14} {:>10}  key", "other", "bytes");
+    println!(
+        "{:<14} {:>10} {:>6}  {:<23}  key",
+        "other", "bytes", "rows", "validated"
+    );
     for other in others {
+        let (rows, span) = match &other.validated {
+            Some(v) => (
+                v.rows.to_string(),
+                format!(
+                    "{}..{}",
+                    v.min.as_deref().unwrap_or("-"),
+                    v.max.as_deref().unwrap_or("-")
+                ),
+            ),
+            None => ("-".into(), "-".into()),
+        };
         println!(
-            "{:<14} {:>10}  {}",
+            "{:<14} {:>10} {:>6}  {:<23}  {}",
             other.kind.as_str(),
             other.size,
+            rows,
+            span,
             other.key
         );
     }
