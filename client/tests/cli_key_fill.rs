@@ -165,7 +165,7 @@ fn key_prints_lumibots_paths_of_events_and_chains() {
         chain["remote_key"],
         "v1/thetadata/index/option_chains/SPX_2024-11-15.parquet"
     );
-    assert_eq!(chain["sidecar_key"], serde_json::Value::Null);
+    assert_eq!(chain["sidecar_key"], Value::Null);
     let bad = cachefill(
         &[
             "key",

@@ -1,6 +1,7 @@
 //! `cachefill validate` as a user runs it: on files of a lumibot cache folder, on the
 //! folder itself, and on a key in a bucket.
 
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -124,13 +125,22 @@ fn a_folder_is_checked_file_by_file_with_a_summary() {
     std::fs::write(&stray, b"x").unwrap();
     let upload = root.join(format!("{}.tmp-1726500000-ab12", relative_path(&spy())));
     std::fs::write(&upload, b"half").unwrap();
-    // Other objects lumibot keeps: listed by kind with what was seen, never judged invalid.
+    // Chains, events and their ranges are judged by their own rules; a snapshot is only
+    // listed by kind with what was seen.
     let chains = root.join("thetadata/stock/option_chains");
     std::fs::create_dir_all(&chains).unwrap();
     std::fs::write(chains.join("SPY_2024-09-16.parquet"), b"torn").unwrap();
     let events = root.join("thetadata/stock/events/splits");
     std::fs::create_dir_all(&events).unwrap();
     std::fs::write(events.join("SPY_splits.parquet"), &good).unwrap();
+    std::fs::write(
+        events.join("SPY_splits.meta.json"),
+        br#"{"ranges": [["2024-01-01", "2024-09-30"]]}"#,
+    )
+    .unwrap();
+    let snapshots = root.join("thetadata/stock/snapshot/quote");
+    std::fs::create_dir_all(&snapshots).unwrap();
+    std::fs::write(snapshots.join("stock_SPY_snapshot.parquet"), b"torn").unwrap();
 
     let output = cachefill(dir.path(), &root, &[root.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(1), "{output:?}");
@@ -138,15 +148,24 @@ fn a_folder_is_checked_file_by_file_with_a_summary() {
     assert!(
         out.lines()
             .any(|l| l
-                == "2 file(s) checked: 1 valid, 1 invalid; 2 other lumibot object(s); 1 skipped"),
+                == "5 file(s) checked: 2 valid, 3 invalid; 4 other lumibot object(s); 1 skipped"),
         "{out}"
     );
     assert!(
-        out.contains("option_chain ") && out.contains("  - unreadable parquet"),
+        out.contains("snapshot ") && out.contains("  - unreadable parquet"),
         "{out}"
     );
     assert!(
-        out.contains("events   ") && out.contains("SPY_splits.parquet"),
+        out.contains("INVALID  ")
+            && out.contains("SPY_splits.parquet\n  - events: no 'event_date' column"),
+        "{out}"
+    );
+    assert!(
+        out.contains("SPY_2024-09-16.parquet\n  - not_parquet: "),
+        "{out}"
+    );
+    assert!(
+        out.contains("valid    ") && out.contains("SPY_splits.meta.json"),
         "{out}"
     );
     assert!(
@@ -161,9 +180,9 @@ fn a_folder_is_checked_file_by_file_with_a_summary() {
     let output = cachefill(dir.path(), &root, &[root.to_str().unwrap(), "--json"]);
     assert_eq!(output.status.code(), Some(1));
     let json: serde_json::Value = serde_json::from_str(stdout(&output).trim()).unwrap();
-    assert_eq!(json["checked"], 2);
-    assert_eq!(json["valid"], 1);
-    assert_eq!(json["invalid"], 1);
+    assert_eq!(json["checked"], 5);
+    assert_eq!(json["valid"], 2);
+    assert_eq!(json["invalid"], 3);
     let bad = json["files"]
         .as_array()
         .unwrap()
@@ -174,10 +193,17 @@ fn a_folder_is_checked_file_by_file_with_a_summary() {
     assert_eq!(bad["violations"][0]["rule"], "unsorted");
     assert_eq!(json["skipped"].as_array().unwrap().len(), 1);
     let others = json["others"].as_array().unwrap();
-    assert_eq!(others.len(), 2, "{others:?}");
+    assert_eq!(others.len(), 4, "{others:?}");
     let events = others.iter().find(|o| o["kind"] == "events").unwrap();
-    assert_eq!(events["rows"], 390);
-    assert_eq!(events["notes"].as_array().unwrap().len(), 0);
+    assert_eq!(events["valid"], false);
+    assert_eq!(events["violations"][0]["rule"], "events");
+    let ranges = others.iter().find(|o| o["kind"] == "event_ranges").unwrap();
+    assert_eq!(
+        (&ranges["valid"], &ranges["rows"]),
+        (&Value::Bool(true), &Value::from(1))
+    );
+    let snapshot = others.iter().find(|o| o["kind"] == "snapshot").unwrap();
+    assert_eq!(snapshot["valid"], Value::Null, "only recognised");
 }
 
 #[test]

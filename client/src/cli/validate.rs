@@ -16,7 +16,8 @@ const EXIT_INVALID_DATA: u8 = 1;
 
 #[derive(Debug, Args)]
 pub(super) struct ValidateArgs {
-    /// A parquet file, a folder (every *.parquet under it, e.g. your lumibot cache folder),
+    /// A parquet file, a folder (every *.parquet and events ranges file under it, e.g. your
+    /// lumibot cache folder),
     /// or a key in the bucket (full key or path relative to the cache root).
     pub target: String,
     /// Print one JSON object.
@@ -51,6 +52,22 @@ struct Summary {
 }
 
 impl Summary {
+    /// Another lumibot object; events, ranges and chains count as checked files.
+    fn add_other(&mut self, report: OtherReport) {
+        match report.valid {
+            Some(true) => {
+                self.checked += 1;
+                self.valid += 1;
+            }
+            Some(false) => {
+                self.checked += 1;
+                self.invalid += 1;
+            }
+            None => {}
+        }
+        self.others.push(report);
+    }
+
     fn add(&mut self, report: FileReport) {
         self.checked += 1;
         if report.valid {
@@ -91,7 +108,7 @@ pub(super) async fn run(args: ValidateArgs) -> Result<(), Failure> {
                 }
                 Err(FileError::NotACachePath { path, why }) => {
                     match files::inspect_other_file(&file, &root).map_err(failure_of)? {
-                        Some(other) => summary.others.push(other),
+                        Some(other) => summary.add_other(other),
                         None if folder => summary.skipped.push(Skipped { path, why }),
                         None => return Err(failure_of(FileError::NotACachePath { path, why })),
                     }
@@ -150,7 +167,15 @@ fn print_summary(summary: &Summary, folder: bool) {
         }
     }
     for other in &summary.others {
-        println!("{:<8} {}", other.kind.as_str(), other.path);
+        let verdict = match other.valid {
+            Some(true) => "valid",
+            Some(false) => "INVALID",
+            None => other.kind.as_str(),
+        };
+        println!("{verdict:<8} {}", other.path);
+        for violation in &other.violations {
+            println!("  - {}: {}", rule_name(&violation.rule), violation.message);
+        }
         for note in &other.notes {
             println!("  - {note}");
         }

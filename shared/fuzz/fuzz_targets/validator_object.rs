@@ -45,4 +45,14 @@ fuzz_target!(|data: &[u8]| {
         let _ = rules::check_object(dataset, &object, sidecar, now);
         let _ = rules::check_object(dataset, &object, None, now);
     }
+    // The same bytes as an events parquet, a ranges file and a chain.
+    for path in [
+        "thetadata/stock/events/splits/AAPL_splits.parquet",
+        "thetadata/stock/events/dividends/AAPL_dividends.parquet",
+        "thetadata/stock/events/splits/AAPL_splits.meta.json",
+        "thetadata/stock/option_chains/SPY_2024-11-15.parquet",
+    ] {
+        let reference = cachefill_core::reference::Reference::of(path).expect(path);
+        let _ = rules::check_reference(&reference, &object);
+    }
 });

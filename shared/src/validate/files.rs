@@ -14,6 +14,7 @@ use crate::dataset::Dataset;
 use crate::format::{PARQUET_SUFFIX, SIDECAR_SUFFIX, TEMP_MARKER};
 use crate::keys::{self, KeyKind, KeyLayout};
 use crate::others::{self, OtherKind};
+use crate::reference::Reference;
 use crate::rules::{self, Violation};
 use crate::storage::{ObjectStore, StorageError};
 
@@ -86,7 +87,8 @@ pub fn dataset_of_path(
 }
 
 /// What was seen in another object lumibot keeps under the cache root (an option chain,
-/// corporate events, a snapshot, …): never judged by the dataset rules.
+/// corporate events, a snapshot, …): never judged by the dataset rules. Events, their ranges
+/// and chains are judged by their own (`valid`, `violations`); the others only looked at.
 #[derive(Debug, Clone, Serialize)]
 pub struct OtherReport {
     pub path: String,
@@ -94,6 +96,9 @@ pub struct OtherReport {
     pub kind: OtherKind,
     pub rows: Option<u64>,
     pub notes: Vec<String>,
+    /// `None` for objects only recognised (and for a chain lumibot ignores).
+    pub valid: Option<bool>,
+    pub violations: Vec<Violation>,
 }
 
 /// The other object lumibot keeps at `path` under `cache_root`, looked at; `None` when the
@@ -109,14 +114,32 @@ pub fn inspect_other_file(
         return Ok(None);
     };
     let bytes = Bytes::from(std::fs::read(path).map_err(io_error(path))?);
-    let seen = others::inspect(kind, &relative, &bytes);
-    Ok(Some(OtherReport {
+    let mut report = OtherReport {
         path: path.display().to_string(),
-        relative_path: relative,
+        relative_path: relative.clone(),
         kind,
-        rows: seen.rows,
-        notes: seen.notes,
-    }))
+        rows: None,
+        notes: Vec::new(),
+        valid: None,
+        violations: Vec::new(),
+    };
+    match Reference::of(&relative) {
+        Some(reference) => {
+            let (violations, facts) = rules::check_reference(&reference, &bytes);
+            report.rows = facts.as_ref().map(|f| f.rows);
+            match facts.and_then(|f| f.ignored) {
+                Some(why) => report.notes.push(why),
+                None => report.valid = Some(violations.is_empty()),
+            }
+            report.violations = violations;
+        }
+        None => {
+            let seen = others::inspect(kind, &relative, &bytes);
+            report.rows = seen.rows;
+            report.notes = seen.notes;
+        }
+    }
+    Ok(Some(report))
 }
 
 fn relative_of_path(path: &Path, cache_root: &Path, from_path: bool) -> Result<String, FileError> {
@@ -148,7 +171,8 @@ fn relative_of_path(path: &Path, cache_root: &Path, from_path: bool) -> Result<S
     Ok(relative.join("/"))
 }
 
-/// Every `*.parquet` under `dir`, sorted; lumibot's in-flight `.tmp-` files are left out.
+/// Every `*.parquet` under `dir`, and every `.meta.json` that is no parquet's sidecar (the
+/// ranges files of corporate events), sorted; lumibot's in-flight `.tmp-` files are left out.
 pub fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>, FileError> {
     let mut out = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
@@ -160,7 +184,12 @@ pub fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>, FileError> {
             let name = entry.file_name().to_string_lossy().into_owned();
             if kind.is_dir() {
                 pending.push(path);
-            } else if name.ends_with(PARQUET_SUFFIX) && !name.contains(TEMP_MARKER) {
+            } else if !name.contains(TEMP_MARKER)
+                && (name.ends_with(PARQUET_SUFFIX)
+                    || name
+                        .strip_suffix(SIDECAR_SUFFIX)
+                        .is_some_and(|stem| !stem.ends_with(PARQUET_SUFFIX)))
+            {
                 out.push(path);
             }
         }
