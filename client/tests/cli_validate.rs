@@ -179,7 +179,7 @@ fn a_folder_is_checked_file_by_file_with_a_summary() {
 
     let output = cachefill(dir.path(), &root, &[root.to_str().unwrap(), "--json"]);
     assert_eq!(output.status.code(), Some(1));
-    let json: serde_json::Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    let json: Value = serde_json::from_str(stdout(&output).trim()).unwrap();
     assert_eq!(json["checked"], 5);
     assert_eq!(json["valid"], 2);
     assert_eq!(json["invalid"], 3);
@@ -227,7 +227,7 @@ fn a_file_outside_the_cache_folder_needs_dataset_from_path() {
         &[path.to_str().unwrap(), "--dataset-from-path", "--json"],
     );
     assert_eq!(output.status.code(), Some(0), "{output:?}");
-    let json: serde_json::Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    let json: Value = serde_json::from_str(stdout(&output).trim()).unwrap();
     assert_eq!(json["files"][0]["dataset"], spy().to_string());
 }
 

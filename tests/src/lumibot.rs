@@ -108,13 +108,36 @@ impl Lumibot {
         args: &[S],
         env: &[(String, String)],
     ) -> Result<Value> {
+        self.run_script(&self.driver, args, env).await
+    }
+
+    /// [`Lumibot::run`] of `reference_driver.py`, the driver of corporate events and option
+    /// chains.
+    pub async fn run_reference<S: AsRef<OsStr>>(
+        &self,
+        args: &[S],
+        env: &[(String, String)],
+    ) -> Result<Value> {
+        let script = self.driver.with_file_name("reference_driver.py");
+        self.run_script(&script, args, env).await
+    }
+
+    async fn run_script<S: AsRef<OsStr>>(
+        &self,
+        script: &Path,
+        args: &[S],
+        env: &[(String, String)],
+    ) -> Result<Value> {
         let mut command = self.command();
-        command.arg(&self.driver).args(args);
+        command.arg(script).args(args);
         for (name, value) in env {
             command.env(name, value);
         }
         let what = format!(
-            "driver.py {}",
+            "{} {}",
+            script
+                .file_name()
+                .map_or_else(|| script.display().to_string(), |n| n.to_string_lossy().into_owned()),
             args.iter()
                 .map(|a| a.as_ref().to_string_lossy().into_owned())
                 .collect::<Vec<_>>()
