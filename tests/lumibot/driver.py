@@ -422,24 +422,18 @@ def cmd_s3key(cases_path):
     return out
 
 
-def main(argv):
+def serve(argv, commands, doc):
+    """Run the subcommand `argv[1]` of `commands` and print its result as one JSON object."""
     # lumibot's logger writes to stdout: keep the real stdout for the one JSON answer and send
     # everything else printed on it to stderr.
     answer = os.fdopen(os.dup(1), "w", encoding="utf-8")
     sys.stdout.flush()
     os.dup2(2, 1)
     if len(argv) < 2:
-        raise SystemExit(__doc__)
+        raise SystemExit(doc)
     command, args = argv[1], argv[2:]
-    commands = {
-        "write": cmd_write,
-        "read": cmd_read,
-        "compare": cmd_compare,
-        "pandas3": cmd_pandas3,
-        "s3key": cmd_s3key,
-    }
     if command not in commands:
-        raise SystemExit(f"unknown command {command!r}\n{__doc__}")
+        raise SystemExit(f"unknown command {command!r}\n{doc}")
     result = commands[command](*args)
     sys.stdout.flush()
     answer.write(json.dumps(result, default=str) + "\n")
@@ -449,6 +443,20 @@ def main(argv):
     # pools) that can abort the interpreter's teardown ("terminate called without an active
     # exception"); nothing is left to clean up, so skip it.
     os._exit(0)
+
+
+def main(argv):
+    serve(
+        argv,
+        {
+            "write": cmd_write,
+            "read": cmd_read,
+            "compare": cmd_compare,
+            "pandas3": cmd_pandas3,
+            "s3key": cmd_s3key,
+        },
+        __doc__,
+    )
 
 
 if __name__ == "__main__":

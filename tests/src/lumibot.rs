@@ -135,9 +135,10 @@ impl Lumibot {
         }
         let what = format!(
             "{} {}",
-            script
-                .file_name()
-                .map_or_else(|| script.display().to_string(), |n| n.to_string_lossy().into_owned()),
+            script.file_name().map_or_else(
+                || script.display().to_string(),
+                |n| n.to_string_lossy().into_owned()
+            ),
             args.iter()
                 .map(|a| a.as_ref().to_string_lossy().into_owned())
                 .collect::<Vec<_>>()
