@@ -24,10 +24,10 @@ use chrono::{Duration, NaiveDate};
 use super::answer::{FillAnswer, FillError, FillStatus};
 use super::engine::FillEngine;
 use super::lease::{self, Acquire, Lease};
-use super::request::{FillRequest, MissRequest};
+use super::request::MissRequest;
 use crate::codec;
 use crate::corporate::{self, CorporateActions};
-use crate::dataset::{AssetType, Dataset, Datastyle, Timespan};
+use crate::dataset::{AssetType, Dataset};
 use crate::format::{self, JSON_CONTENT_TYPE, PARQUET_CONTENT_TYPE, SHA256_METADATA};
 use crate::providers::{Provider, ProviderError};
 use crate::pyfmt;
@@ -441,8 +441,10 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
     }
 
     /// lumibot's strike normalization: for splits after the chain's date (up to today), each
-    /// strike becomes `strike / factor` unless the raw strike is closer (in log terms) to the
-    /// underlying's split-adjusted close on the date. Returns the upstream requests made.
+    /// strike becomes `strike / factor`, rounded to 5 places, once each. (lumibot's builder
+    /// would keep a raw strike closer to the underlying's close on the date, but the close it
+    /// asks for, a day range from midnight to midnight, is always empty, so it divides
+    /// every strike; cachefill does what it does.) Returns the upstream requests made.
     async fn adjust_chain(&self, set: &ChainSet, built: &mut Chain) -> Result<u64, FillError> {
         let today = crate::calendar::ny_date(self.now());
         let Ok(splits_set) = EventSet::new(
@@ -462,85 +464,20 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
             .filter(|e| e.date > set.date && e.date <= today)
             .map(|e| e.value)
             .product();
-        let mut requests = splits.requests;
-        if factor == 1.0 {
-            return Ok(requests);
-        }
-        let (reference, more) = self.reference_close(set).await;
-        requests += more;
-        let normalize = |raw: f64| {
-            let adjusted = raw / factor;
-            match reference.filter(|r| *r > 0.0) {
-                Some(r) if (raw / r).ln().abs() <= (adjusted / r).ln().abs() => raw,
-                _ => adjusted,
-            }
-        };
-        for side in [&mut built.calls, &mut built.puts] {
-            for strikes in side.values_mut() {
-                let mut normalized: Vec<f64> = strikes
-                    .iter()
-                    .map(|s| (normalize(*s) * 100_000.0).round() / 100_000.0)
-                    .collect();
-                normalized.sort_by(f64::total_cmp);
-                normalized.dedup();
-                *strikes = normalized;
+        if factor != 1.0 {
+            for side in [&mut built.calls, &mut built.puts] {
+                for strikes in side.values_mut() {
+                    let mut normalized: Vec<f64> = strikes
+                        .iter()
+                        .map(|s| (s / factor * 100_000.0).round() / 100_000.0)
+                        .collect();
+                    normalized.sort_by(f64::total_cmp);
+                    normalized.dedup();
+                    *strikes = normalized;
+                }
             }
         }
-        Ok(requests)
-    }
-
-    /// The underlying's day close on the chain's date (split-adjusted, as lumibot's
-    /// `get_price_data` gives it), and the requests it cost; `None` when there is none.
-    async fn reference_close(&self, set: &ChainSet) -> (Option<f64>, u64) {
-        let dataset = (|| {
-            Dataset::new(
-                set.provider,
-                AssetType::Stock,
-                set.symbol.clone(),
-                Timespan::parse("day").ok()?,
-                Datastyle::parse("ohlc").ok()?,
-                None,
-            )
-            .ok()
-        })();
-        let Some(dataset) = dataset else {
-            return (None, 0);
-        };
-        let Ok(request) = FillRequest::new(dataset, set.date, set.date, false) else {
-            return (None, 0);
-        };
-        match self.fill(&request).await {
-            Ok(answer) => (
-                self.close_on(&answer.key, set.date).await,
-                answer.upstream_requests,
-            ),
-            Err(e) => {
-                tracing::info!(error = %e, "no reference close for the chain's strikes");
-                (None, 0)
-            }
-        }
-    }
-
-    async fn close_on(&self, key: &str, date: NaiveDate) -> Option<f64> {
-        use arrow_array::Array;
-        use arrow_array::cast::AsArray;
-        use arrow_array::types::Float64Type;
-        let got = self.store().get(key, None).await.ok()?;
-        let decoded = codec::decode(got.bytes).ok()?;
-        let times = codec::facts::datetimes(&decoded.batch).ok()?;
-        let close = arrow_cast::cast(
-            decoded.batch.column_by_name("close")?,
-            &arrow_schema::DataType::Float64,
-        )
-        .ok()?;
-        let close = close.as_primitive::<Float64Type>();
-        let mut dates = crate::calendar::NyDates::new();
-        (0..times.len())
-            .filter(|&i| {
-                times.is_valid(i) && close.is_valid(i) && dates.date_of(times.value(i)) == date
-            })
-            .map(|i| close.value(i))
-            .next_back()
+        Ok(splits.requests)
     }
 
     /// The chain at `key` when it is one lumibot uses (version 5 or later), and else the etag
