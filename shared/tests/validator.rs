@@ -823,6 +823,25 @@ async fn events_ranges_and_chains_are_validated_recorded_and_restored() {
         );
     }
 
+    // A ranges file that does not cover an event the parquet holds: noted, still valid
+    // (between a fill's two writes they legitimately disagree).
+    let narrow = Bytes::from_static(br#"{"ranges": [["2021-01-01", "2026-12-01"]]}"#);
+    let put = bucket.put(&ranges_key, narrow.clone()).await;
+    let verdict = bucket
+        .validator
+        .judge(&bucket.event(&ranges_key, &put))
+        .await
+        .unwrap();
+    assert_eq!(verdict.outcome, Outcome::Valid);
+    assert!(
+        verdict
+            .notes
+            .iter()
+            .any(|n| n.starts_with("1 event(s) outside the ranges file's dates (2020-08-31)")),
+        "{:?}",
+        verdict.notes
+    );
+
     let bad: Vec<(String, Bytes, &str)> = vec![
         (
             ranges_key.clone(),

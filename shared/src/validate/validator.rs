@@ -77,6 +77,7 @@ use crate::keys::{KeyKind, KeyLayout};
 use crate::others::{self, OtherKind};
 use crate::pyfmt;
 use crate::reference::Reference;
+use crate::reference::events::{self, EventSet};
 use crate::rules::{self, SidecarStanding, Violation};
 use crate::storage::{
     GetResult, ObjectMeta, ObjectStore, PutMode, PutOptions, StorageError, etags_equal,
@@ -541,6 +542,11 @@ impl<S: ObjectStore> Validator<S> {
             verdict.notes.push(why);
             return Ok(Outcome::Recognised);
         }
+        if let Reference::Events { set, ranges } = reference {
+            verdict
+                .notes
+                .extend(self.events_outside_ranges(set, *ranges, &got.bytes).await?);
+        }
         let entry = ManifestEntry {
             version_id: version.clone(),
             etag: got.meta.etag.clone(),
@@ -563,6 +569,53 @@ impl<S: ObjectStore> Validator<S> {
             Recorded::Added { .. } => Outcome::Valid,
             Recorded::AlreadyThere => Outcome::Duplicate,
         })
+    }
+
+    /// Events the parquet holds outside the dates its ranges file covers, as a note: between
+    /// a fill's two writes (parquet first) they legitimately disagree, so this is reported in
+    /// the audit record, never a reason to quarantine. `bytes` is the object judged (the
+    /// ranges file when `ranges`), the other one is read from the key.
+    async fn events_outside_ranges(
+        &self,
+        set: &EventSet,
+        ranges: bool,
+        bytes: &Bytes,
+    ) -> Result<Option<String>> {
+        let other = if ranges {
+            set.relative_path()
+        } else {
+            set.ranges_path()
+        };
+        let Some(other) = self
+            .get_version(&self.layout().key_for_relative(&other), None)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let (parquet, ranges_bytes) = if ranges {
+            (&other.bytes, bytes)
+        } else {
+            (bytes, &other.bytes)
+        };
+        let covered = events::read_ranges(ranges_bytes);
+        let Some(found) = codec::decode(parquet.clone())
+            .ok()
+            .and_then(|d| events::from_batch(set.event_type, &d.batch).ok())
+        else {
+            return Ok(None);
+        };
+        let outside: Vec<String> = found
+            .iter()
+            .filter(|e| !events::covers(&covered, e.date, e.date))
+            .map(|e| e.date.to_string())
+            .collect();
+        Ok((!outside.is_empty()).then(|| {
+            format!(
+                "{} event(s) outside the ranges file's dates ({}): a fill between its two writes, or a writer that recorded no range",
+                outside.len(),
+                outside.join(", ")
+            )
+        }))
     }
 
     async fn read_manifest(&self, dataset: &Dataset) -> Result<Manifest> {
