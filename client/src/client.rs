@@ -179,6 +179,27 @@ pub struct CacheClient {
     inner: Arc<Inner>,
 }
 
+/// How a local entry answers a request.
+enum Hit<'e> {
+    Ready(LocalFile),
+    /// Covered, but its facts must be read from its rows (a sidecar-less file, disabled mode).
+    NeedsRows(&'e Entry),
+    Miss,
+}
+
+fn local_file(key: &str, entry: &Entry, facts: crate::local_cache::FileFacts) -> LocalFile {
+    LocalFile {
+        path: entry.path.clone(),
+        key: key.to_string(),
+        rows: facts.rows,
+        min: facts.min,
+        max: facts.max,
+        version_id: entry.receipt.as_ref().and_then(|r| r.version_id.clone()),
+        sha256: entry.sha256.clone(),
+        source: Source::LocalHit,
+    }
+}
+
 /// What the bucket said about a range.
 enum Remote {
     Hit(LocalFile),
@@ -425,37 +446,60 @@ impl CacheClient {
         entry: Option<&Entry>,
         wanted: &[NaiveDate],
     ) -> Result<Option<LocalFile>, ClientError> {
+        Ok(match self.hit_of(key, entry, wanted) {
+            Hit::Ready(file) => Some(file),
+            Hit::Miss => None,
+            Hit::NeedsRows(entry) => {
+                let path = entry.path.clone();
+                let facts = self
+                    .blocking(move |cache| cache.facts_from_rows(&path))
+                    .await?;
+                Some(local_file(key, entry, facts))
+            }
+        })
+    }
+
+    /// How the local entry answers the wanted sessions, without reading more than it holds.
+    fn hit_of<'e>(&self, key: &str, entry: Option<&'e Entry>, wanted: &[NaiveDate]) -> Hit<'e> {
         // A marker naming another key says the file came from elsewhere (another bucket,
         // prefix or version): it is a different file, whatever it covers.
         let Some(entry) = entry
             .filter(|e| e.marker.as_deref().is_none_or(|m| m == key))
             .filter(|e| e.covered.covers(wanted))
         else {
-            return Ok(None);
+            return Hit::Miss;
         };
-        let facts = match entry.facts() {
-            Some(facts) => facts,
+        match entry.facts() {
+            Some(facts) => Hit::Ready(local_file(key, entry, facts)),
             // With no bucket to refetch from, a file lumibot wrote without a sidecar is
             // the best there is; a sidecar that disagrees is never trusted.
             None if self.mode() == CacheMode::Disabled
                 && entry.sidecar_state == SidecarState::Missing =>
             {
-                let path = entry.path.clone();
-                self.blocking(move |cache| cache.facts_from_rows(&path))
-                    .await?
+                Hit::NeedsRows(entry)
             }
-            None => return Ok(None),
-        };
-        Ok(Some(LocalFile {
-            path: entry.path.clone(),
-            key: key.to_string(),
-            rows: facts.rows,
-            min: facts.min,
-            max: facts.max,
-            version_id: entry.receipt.as_ref().and_then(|r| r.version_id.clone()),
-            sha256: entry.sha256.clone(),
-            source: Source::LocalHit,
-        }))
+            None => Hit::Miss,
+        }
+    }
+
+    /// [`get`](Self::get) when the local cache already covers the request, answered on the
+    /// calling thread without a runtime (the fast path of callers that block, such as the
+    /// Python package); `None` when `get` has more to do.
+    pub fn get_local(&self, request: &DataRequest) -> Result<Option<LocalFile>, ClientError> {
+        let config = &self.inner.config;
+        let dataset = &request.dataset;
+        let wanted = wanted_sessions(dataset, request.start, request.end, config.clock.now())
+            .map_err(|e| ClientError::InvalidRequest(e.to_string()))?;
+        let key = config.layout.data_key(dataset);
+        let entry = self.inner.cache.read(&relative_path(dataset))?;
+        match self.hit_of(&key, entry.as_ref(), &wanted) {
+            Hit::Ready(file) => {
+                bump(&self.inner.counters.requests, 1);
+                bump(&self.inner.counters.local_hits, 1);
+                Ok(Some(file))
+            }
+            Hit::Miss | Hit::NeedsRows(_) => Ok(None),
+        }
     }
 
     fn not_covered(
@@ -729,27 +773,38 @@ impl CacheClient {
         Some(self.inner.config.layout.key_for_relative(&relative))
     }
 
+    /// [`ensure_local_file`](Self::ensure_local_file) when it needs nothing remote (no bucket,
+    /// a path outside the cache root, or a local copy whose marker names its key), answered
+    /// on the calling thread without a runtime; `None` when the bucket must be asked.
+    pub fn ensure_local_file_here(&self, path: &Path) -> Result<Option<bool>, ClientError> {
+        if self.inner.store.is_none() {
+            return Ok(Some(false));
+        }
+        let Some(relative) = self.inner.cache.relative_of(path) else {
+            tracing::debug!(path = %path.display(), "outside the cache root; not cached remotely");
+            return Ok(Some(false));
+        };
+        let key = self.inner.config.layout.key_for_relative(&relative);
+        let marked = self.inner.cache.marker(&relative)?;
+        Ok((marked.as_deref() == Some(key.as_str()) && path.is_file()).then_some(false))
+    }
+
     /// lumibot 4.6's `ensure_local_file`: in a remote mode, reuse a local copy whose `.s3key`
     /// marker names its remote key (`false`); otherwise download the remote object over the
     /// local copy, write the marker and return `true`; on a remote miss remove the local copy
     /// and its marker and return `false`; `false` as well when the cache is off or the path
     /// is outside the cache root. A dataset parquet comes with a sidecar that matches it.
     pub async fn ensure_local_file(&self, path: impl AsRef<Path>) -> Result<bool, ClientError> {
+        if let Some(answer) = self.ensure_local_file_here(path.as_ref())? {
+            return Ok(answer);
+        }
         let Some(store) = self.inner.store.clone() else {
             return Ok(false);
         };
         let Some(relative) = self.inner.cache.relative_of(path.as_ref()) else {
-            tracing::debug!(path = %path.as_ref().display(), "outside the cache root; not cached remotely");
             return Ok(false);
         };
         let key = self.inner.config.layout.key_for_relative(&relative);
-        let marked = {
-            let relative = relative.clone();
-            self.blocking(move |cache| cache.marker(&relative)).await?
-        };
-        if marked.as_deref() == Some(key.as_str()) && path.as_ref().is_file() {
-            return Ok(false);
-        }
         let is_dataset =
             relative.ends_with(PARQUET_SUFFIX) && parse_relative_path(&relative).is_ok();
         let fetched = if is_dataset {

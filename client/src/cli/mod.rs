@@ -65,14 +65,31 @@ enum Command {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    ExitCode::from(run(std::env::args_os()))
+}
+
+/// The command line with these arguments (the first is the program's name), as
+/// `python -m cachefill` runs it; its exit code.
+pub fn run<I, T>(args: I) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return u8::try_from(e.exit_code()).unwrap_or(2);
+        }
+    };
+    // A process that already set up logging (an embedding one) keeps its own.
+    let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CACHEFILL_LOG")
                 .unwrap_or_else(|_| "warn".into()),
         )
-        .init();
+        .try_init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => return output::report(Failure::internal(format!("cannot start: {e}"))),
@@ -92,7 +109,7 @@ pub fn main() -> ExitCode {
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => 0,
         Err(failure) => output::report(failure),
     }
 }

@@ -1,7 +1,5 @@
 //! How commands fail: a message for a person and a documented exit code.
 
-use std::process::ExitCode;
-
 use crate::{ClientError, InvokeError};
 use cachefill_core::errors::ErrorType;
 use cachefill_core::fill::FillError;
@@ -85,9 +83,10 @@ impl From<ClientError> for Failure {
     }
 }
 
-pub(super) fn report(failure: Failure) -> ExitCode {
+/// Print a failure on stderr; its exit code.
+pub(super) fn report(failure: Failure) -> u8 {
     eprintln!("error: {}", failure.message);
-    ExitCode::from(failure.code)
+    failure.code
 }
 
 /// Print a value as one line of JSON on stdout.
