@@ -30,7 +30,10 @@ impl Moto {
             command
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
                 .env("PATH", tools.path_env())
-                .env("PYTHONUNBUFFERED", "1");
+                .env("PYTHONUNBUFFERED", "1")
+                // Where `/moto-api/recorder/` keeps its log when a test starts it.
+                .env("MOTO_RECORDER_FILEPATH", log_dir.join("moto-recording"))
+                .current_dir(log_dir);
             let mut process = Supervised::spawn("moto_server", command, &log)?;
             match wait_for_port(&mut process, port, START_TIMEOUT).await {
                 Ok(()) => {

@@ -11,6 +11,7 @@ mod concurrency;
 mod crash;
 mod dev_stack;
 mod fill;
+mod lumibot;
 mod quarantine;
 
 use std::time::Duration;
