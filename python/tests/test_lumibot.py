@@ -1,5 +1,7 @@
 """`cachefill.lumibot`: the real lumibot 4.6.30 (from PyPI, in the project venv) with its
-ThetaData cache filled by cachefill. Each lumibot run is its own Python process, because
+ThetaData cache filled by cachefill: stock minute bars and quotes, an option's minute bars and
+quotes, stock day bars, TSLA's splits and its option chain, each through lumibot's own
+`get_price_data`, `_get_theta_splits` and `get_chains_cached`. Each lumibot run is its own Python process, because
 lumibot reads its settings at import time. The embedded default fills misses in-process
 from the stand-in terminal; lumibot's own downloader is replaced by a failure."""
 
@@ -30,14 +32,16 @@ SCRIPT = textwrap.dedent(
     installed = cachefill.lumibot.install(client)
     ny = pytz.timezone("America/New_York")
     out = {}
-    bars = th.get_price_data(
-        Asset("TSLA"),
-        ny.localize(dt.datetime(2024, 11, 15, 9, 30)),
-        ny.localize(dt.datetime(2024, 11, 15, 16, 0)),
-        timespan="minute",
-        datastyle="ohlc",
-    )
-    out["bars"] = 0 if bars is None else int(len(bars))
+    start, end = ny.localize(dt.datetime(2024, 11, 15, 9, 30)), ny.localize(dt.datetime(2024, 11, 15, 16, 0))
+    call = Asset("TSLA", asset_type="option", expiration=dt.date(2024, 11, 22), strike=340, right="CALL")
+    rows = lambda frame: 0 if frame is None else int(len(frame))
+    out["bars"] = rows(th.get_price_data(Asset("TSLA"), start, end, timespan="minute", datastyle="ohlc"))
+    out["quotes"] = rows(th.get_price_data(Asset("TSLA"), start, end, timespan="minute", datastyle="quote"))
+    out["option_bars"] = rows(th.get_price_data(call, start, end, timespan="minute", datastyle="ohlc"))
+    out["option_quotes"] = rows(th.get_price_data(call, start, end, timespan="minute", datastyle="quote"))
+    out["days"] = rows(th.get_price_data(
+        Asset("TSLA"), ny.localize(dt.datetime(2024, 11, 15)), ny.localize(dt.datetime(2024, 11, 18, 23, 59)), timespan="day", datastyle="ohlc"
+    ))
     splits = th._get_theta_splits(Asset("TSLA"), dt.date(2020, 1, 1), dt.date(2024, 11, 18))
     out["splits"] = [str(d.date()) for d in splits["event_date"]] if len(splits) else []
     chain = th.get_chains_cached(Asset("TSLA"), dt.date(2024, 11, 15))
@@ -46,6 +50,11 @@ SCRIPT = textwrap.dedent(
     out["stats"] = client.stats()
     out["mode"] = client.mode
     print("CACHEFILL-RESULT " + json.dumps(out))
+    # lumibot's native pools can abort the interpreter's teardown ("terminate called without
+    # an active exception"); the answer is out, so skip it.
+    sys.stdout.flush()
+    import os
+    os._exit(0)
     """
 )
 
@@ -77,7 +86,14 @@ def run_lumibot(state, terminal):
 
 
 def test_lumibot_reads_what_cachefill_fills_and_never_downloads(tmp_path, terminal):
-    terminal.serve("/v3/stock/history/ohlc", recorded("thetadata-v3-columnar/stock_minute_ohlc.json"))
+    for path, fixture in [
+        ("/v3/stock/history/ohlc", "stock_minute_ohlc"),
+        ("/v3/stock/history/quote", "stock_minute_quote"),
+        ("/v3/option/history/ohlc", "option_minute_ohlc"),
+        ("/v3/option/history/quote", "option_minute_quote"),
+        ("/v3/stock/history/eod", "stock_day_ohlc"),
+    ]:
+        terminal.serve(path, recorded(f"thetadata-v3-columnar/{fixture}.json"))
     terminal.serve("/v2/hist/stock/split", SPLITS)
     terminal.serve("/v3/option/list/expirations", json.loads(recorded("thetadata-v3-lists/option-list-expirations-TSLA.json"))["response"]["rawText"])
     terminal.serve("/v3/option/list/strikes", json.loads(recorded("thetadata-v3-lists/option-list-strikes-TSLA.json"))["response"]["rawText"])
@@ -86,16 +102,18 @@ def test_lumibot_reads_what_cachefill_fills_and_never_downloads(tmp_path, termin
     assert first["mode"] == "readonly"
     assert first["downloader_calls"] == [], "lumibot never reached its downloader"
     assert first["bars"] >= 6
+    assert min(first["quotes"], first["option_bars"], first["option_quotes"], first["days"]) > 0, first
     assert first["splits"] == ["2020-08-31", "2022-08-25"], "TSLA's splits from cachefill's events file"
     assert first["expirations"] > 50
-    assert first["stats"]["invocations"] >= 3 and first["stats"]["fills"] >= 3
+    assert first["stats"]["invocations"] >= 7 and first["stats"]["fills"] >= 7, first["stats"]
     asked = len(terminal.requests)
     assert asked > 0
 
     # A second backtest process: everything is local, nothing invoked, nothing asked.
     second = run_lumibot(tmp_path, terminal)
     assert second["downloader_calls"] == []
-    assert (second["bars"], second["expirations"]) == (first["bars"], first["expirations"])
+    for name in ["bars", "quotes", "option_bars", "option_quotes", "days", "expirations"]:
+        assert second[name] == first[name], name
     assert second["stats"]["invocations"] == 0, second["stats"]
     assert len(terminal.requests) == asked, terminal.requests[asked:]
 
