@@ -152,13 +152,18 @@ struct LocalFile {
 #[pymethods]
 impl LocalFile {
     fn __repr__(&self) -> String {
+        let text = |value: &Option<String>| {
+            value
+                .as_ref()
+                .map_or("None".to_string(), |v| format!("{v:?}"))
+        };
         format!(
-            "LocalFile(path={:?}, source={:?}, rows={}, min={:?}, max={:?})",
+            "LocalFile(path={:?}, source={:?}, rows={}, min={}, max={})",
             self.path.display().to_string(),
             self.source,
             self.rows,
-            self.min,
-            self.max
+            text(&self.min),
+            text(&self.max)
         )
     }
 }

@@ -22,6 +22,8 @@ def test_a_miss_is_filled_then_a_local_hit(tmp_path, terminal):
     assert first.source == "filled"
     assert first.rows > 0 and first.path.is_file()
     assert first.key == "v1/synthetic/stock/day/ohlc/stock_AAPL_day_ohlc.parquet"
+    assert "min='2024-04-01T20:00:00+00:00'" in repr(first).replace('"', "'"), repr(first)
+    assert "Some(" not in repr(first)
     again = client.get(AAPL_DAY, dt.date(2024, 4, 2), dt.date(2024, 4, 29))
     assert again.source == "local_hit"
     assert again.path == first.path
