@@ -77,11 +77,11 @@ pub fn encode(
     Ok(Bytes::from(out))
 }
 
-/// Decode a whole parquet file into one batch.
-pub fn decode(bytes: Bytes) -> Result<Decoded, CodecError> {
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
-    let metadata = builder
-        .metadata()
+/// The key-value metadata of a parquet footer (entries without a value left out).
+pub fn footer_metadata(
+    metadata: &parquet::file::metadata::ParquetMetaData,
+) -> BTreeMap<String, String> {
+    metadata
         .file_metadata()
         .key_value_metadata()
         .map(|kvs| {
@@ -89,7 +89,13 @@ pub fn decode(bytes: Bytes) -> Result<Decoded, CodecError> {
                 .filter_map(|kv| kv.value.clone().map(|v| (kv.key.clone(), v)))
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// Decode a whole parquet file into one batch.
+pub fn decode(bytes: Bytes) -> Result<Decoded, CodecError> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
+    let metadata = footer_metadata(builder.metadata());
     let schema = builder.schema().clone();
     let reader = builder.with_batch_size(64 * 1024).build()?;
     let batches = reader.collect::<Result<Vec<_>, _>>()?;

@@ -38,12 +38,9 @@ use arrow_buffer::OffsetBuffer;
 use arrow_schema::{DataType, Field, Fields, Schema};
 use bytes::Bytes;
 use chrono::NaiveDate;
-use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::basic::Compression;
-use parquet::file::metadata::KeyValue;
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
+use crate::codec;
 use crate::format::{CHAIN_CACHE_VERSION, CHAIN_CACHE_VERSION_FIELD, CHAIN_DATA_COLUMN};
 
 /// The chain struct's field holding the contract multiplier.
@@ -90,6 +87,9 @@ pub enum ChainError {
     /// The chain, or the file, is not shaped as lumibot's chain; the message says how.
     #[error("{0}")]
     Shape(String),
+    /// Writing the file (the shared parquet writer of `codec`).
+    #[error(transparent)]
+    Codec(#[from] codec::CodecError),
 }
 
 /// A decoded chain file: the chain and the file's key-value metadata (every footer entry,
@@ -104,21 +104,6 @@ pub struct DecodedChain {
 
 fn shape(message: impl Into<String>) -> ChainError {
     ChainError::Shape(message.into())
-}
-
-/// Snappy, chunk statistics and the footer metadata, as `codec` writes its files.
-fn writer_properties(metadata: &BTreeMap<String, String>) -> WriterProperties {
-    WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .set_max_row_group_row_count(Some(crate::codec::MAX_ROW_GROUP_ROWS))
-        .set_statistics_enabled(EnabledStatistics::Chunk)
-        .set_key_value_metadata(Some(
-            metadata
-                .iter()
-                .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
-                .collect(),
-        ))
-        .build()
 }
 
 /// `list<item: double>`, nullable as pyarrow infers every field.
@@ -194,12 +179,8 @@ pub fn encode(chain: &Chain, metadata: &BTreeMap<String, String>) -> Result<Byte
         data.data_type().clone(),
         true,
     )]));
-    let batch = RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(data)])?;
-    let mut out = Vec::with_capacity(4096);
-    let mut writer = ArrowWriter::try_new(&mut out, schema, Some(writer_properties(metadata)))?;
-    writer.write(&batch)?;
-    writer.close()?;
-    Ok(Bytes::from(out))
+    let batch = RecordBatch::try_new(schema, vec![Arc::new(data)])?;
+    Ok(codec::encode(&batch, metadata)?)
 }
 
 /// A field that must be there and not null at `row`.
@@ -367,16 +348,7 @@ fn chain_of(data: &ArrayRef) -> Result<Chain, ChainError> {
 /// (as lumibot reads `["data"][0]`), fields looked up by name.
 pub fn decode(bytes: Bytes) -> Result<DecodedChain, ChainError> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
-    let metadata = builder
-        .metadata()
-        .file_metadata()
-        .key_value_metadata()
-        .map(|kvs| {
-            kvs.iter()
-                .filter_map(|kv| kv.value.clone().map(|v| (kv.key.clone(), v)))
-                .collect()
-        })
-        .unwrap_or_default();
+    let metadata = codec::footer_metadata(builder.metadata());
     if builder
         .schema()
         .column_with_name(CHAIN_DATA_COLUMN)
@@ -463,6 +435,8 @@ pub fn check(chain: &Chain) -> Vec<String> {
 mod tests {
     use super::*;
     use arrow_array::{Int32Array, NullArray};
+    use parquet::arrow::ArrowWriter;
+    use parquet::basic::Compression;
 
     fn d(text: &str) -> NaiveDate {
         text.parse().unwrap()
