@@ -8,7 +8,7 @@
 
 Run from the repository after `scripts/setup-venv --package` (or `maturin develop --release
 -m python/Cargo.toml` for the release build the numbers in docs/PERFORMANCE.md use). The
-stand-in terminal serves the recorded TSLA minute bars for the one fill that precedes the
+replay server (python/tests/terminal.py) serves the recorded TSLA minute bars for the one fill that precedes the
 timings; everything timed is a local hit.
 """
 

@@ -1,72 +1,113 @@
-"""A stand-in ThetaData terminal on loopback for the Python tests and benchmarks: recorded
-bodies by path (any query), a status to answer instead, and the log of what was asked."""
+"""The ThetaData terminal of the Python tests and benchmarks: the Rust tests' replay server
+(cachefill-testing's `cachefill-replay` binary), driven over its standard input.
+
+It answers a body to every request of a path (any query), a status or a transport fault
+instead, the terminal's 472 "no data" to anything else, and keeps the log of what it was
+asked. `scripts/test` builds the binary and names it in CACHEFILL_REPLAY; without that, the
+binary is looked for in the cargo target directory, and built there when it is missing."""
 
 import json
+import os
 import pathlib
+import queue
+import subprocess
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlparse
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
+NO_DATA = "No data for the specified timeframe & contract."
+# Bounds every exchange with the process: starting it, and each command's answer.
+TIMEOUT_SECONDS = 30
+
+
+def replay_binary():
+    named = os.environ.get("CACHEFILL_REPLAY")
+    if named:
+        return pathlib.Path(named)
+    target = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    binary = target / "debug" / "cachefill-replay"
+    if not binary.is_file():
+        subprocess.run(
+            ["cargo", "build", "--quiet", "--locked", "-p", "cachefill-testing", "--bin", "cachefill-replay"],
+            cwd=ROOT,
+            check=True,
+            timeout=1200,
+        )
+    return binary
 
 
 class Terminal:
-    """A stand-in ThetaData terminal on loopback: recorded bodies by path (any query), a
-    status to answer instead, and the log of what was asked."""
+    """One replay server process; `close()` (or the end of the test process) stops it."""
 
-    def __init__(self):
-        self.bodies = {}
-        self.status = {}
-        self.requests = []
+    def __init__(self, fixtures_folder=None):
+        args = [str(replay_binary())] + ([fixtures_folder] if fixtures_folder else [])
+        self._process = subprocess.Popen(
+            args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
+        )
+        self._lines = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
         self._lock = threading.Lock()
-        terminal = self
+        self.base_url = self._next_line()["base_url"]
+        self._command({"op": "otherwise", "status": 472, "body": NO_DATA})
+        self.serve("/v3/terminal/mdds/status", "CONNECTED")
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
+    def _read(self):
+        for line in self._process.stdout:
+            self._lines.put(line)
+        self._lines.put(None)
 
-            def do_GET(self):
-                url = urlparse(self.path)
-                query = {k: v[0] for k, v in parse_qs(url.query).items()}
-                with terminal._lock:
-                    terminal.requests.append((url.path, query))
-                    status = terminal.status.get(url.path)
-                    body = terminal.bodies.get(url.path)
-                if url.path.endswith("/terminal/mdds/status"):
-                    status, body = 200, b"CONNECTED"
-                elif status is None and body is None:
-                    status, body = 472, b"No data for the specified timeframe & contract."
-                elif status is not None:
-                    body = json.dumps({"error": f"status {status}"}).encode()
-                else:
-                    status = 200
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+    def _next_line(self):
+        try:
+            line = self._lines.get(timeout=TIMEOUT_SECONDS)
+        except queue.Empty:
+            self.close()
+            raise RuntimeError(f"cachefill-replay did not answer within {TIMEOUT_SECONDS} s") from None
+        if line is None:
+            raise RuntimeError(f"cachefill-replay exited (status {self._process.wait(TIMEOUT_SECONDS)})")
+        return json.loads(line)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+    def _command(self, command):
+        with self._lock:
+            self._process.stdin.write(json.dumps(command) + "\n")
+            self._process.stdin.flush()
+            answer = self._next_line()
+        if not answer.get("ok"):
+            raise RuntimeError(f"cachefill-replay refused {command}: {answer.get('error')}")
+        return answer
+
+    def serve(self, path, body, headers=None):
+        """Answer `body` (text or UTF-8 bytes) to every request of `path`."""
+        text = body.decode() if isinstance(body, bytes) else body
+        self._command({"op": "serve", "path": path, "body": text, "headers": headers or {}})
+
+    def fail(self, path, status, times=None, body=None):
+        """Answer `status` to requests of `path` (`times` of them, or all)."""
+        command = {"op": "fault", "path": path, "status": status, "retry_after": "0"}
+        if times is not None:
+            command["times"] = times
+        if body is not None:
+            command["body"] = body
+        self._command(command)
+
+    def clear_faults(self):
+        self._command({"op": "clear_faults"})
 
     @property
-    def base_url(self):
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def serve(self, path, body):
-        self.bodies[path] = body if isinstance(body, bytes) else body.encode()
-
-    def fail(self, path, status):
-        self.status[path] = status
+    def requests(self):
+        """Every request so far, in arrival order: (path, query) pairs."""
+        return [(r["path"], r["query"]) for r in self._command({"op": "requests"})["requests"]]
 
     def asked(self, path):
         return [q for p, q in self.requests if p == path]
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        if self._process.poll() is None:
+            self._process.stdin.close()
+            try:
+                self._process.wait(TIMEOUT_SECONDS)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait(TIMEOUT_SECONDS)
 
 
 def recorded(name):

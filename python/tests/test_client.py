@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import subprocess
 import sys
+import urllib.request
 
 import pytest
 
@@ -62,6 +63,7 @@ def test_errors_are_typed_by_error_type(tmp_path, terminal):
         (503, cachefill.UpstreamUnavailable),
         (410, cachefill.Internal),
     ]:
+        terminal.clear_faults()
         terminal.fail("/v3/stock/history/ohlc", status)
         with pytest.raises(error) as raised:
             client.get(TSLA_MINUTE, "2024-11-15", "2024-11-15")
@@ -69,6 +71,49 @@ def test_errors_are_typed_by_error_type(tmp_path, terminal):
         assert str(raised.value), "a message a person can act on"
     assert issubclass(cachefill.StorageConflict, cachefill.CacheError)
     assert issubclass(cachefill.ConfigurationError, cachefill.CacheError)
+
+
+MISS_HANDLER_ERRORS = {
+    "InvalidRequest": cachefill.InvalidRequest,
+    "UpstreamNoPermission": cachefill.UpstreamNoPermission,
+    "UpstreamRateLimited": cachefill.UpstreamRateLimited,
+    "UpstreamUnavailable": cachefill.UpstreamUnavailable,
+    "StorageConflict": cachefill.StorageConflict,
+    "Internal": cachefill.Internal,
+}
+
+
+def test_each_error_type_the_miss_handler_answers_is_its_exception(tmp_path, monkeypatch, terminal, moto):
+    # A readonly job over moto's S3; the Lambda endpoint is the replay server, answering an
+    # invocation as AWS answers a function error (200 and X-Amz-Function-Error).
+    bucket = "cachefill-python-errors"
+    urllib.request.urlopen(urllib.request.Request(f"{moto}/{bucket}", method="PUT"), timeout=10).close()
+    for name, value in {
+        "LUMIBOT_CACHE_BACKEND": "s3",
+        "LUMIBOT_CACHE_MODE": "readonly",
+        "LUMIBOT_CACHE_S3_BUCKET": bucket,
+        "LUMIBOT_CACHE_S3_REGION": "us-east-1",
+        "LUMIBOT_CACHE_S3_ACCESS_KEY_ID": "testing",
+        "LUMIBOT_CACHE_S3_SECRET_ACCESS_KEY": "testing",
+        "LUMIBOT_CACHE_FILL_FUNCTION": "miss-handler",
+        "LUMIBOT_CACHE_FOLDER": str(tmp_path / "cache"),
+        "AWS_ENDPOINT_URL_S3": moto,
+        "AWS_ENDPOINT_URL_LAMBDA": terminal.base_url,
+    }.items():
+        monkeypatch.setenv(name, value)
+    invocations = "/2015-03-31/functions/miss-handler/invocations"
+    for error_type, exception in MISS_HANDLER_ERRORS.items():
+        message = f"the miss-handler says {error_type}"
+        document = json.dumps({"errorType": error_type, "errorMessage": message})
+        terminal.serve(invocations, document, headers={"X-Amz-Function-Error": "Unhandled"})
+        client = cachefill.Client.from_env()
+        with pytest.raises(exception) as raised:
+            client.get(TSLA_MINUTE, "2024-11-15", "2024-11-15")
+        assert message in str(raised.value), (error_type, str(raised.value))
+        assert type(raised.value) is exception
+    posts = [r for r in terminal.requests if r[0] == invocations]
+    assert len(posts) >= len(MISS_HANDLER_ERRORS)
+    assert not terminal.asked("/v3/stock/history/ohlc"), "a readonly job never calls the provider"
 
 
 def test_configuration_errors_name_the_setting(tmp_path, monkeypatch, terminal):

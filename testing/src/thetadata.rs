@@ -246,6 +246,8 @@ impl Fault {
 /// A request the server received.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// `GET` or `POST` (a POST's body is read and dropped).
+    pub method: String,
     pub path: String,
     /// Normalized (see the module docs).
     pub query: Query,
@@ -281,6 +283,8 @@ struct State {
     registered: HashMap<(String, Query), Reply>,
     responders: Vec<(String, Responder)>,
     faults: Vec<Injection>,
+    /// The answer when nothing is recorded or registered; `None`: a 404 naming the request.
+    otherwise: Option<Reply>,
     log: Vec<Received>,
 }
 
@@ -311,12 +315,13 @@ impl State {
                     .find_map(|(_, responder)| responder(query))
             })
             .or_else(|| self.recorded.get(&key).cloned())
+            .or_else(|| self.otherwise.clone())
             .unwrap_or_else(|| {
                 let query: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 Reply::text(
                     404,
                     format!(
-                        "replay server: nothing recorded or registered for GET {path}?{}",
+                        "replay server: nothing recorded or registered for {path}?{}",
                         query.join("&")
                     ),
                 )
@@ -454,6 +459,12 @@ impl ReplayServer {
             .push((path.to_string(), Arc::new(responder)));
     }
 
+    /// Answer `reply` to every request nothing recorded or registered answers (instead of a
+    /// 404 naming the request).
+    pub fn otherwise(&self, reply: Reply) {
+        self.shared.state().otherwise = Some(reply);
+    }
+
     /// Apply `fault` to the next `n` requests, whatever they ask.
     pub fn inject_next(&self, n: usize, fault: Fault) {
         self.shared.state().faults.push(Injection {
@@ -540,11 +551,16 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// Read a request head; `None` when the client went away or sent something else than HTTP.
-async fn read_target(stream: &mut TcpStream) -> Option<String> {
+/// Read a request (its head, and the body its `Content-Length` announces, which is dropped):
+/// its method and target; `None` when the client went away or sent something else than a
+/// GET or a POST.
+async fn read_request(stream: &mut TcpStream) -> Option<(String, String)> {
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 2048];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+    let end = loop {
+        if let Some(at) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
         if head.len() > 64 * 1024 {
             return None;
         }
@@ -553,12 +569,28 @@ async fn read_target(stream: &mut TcpStream) -> Option<String> {
             return None;
         }
         head.extend_from_slice(&buf[..n]);
+    };
+    let text = std::str::from_utf8(&head[..end]).ok()?;
+    let content_length: usize = text
+        .lines()
+        .filter_map(|line| line.split_once(':'))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, value)| value.trim().parse().ok())
+        .unwrap_or(0);
+    // Drain the body: closing with unread bytes would turn the answer into a reset.
+    let mut left = content_length.saturating_sub(head.len() - end);
+    while left > 0 {
+        let n = stream.read(&mut buf).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        left = left.saturating_sub(n);
     }
-    let line = head.split(|b| *b == b'\r').next()?;
-    let line = std::str::from_utf8(line).ok()?;
-    let mut parts = line.split(' ');
+    let mut parts = text.lines().next()?.split(' ');
     match (parts.next(), parts.next()) {
-        (Some("GET"), Some(target)) => Some(target.to_string()),
+        (Some(method @ ("GET" | "POST")), Some(target)) => {
+            Some((method.to_string(), target.to_string()))
+        }
         _ => None,
     }
 }
@@ -593,7 +625,7 @@ fn head(reply: &Reply, content_length: usize) -> Vec<u8> {
 }
 
 async fn handle(mut stream: TcpStream, shared: Arc<Shared>) {
-    let Some(target) = read_target(&mut stream).await else {
+    let Some((method, target)) = read_request(&mut stream).await else {
         return;
     };
     let _in_flight = InFlight::enter(&shared);
@@ -611,6 +643,7 @@ async fn handle(mut stream: TcpStream, shared: Arc<Shared>) {
     let (fault, reply) = {
         let mut state = shared.state();
         state.log.push(Received {
+            method,
             path: path.clone(),
             query: query.clone(),
             raw_query,
@@ -640,4 +673,33 @@ async fn handle(mut stream: TcpStream, shared: Arc<Shared>) {
     }
     let _ = stream.flush().await;
     let _ = stream.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_post_is_answered_after_its_body_is_read_and_otherwise_replaces_the_404() {
+        let server = ReplayServer::empty().await.expect("server");
+        let url = |path: &str| format!("{}{path}", server.base_url());
+        let http = reqwest::Client::new();
+        let missing = http.get(url("/nowhere")).send().await.expect("answer");
+        assert_eq!(missing.status(), 404);
+        server.register("/invoke", &[], Reply::json("{\"ok\":1}"));
+        // A body larger than one read, so the server must drain it before answering.
+        let posted = http
+            .post(url("/invoke"))
+            .body(vec![b'x'; 300_000])
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(posted.status(), 200);
+        assert_eq!(posted.text().await.expect("body"), "{\"ok\":1}");
+        server.otherwise(Reply::no_data());
+        let other = http.get(url("/nowhere")).send().await.expect("answer");
+        assert_eq!(other.status(), 472);
+        let methods: Vec<String> = server.requests().into_iter().map(|r| r.method).collect();
+        assert_eq!(methods, ["GET", "POST", "GET"]);
+    }
 }
