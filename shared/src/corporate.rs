@@ -22,6 +22,7 @@ use chrono::NaiveDate;
 use crate::calendar::NyDates;
 use crate::codec::CodecError;
 use crate::codec::facts::{datetimes, placeholder_mask};
+use crate::codec::schema::Layout;
 use crate::dataset::{AssetType, Dataset};
 
 /// A split: on `date`, each share became `ratio` shares (2.0 for 2-for-1).
@@ -50,10 +51,13 @@ pub struct CorporateActions {
 /// Price columns divided by the split factor (lumibot's list, where present).
 const PRICE_COLUMNS: [&str; 7] = ["open", "high", "low", "close", "bid", "ask", "mid_price"];
 
-/// Whether lumibot adjusts this dataset's day bars (stocks and options; indices get zero
-/// `dividend` and `stock_splits` and no marker).
+/// Whether lumibot adjusts this dataset's day bars (stocks and options of its ThetaData
+/// layout; indices get zero `dividend` and `stock_splits` and no marker). Polygon sends
+/// adjusted prices, which lumibot keeps as they come.
 pub fn adjusts(dataset: &Dataset) -> bool {
-    !dataset.is_intraday() && matches!(dataset.asset_type, AssetType::Stock | AssetType::Option)
+    !dataset.is_intraday()
+        && matches!(dataset.asset_type, AssetType::Stock | AssetType::Option)
+        && Layout::of(dataset) != Layout::Aggs
 }
 
 impl CorporateActions {

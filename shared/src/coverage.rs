@@ -20,10 +20,30 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::calendar::{self, CalendarError, NyDates};
 use crate::codec::facts::{datetimes, placeholder_mask};
+use crate::codec::schema::Layout;
 use crate::codec::{self, CodecError, Decoded, Sidecar};
 use crate::dataset::Dataset;
 use crate::format::{COVERAGE_METADATA, FACT_COVERAGE, FACT_PROVISIONAL, FACT_SCHEMA_VERSION};
 use crate::storage::ObjectMeta;
+
+/// The session a row at `time` (UTC nanoseconds) belongs to: a real row's New York date; a
+/// placeholder's UTC date, because every placeholder sits on its session's UTC date (16:00
+/// New York or the open in ThetaData files, 04:56 UTC in lumibot's Polygon files, whose
+/// New York date is the day before in winter).
+pub fn row_session(dates: &mut NyDates, time: i64, placeholder: bool) -> NaiveDate {
+    if placeholder {
+        DateTime::from_timestamp_nanos(time).date_naive()
+    } else {
+        dates.date_of(time)
+    }
+}
+
+/// Whether an intraday session must reach its open and close to count as covered (lumibot's
+/// ThetaData rule). lumibot's Polygon files count a session covered by any row on its date,
+/// so they get no edge markers either.
+pub fn checks_edges(dataset: &Dataset) -> bool {
+    dataset.is_intraday() && Layout::of(dataset) != Layout::Aggs
+}
 
 /// How long after a session's close a placeholder for it is trusted.
 pub const PLACEHOLDER_TRUST_DELAY: Duration = Duration::days(2);
@@ -61,7 +81,7 @@ impl Coverage {
         let mut span: BTreeMap<NaiveDate, (i64, i64)> = BTreeMap::new();
         for (i, time) in times.iter().enumerate() {
             let Some(time) = time else { continue };
-            let date = dates.date_of(time);
+            let date = row_session(&mut dates, time, missing[i]);
             if missing[i] {
                 placeholders.insert(date);
             } else {
@@ -156,7 +176,7 @@ pub fn of_decoded(
     batch: &RecordBatch,
     last_modified: DateTime<Utc>,
 ) -> Result<Coverage, CodecError> {
-    let all = Coverage::of_batch(batch, BTreeSet::new(), dataset.is_intraday())?;
+    let all = Coverage::of_batch(batch, BTreeSet::new(), checks_edges(dataset))?;
     let provisional = if decoded.fact(FACT_SCHEMA_VERSION).is_some() {
         decoded
             .fact(FACT_PROVISIONAL)

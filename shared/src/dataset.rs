@@ -24,16 +24,19 @@ fn bad(message: impl Into<String>) -> DatasetError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Provider {
     ThetaData,
+    /// Polygon.io (also sold as Massive): the same REST API.
+    Polygon,
     /// Deterministic generated data for demos, load tests and benchmarks (not market data).
     Synthetic,
 }
 
 impl Provider {
-    pub const ALL: [Provider; 2] = [Provider::ThetaData, Provider::Synthetic];
+    pub const ALL: [Provider; 3] = [Provider::ThetaData, Provider::Polygon, Provider::Synthetic];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Provider::ThetaData => "thetadata",
+            Provider::Polygon => "polygon",
             Provider::Synthetic => "synthetic",
         }
     }
@@ -43,13 +46,14 @@ impl Provider {
         if let Some(provider) = Provider::ALL.iter().find(|p| p.as_str() == lowered) {
             return Ok(*provider);
         }
-        if ["polygon", "binance", "databento"].contains(&lowered.as_str()) {
+        let supported = Provider::ALL.map(Provider::as_str).join(", ");
+        if ["binance", "databento"].contains(&lowered.as_str()) {
             return Err(bad(format!(
-                "provider '{text}' is not supported yet (supported: thetadata, synthetic)"
+                "provider '{text}' is not supported yet (supported: {supported})"
             )));
         }
         Err(bad(format!(
-            "unknown provider '{text}' (expected one of: thetadata, synthetic)"
+            "unknown provider '{text}' (expected one of: {supported})"
         )))
     }
 }
@@ -336,6 +340,27 @@ pub struct Dataset {
 
 pub const MAX_SYMBOL_LEN: usize = 32;
 
+/// The timespans lumibot's Polygon helper names files with (verbatim, lower-case).
+pub const POLYGON_TIMESPANS: [&str; 3] = ["minute", "hour", "day"];
+
+/// lumibot keeps Polygon's aggregate bars only, one file per timespan it asks Polygon for.
+fn check_polygon(timespan: &Timespan, datastyle: &Datastyle) -> Result<(), DatasetError> {
+    if !POLYGON_TIMESPANS.contains(&timespan.as_str()) {
+        return Err(bad(format!(
+            "timespan '{}' is not one lumibot's Polygon cache uses (expected one of: {})",
+            timespan.as_str(),
+            POLYGON_TIMESPANS.join(", ")
+        )));
+    }
+    if datastyle.as_str() != "ohlc" {
+        return Err(bad(format!(
+            "datastyle '{}' is not available from polygon (lumibot caches its aggregate bars: ohlc)",
+            datastyle.as_str()
+        )));
+    }
+    Ok(())
+}
+
 /// Upper-case and check a symbol against `[A-Z0-9._-]{1,32}`.
 pub fn normalize_symbol(text: &str) -> Result<String, DatasetError> {
     if text.is_empty() {
@@ -554,6 +579,9 @@ impl Dataset {
             return Err(bad(
                 "an option needs expiration, strike and right; other assets must not have them",
             ));
+        }
+        if provider == Provider::Polygon {
+            check_polygon(&timespan, &datastyle)?;
         }
         Ok(Dataset {
             provider,

@@ -98,5 +98,10 @@ pub const SNAPSHOT_FOLDER: &str = "snapshot";
 pub const IBKR_ROOT: &str = "ibkr";
 /// lumibot's Yahoo cache root.
 pub const YAHOO_ROOT: &str = "yahoo";
+/// The splits file lumibot's `polygon_helper` keeps beside a Polygon price file
+/// (`<price file without .parquet>_splits.parquet`).
+pub const POLYGON_SPLITS_SUFFIX: &str = "_splits.parquet";
+/// The folder of lumibot's Polygon option chains (`polygon/option_chains/`).
+pub const POLYGON_CHAINS_FOLDER: &str = "option_chains";
 /// lumibot's shared bar cache: `bars/v<N>/<provider>/…`.
 pub const SHARED_BARS_ROOT: &str = "bars";

@@ -6,6 +6,13 @@
 //!     <asset_type>_<UNIQ>_<timespan as given>_<datastyle as given>.parquet
 //! UNIQ = SYMBOL | SYMBOL_<expiration %y%m%d>_<strike as Python str()>_<RIGHT>
 //! ```
+//!
+//! lumibot keeps Polygon's files flat (`polygon_helper.build_cache_filename`), without the
+//! datastyle, which is always `ohlc` there:
+//!
+//! ```text
+//! polygon/<asset_type>_<UNIQ>_<timespan>.parquet
+//! ```
 
 use chrono::{Datelike, NaiveDate};
 
@@ -18,9 +25,8 @@ use crate::format::{
 };
 use crate::others::OtherKind;
 
-/// The file name of a dataset's parquet.
-pub fn file_name(dataset: &Dataset) -> String {
-    let uniq = match &dataset.contract {
+fn uniq(dataset: &Dataset) -> String {
+    match &dataset.contract {
         None => dataset.symbol.clone(),
         Some(c) => format!(
             "{}_{}_{}_{}",
@@ -29,18 +35,34 @@ pub fn file_name(dataset: &Dataset) -> String {
             c.strike.as_str(),
             c.right.as_str()
         ),
-    };
-    format!(
-        "{}_{}_{}_{}{PARQUET_SUFFIX}",
+    }
+}
+
+/// Whether lumibot keeps this dataset's files flat under its provider's folder.
+fn is_flat(provider: Provider) -> bool {
+    provider == Provider::Polygon
+}
+
+/// The file name of a dataset's parquet.
+pub fn file_name(dataset: &Dataset) -> String {
+    let (asset, uniq, timespan) = (
         dataset.asset_type.as_str(),
-        uniq,
+        uniq(dataset),
         dataset.timespan.as_str(),
-        dataset.datastyle.as_str()
-    )
+    );
+    if is_flat(dataset.provider) {
+        format!("{asset}_{uniq}_{timespan}{PARQUET_SUFFIX}")
+    } else {
+        let datastyle = dataset.datastyle.as_str();
+        format!("{asset}_{uniq}_{timespan}_{datastyle}{PARQUET_SUFFIX}")
+    }
 }
 
 /// The path under the lumibot cache root (and under `<prefix>/<version>/` remotely).
 pub fn relative_path(dataset: &Dataset) -> String {
+    if is_flat(dataset.provider) {
+        return format!("{}/{}", dataset.provider.as_str(), file_name(dataset));
+    }
     format!(
         "{}/{}/{}/{}/{}",
         dataset.provider.as_str(),
@@ -230,23 +252,35 @@ pub fn parse_relative_path(path: &str) -> Result<Dataset, DatasetError> {
     if segments.contains(&"..") || segments.contains(&".") {
         return Err(key_error(path, "'.' or '..' segment"));
     }
-    let [
-        provider,
-        asset_folder,
-        timespan_folder,
-        datastyle_folder,
-        file,
-    ] = segments[..]
-    else {
-        return Err(key_error(
-            path,
-            "expected <provider>/<asset_type>/<timespan>/<datastyle>/<file>.parquet",
-        ));
+    let provider = Provider::parse(segments[0]).map_err(|e| key_error(path, e))?;
+    if provider.as_str() != segments[0] {
+        return Err(key_error(path, "provider folder must be lower-case"));
+    }
+    let (file, folders) = if is_flat(provider) {
+        let [_, file] = segments[..] else {
+            return Err(key_error(
+                path,
+                format!("expected {provider}/<asset_type>_<UNIQ>_<timespan>.parquet"),
+            ));
+        };
+        (file, None)
+    } else {
+        // The timespan and datastyle folders are checked by rebuilding the path.
+        let [_, asset_folder, _, _, file] = segments[..] else {
+            return Err(key_error(
+                path,
+                "expected <provider>/<asset_type>/<timespan>/<datastyle>/<file>.parquet",
+            ));
+        };
+        (file, Some(asset_folder))
     };
-    let provider = Provider::parse(provider).map_err(|e| key_error(path, e))?;
-    let asset_type = AssetType::parse(asset_folder).map_err(|e| key_error(path, e))?;
-    if asset_type.as_str() != asset_folder {
-        return Err(key_error(path, "asset folder must be lower-case"));
+    let asset_text = match folders {
+        Some(asset_folder) => asset_folder,
+        None => file.split('_').next().unwrap_or_default(),
+    };
+    let asset_type = AssetType::parse(asset_text).map_err(|e| key_error(path, e))?;
+    if asset_type.as_str() != asset_text {
+        return Err(key_error(path, "asset type must be lower-case"));
     }
     let stem = file
         .strip_suffix(PARQUET_SUFFIX)
@@ -260,12 +294,20 @@ pub fn parse_relative_path(path: &str) -> Result<Dataset, DatasetError> {
                 format!("file name must start with '{}_'", asset_type.as_str()),
             )
         })?;
-    // Timespan and datastyle have no '_', so they are the last two parts; the symbol may.
-    let mut parts: Vec<&str> = stem.rsplitn(3, '_').collect();
-    if parts.len() != 3 {
-        return Err(key_error(path, "file name lacks timespan or datastyle"));
-    }
-    let (datastyle_text, timespan_text, uniq) = (parts.remove(0), parts.remove(0), parts.remove(0));
+    // Timespan and datastyle have no '_', so they are the last parts; the symbol may.
+    let (uniq, timespan_text, datastyle_text) = if folders.is_some() {
+        let mut parts: Vec<&str> = stem.rsplitn(3, '_').collect();
+        if parts.len() != 3 {
+            return Err(key_error(path, "file name lacks timespan or datastyle"));
+        }
+        let (datastyle, timespan) = (parts.remove(0), parts.remove(0));
+        (parts.remove(0), timespan, datastyle)
+    } else {
+        let Some((uniq, timespan)) = stem.rsplit_once('_') else {
+            return Err(key_error(path, "file name lacks the timespan"));
+        };
+        (uniq, timespan, "ohlc")
+    };
     let timespan = Timespan::parse(timespan_text).map_err(|e| key_error(path, e))?;
     let datastyle = Datastyle::parse(datastyle_text).map_err(|e| key_error(path, e))?;
     let (symbol, contract) = if asset_type == AssetType::Option {
@@ -306,16 +348,10 @@ pub fn parse_relative_path(path: &str) -> Result<Dataset, DatasetError> {
     )
     .map_err(|e| key_error(path, e))?;
     let rebuilt = relative_path(&dataset);
-    if rebuilt != path || dataset.timespan.folder() != timespan_folder {
+    if rebuilt != path {
         return Err(key_error(
             path,
             format!("not in canonical form (expected '{rebuilt}')"),
-        ));
-    }
-    if dataset.datastyle.folder() != datastyle_folder {
-        return Err(key_error(
-            path,
-            "datastyle folder does not match the file name",
         ));
     }
     Ok(dataset)
@@ -375,5 +411,95 @@ mod tests {
             bare.data_key(&index),
             "v1/thetadata/index/day/ohlc/index_SPX_day_ohlc.parquet"
         );
+    }
+}
+
+#[cfg(test)]
+mod polygon_tests {
+    use super::*;
+
+    fn dataset(json: &str) -> Dataset {
+        Dataset::from_json(json).unwrap_or_else(|e| panic!("{json}: {e}"))
+    }
+
+    /// lumibot 4.6.30's `polygon_helper.build_cache_filename` for the same assets.
+    #[test]
+    fn polygon_files_are_flat_as_lumibot_names_them() {
+        let cases = [
+            (
+                r#"{"provider":"polygon","asset_type":"stock","symbol":"spy","timespan":"day","datastyle":"ohlc"}"#,
+                "polygon/stock_SPY_day.parquet",
+            ),
+            (
+                r#"{"provider":"polygon","asset_type":"stock","symbol":"BRK.B","timespan":"minute","datastyle":"ohlc"}"#,
+                "polygon/stock_BRK.B_minute.parquet",
+            ),
+            (
+                r#"{"provider":"polygon","asset_type":"index","symbol":"SPX","timespan":"hour","datastyle":"ohlc"}"#,
+                "polygon/index_SPX_hour.parquet",
+            ),
+            (
+                r#"{"provider":"polygon","asset_type":"option","symbol":"SPY","timespan":"day","datastyle":"ohlc","expiration":"2024-11-22","strike":340,"right":"call"}"#,
+                "polygon/option_SPY_241122_340_CALL_day.parquet",
+            ),
+            (
+                r#"{"provider":"polygon","asset_type":"option","symbol":"SPY","timespan":"minute","datastyle":"ohlc","expiration":"2024-11-22","strike":342.5,"right":"PUT"}"#,
+                "polygon/option_SPY_241122_342.5_PUT_minute.parquet",
+            ),
+        ];
+        let layout = KeyLayout::new("cache", "v1");
+        for (json, relative) in cases {
+            let d = dataset(json);
+            assert_eq!(relative_path(&d), relative);
+            assert_eq!(parse_relative_path(relative).unwrap(), d, "{relative}");
+            let key = format!("cache/v1/{relative}");
+            assert_eq!(layout.classify(&key).unwrap(), KeyKind::Data(d.clone()));
+            assert_eq!(
+                layout.classify(&format!("{key}.meta.json")).unwrap(),
+                KeyKind::Sidecar(d)
+            );
+        }
+    }
+
+    #[test]
+    fn polygon_paths_parse_back_strictly() {
+        for (path, why) in [
+            (
+                "polygon/stock/day/ohlc/stock_SPY_day_ohlc.parquet",
+                "expected polygon/",
+            ),
+            ("polygon/stock_SPY_1d.parquet", "timespan '1d' is not one"),
+            ("polygon/stock_SPY_Day.parquet", "timespan 'Day' is not one"),
+            ("polygon/Stock_SPY_day.parquet", "lower-case"),
+            ("polygon/stock_spy_day.parquet", "canonical form"),
+            ("Polygon/stock_SPY_day.parquet", "lower-case"),
+            ("polygon/stock_SPY.parquet", "lacks the timespan"),
+            ("thetadata/stock_SPY_day.parquet", "expected <provider>/"),
+        ] {
+            let err = parse_relative_path(path).unwrap_err().0;
+            assert!(err.contains(why), "{path}: {err}");
+        }
+        let quote = Dataset::from_json(
+            r#"{"provider":"polygon","asset_type":"stock","symbol":"SPY","timespan":"day","datastyle":"quote"}"#,
+        )
+        .unwrap_err();
+        assert!(quote.0.contains("not available from polygon"), "{quote}");
+    }
+
+    #[test]
+    fn lumibots_other_polygon_objects_are_recognised() {
+        let layout = KeyLayout::new("", "v1");
+        for (key, kind) in [
+            (
+                "v1/polygon/stock_SPY_day_splits.parquet",
+                OtherKind::PolygonSplits,
+            ),
+            (
+                "v1/polygon/option_chains/SPY_2024-11-15.parquet",
+                OtherKind::PolygonChain,
+            ),
+        ] {
+            assert_eq!(layout.classify(key).unwrap(), KeyKind::Other(kind), "{key}");
+        }
     }
 }

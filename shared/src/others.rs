@@ -11,6 +11,8 @@
 //! | `snapshot` | `thetadata/<asset>/snapshot/<datastyle>/<file>.parquet[.meta.json]` |
 //! | `ibkr`, `yahoo` | `ibkr/…`, `yahoo/…` (those providers' caches) |
 //! | `shared_bars` | `bars/v<N>/<provider>/…` (lumibot's shared bar cache) |
+//! | `polygon_splits` | `polygon/<file>_splits.parquet` (the splits `polygon_helper` keeps beside a price file) |
+//! | `polygon_chain` | `polygon/option_chains/<SYM>_<YYYY-MM-DD>[_max<N>d].parquet` |
 
 use std::fmt;
 
@@ -26,8 +28,8 @@ use serde::Serialize;
 use crate::dataset::Provider;
 use crate::format::{
     CHAIN_CACHE_VERSION, CHAIN_CACHE_VERSION_FIELD, CHAIN_DATA_COLUMN, CHAINS_FOLDER, EVENT_TYPES,
-    EVENTS_FOLDER, EVENTS_RANGES_FIELD, IBKR_ROOT, PARQUET_SUFFIX, SHARED_BARS_ROOT,
-    SIDECAR_SUFFIX, SNAPSHOT_FOLDER, YAHOO_ROOT,
+    EVENTS_FOLDER, EVENTS_RANGES_FIELD, IBKR_ROOT, PARQUET_SUFFIX, POLYGON_CHAINS_FOLDER,
+    POLYGON_SPLITS_SUFFIX, SHARED_BARS_ROOT, SIDECAR_SUFFIX, SNAPSHOT_FOLDER, YAHOO_ROOT,
 };
 
 /// A kind of object lumibot keeps that is not a price dataset.
@@ -41,10 +43,12 @@ pub enum OtherKind {
     Ibkr,
     Yahoo,
     SharedBars,
+    PolygonSplits,
+    PolygonChain,
 }
 
 impl OtherKind {
-    pub const ALL: [OtherKind; 7] = [
+    pub const ALL: [OtherKind; 9] = [
         OtherKind::OptionChain,
         OtherKind::Events,
         OtherKind::EventRanges,
@@ -52,6 +56,8 @@ impl OtherKind {
         OtherKind::Ibkr,
         OtherKind::Yahoo,
         OtherKind::SharedBars,
+        OtherKind::PolygonSplits,
+        OtherKind::PolygonChain,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -63,6 +69,8 @@ impl OtherKind {
             OtherKind::Ibkr => "ibkr",
             OtherKind::Yahoo => "yahoo",
             OtherKind::SharedBars => "shared_bars",
+            OtherKind::PolygonSplits => "polygon_splits",
+            OtherKind::PolygonChain => "polygon_chain",
         }
     }
 
@@ -76,7 +84,14 @@ impl OtherKind {
             return None;
         }
         let thetadata = Provider::ThetaData.as_str();
+        let polygon = Provider::Polygon.as_str();
         match segments[..] {
+            [root, folder, _] if root == polygon && folder == POLYGON_CHAINS_FOLDER => {
+                Some(OtherKind::PolygonChain)
+            }
+            [root, file] if root == polygon && file.ends_with(POLYGON_SPLITS_SUFFIX) => {
+                Some(OtherKind::PolygonSplits)
+            }
             [root, _, ..] if root == IBKR_ROOT => Some(OtherKind::Ibkr),
             [root, _, ..] if root == YAHOO_ROOT => Some(OtherKind::Yahoo),
             [root, version, _, ..] if root == SHARED_BARS_ROOT && is_schema_version(version) => {

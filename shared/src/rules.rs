@@ -15,7 +15,8 @@ use crate::calendar::NyDates;
 use crate::codec::conform::{SchemaMismatch, conform};
 use crate::codec::facts::placeholder_mask;
 use crate::codec::schema::{DATETIME, Layout, SIZE_COLUMNS};
-use crate::codec::{self, BatchFacts, Decoded, Sidecar};
+use crate::codec::{self, BatchFacts, Decoded, Sidecar, rows};
+use crate::coverage;
 use crate::dataset::Dataset;
 use crate::others;
 use crate::pyfmt;
@@ -581,11 +582,12 @@ fn check_rows(dataset: &Dataset, batch: &RecordBatch, now: DateTime<Utc>) -> Vec
     // Placeholders, expiration and the future.
     let mut dates = NyDates::new();
     let sessions: Vec<Option<NaiveDate>> = (0..n)
-        .map(|i| time_at(i).map(|t| dates.date_of(t)))
+        .map(|i| time_at(i).map(|t| coverage::row_session(&mut dates, t, missing[i])))
         .collect();
     // lumibot leaves a placeholder beside real rows of its session when it refetches, and
     // turns an option's all-zero bar into a placeholder where the bar was; neither is damage.
-    // A placeholder must carry no price, and (but for options) sit at 16:00 New York of a
+    // A placeholder must carry no price, and (but for options) sit where lumibot puts it
+    // (`rows::placeholder_instant`: 16:00 New York, or 04:56 UTC in Polygon files) on a
     // trading session, or at its open (the engine's edge marker).
     let mut bad_placeholder = Tally::new();
     let price_columns: Vec<(&str, arrow_array::Float64Array)> = PRICE_COLUMNS
@@ -597,17 +599,17 @@ fn check_rows(dataset: &Dataset, batch: &RecordBatch, now: DateTime<Utc>) -> Vec
         let (Some(t), Some(session)) = (time_at(i), sessions[i]) else {
             continue;
         };
-        let close = calendar::session_close_utc(session).timestamp_nanos_opt();
+        let expected = rows::placeholder_instant(dataset, session);
         // The engine marks a session whose first bar comes late with a placeholder at the open.
         let open = calendar::session_hours(session)
             .ok()
             .flatten()
             .and_then(|h| calendar::ny_wall_to_utc(session, h.open).timestamp_nanos_opt());
-        let marks_the_open = dataset.is_intraday() && Some(t) == open;
-        if !is_option && Some(t) != close && !marks_the_open {
+        let marks_the_open = coverage::checks_edges(dataset) && Some(t) == open;
+        if !is_option && t != expected && !marks_the_open {
             bad_placeholder.hit(|| {
                 format!(
-                    "placeholder at {} is neither 16:00 New York nor the session's open",
+                    "placeholder at {} is neither where lumibot puts one nor the session's open",
                     describe_time(t)
                 )
             });

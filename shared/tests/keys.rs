@@ -181,7 +181,7 @@ fn malformed_payloads_are_each_rejected_with_their_own_message() {
         (stock("-timespan"), "missing field 'timespan'"),
         (stock("-datastyle"), "missing field 'datastyle'"),
         (stock("provider=\"yahoo\""), "unknown provider 'yahoo'"),
-        (stock("provider=\"polygon\""), "provider 'polygon' is not supported yet"),
+        (stock("provider=\"binance\""), "provider 'binance' is not supported yet"),
         (stock("provider=7"), "field 'provider' must be a string, got a number"),
         (stock("asset_type=\"bond\""), "unknown asset_type 'bond'"),
         (stock("timespan=\"week\""), "unknown timespan 'week'"),
@@ -260,8 +260,8 @@ fn requests_need_a_valid_range() {
             "start: date 1989-12-26 is outside",
         ),
         (
-            r#""start":"1990-01-02","end":"2024-01-05""#,
-            "is longer than",
+            r#""start":"1990-01-02","end":"2100-01-04""#,
+            "end: date 2100-01-04 is outside",
         ),
     ] {
         let err = FillRequest::from_json(&format!("{{{base},{range}}}"))
@@ -269,6 +269,15 @@ fn requests_need_a_valid_range() {
             .0;
         assert!(err.contains(expected), "{range}: {err}");
     }
+    // No cap on a range's length: the calendar's span is the only limit.
+    let long = FillRequest::from_json(&format!(
+        r#"{{{base},"start":"1990-01-02","end":"2099-12-31"}}"#
+    ))
+    .expect("a range as long as the calendar");
+    assert_eq!(
+        (long.start.to_string(), long.end.to_string()),
+        ("1990-01-02".into(), "2099-12-31".into())
+    );
     let ok = FillRequest::from_json(&format!(
         r#"{{{base},"start":"2024-01-02T14:30:00Z","end":"2024-01-06T01:00:00+00:00"}}"#
     ))

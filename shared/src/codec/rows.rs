@@ -63,12 +63,32 @@ pub struct EodBar {
     pub bid_condition: Option<i64>,
 }
 
+/// One aggregate bar as Polygon's v2 aggregates deliver it (`o h l c v vw t n otc`),
+/// stamped at bar open (UTC nanoseconds; Polygon's `t` is milliseconds). Day bars open at
+/// midnight New York of their session.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AggBar {
+    pub time: i64,
+    pub open: Option<f64>,
+    pub high: Option<f64>,
+    pub low: Option<f64>,
+    pub close: Option<f64>,
+    /// Fractional for some assets, so a float as Polygon sends it.
+    pub volume: Option<f64>,
+    pub vwap: Option<f64>,
+    /// Polygon's `n`: trades in the bar.
+    pub transactions: Option<i64>,
+    /// Polygon's `otc`: present (true) only for over-the-counter bars.
+    pub otc: Option<bool>,
+}
+
 /// What a provider returns for some sessions.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Rows {
     Ohlc(Vec<OhlcBar>),
     Quote(Vec<QuoteBar>),
     Eod(Vec<EodBar>),
+    Aggs(Vec<AggBar>),
 }
 
 impl Rows {
@@ -77,6 +97,7 @@ impl Rows {
             Layout::IntradayOhlc => Rows::Ohlc(Vec::new()),
             Layout::IntradayQuote => Rows::Quote(Vec::new()),
             Layout::DayOhlc | Layout::DayQuote => Rows::Eod(Vec::new()),
+            Layout::Aggs => Rows::Aggs(Vec::new()),
         }
     }
 
@@ -85,6 +106,7 @@ impl Rows {
             Rows::Ohlc(r) => r.len(),
             Rows::Quote(r) => r.len(),
             Rows::Eod(r) => r.len(),
+            Rows::Aggs(r) => r.len(),
         }
     }
 
@@ -98,6 +120,7 @@ impl Rows {
             (Rows::Ohlc(a), Rows::Ohlc(b)) => a.extend(b),
             (Rows::Quote(a), Rows::Quote(b)) => a.extend(b),
             (Rows::Eod(a), Rows::Eod(b)) => a.extend(b),
+            (Rows::Aggs(a), Rows::Aggs(b)) => a.extend(b),
             _ => return Err(CodecError::Shape("rows of different kinds".into())),
         }
         Ok(())
@@ -135,6 +158,15 @@ pub fn keep_ohlc(asset: AssetType, bar: &OhlcBar) -> bool {
         && bar.vwap.is_none_or(|v| v.is_finite() && v >= 0.0)
         && non_negative_or_null(bar.volume)
         && non_negative_or_null(bar.count)
+}
+
+/// An aggregate bar needs sane prices (an index has no volume; others may not trade
+/// negative amounts).
+pub fn keep_agg(asset: AssetType, bar: &AggBar) -> bool {
+    sane_ohlc(bar.open, bar.high, bar.low, bar.close)
+        && bar.vwap.is_none_or(|v| v.is_finite() && v >= 0.0)
+        && (asset == AssetType::Index || bar.volume.is_none_or(|v| v.is_finite() && v >= 0.0))
+        && non_negative_or_null(bar.transactions)
 }
 
 pub fn keep_quote(bar: &QuoteBar) -> bool {
@@ -294,6 +326,22 @@ pub fn rows_to_batch(dataset: &Dataset, rows: Rows) -> Result<RecordBatch, Codec
             columns.push(ints(&bars, |b| b.bid_condition));
             columns.extend(option_columns(dataset, n));
         }
+        (Layout::Aggs, Rows::Aggs(mut bars)) => {
+            bars.retain(|b| keep_agg(asset, b));
+            n = bars.len();
+            columns.push(utc_times(bars.iter().map(|b| b.time).collect()));
+            columns.push(floats(&bars, |b| b.open));
+            columns.push(floats(&bars, |b| b.high));
+            columns.push(floats(&bars, |b| b.low));
+            columns.push(floats(&bars, |b| b.close));
+            columns.push(floats(&bars, |b| b.volume));
+            columns.push(floats(&bars, |b| b.vwap));
+            columns.push(ints(&bars, |b| Some(b.time.div_euclid(1_000_000))));
+            columns.push(ints(&bars, |b| b.transactions));
+            columns.push(Arc::new(
+                bars.iter().map(|b| b.otc).collect::<BooleanArray>(),
+            ));
+        }
         (layout, rows) => {
             return Err(CodecError::Shape(format!(
                 "{layout:?} dataset {dataset} cannot hold {} rows",
@@ -301,6 +349,7 @@ pub fn rows_to_batch(dataset: &Dataset, rows: Rows) -> Result<RecordBatch, Codec
                     Rows::Ohlc(_) => "OHLC",
                     Rows::Quote(_) => "quote",
                     Rows::Eod(_) => "end-of-day",
+                    Rows::Aggs(_) => "aggregate",
                 }
             )));
         }
@@ -310,7 +359,27 @@ pub fn rows_to_batch(dataset: &Dataset, rows: Rows) -> Result<RecordBatch, Codec
     Ok(assembled.project(&schema::projection(layout, option))?)
 }
 
-/// One placeholder row per session: 16:00 New York, every value null, `missing = true`.
+/// Where lumibot puts the placeholder of a session (UTC nanoseconds): 16:00 New York in its
+/// ThetaData files; in its Polygon files [`POLYGON_PLACEHOLDER_UTC`] on the session's date
+/// (lumibot builds that instant as `datetime(y, m, d, tzinfo=pytz New York)`, which is New
+/// York's local mean time, UTC−4:56). Either way the instant falls on the session's UTC date.
+pub fn placeholder_instant(dataset: &Dataset, session: NaiveDate) -> i64 {
+    let at = match Layout::of(dataset) {
+        Layout::Aggs => session.and_time(POLYGON_PLACEHOLDER_UTC).and_utc(),
+        _ => calendar::session_close_utc(session),
+    };
+    at.timestamp_nanos_opt().unwrap_or(0)
+}
+
+/// The UTC time of day of lumibot's Polygon placeholders (see [`placeholder_instant`]).
+pub const POLYGON_PLACEHOLDER_UTC: chrono::NaiveTime =
+    match chrono::NaiveTime::from_hms_opt(4, 56, 0) {
+        Some(t) => t,
+        None => panic!("a valid time"),
+    };
+
+/// One placeholder row per session, at [`placeholder_instant`]: every value null,
+/// `missing = true`.
 pub fn placeholder_batch(
     dataset: &Dataset,
     sessions: &[NaiveDate],
@@ -319,11 +388,7 @@ pub fn placeholder_batch(
         dataset,
         sessions
             .iter()
-            .map(|d| {
-                calendar::session_close_utc(*d)
-                    .timestamp_nanos_opt()
-                    .unwrap_or(0)
-            })
+            .map(|d| placeholder_instant(dataset, *d))
             .collect(),
     )
 }

@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
-use crate::dataset::{AssetType, DataKind, Dataset};
+use crate::dataset::{AssetType, DataKind, Dataset, Provider};
 
 pub const DATETIME: &str = "datetime";
 pub const MISSING: &str = "missing";
@@ -26,10 +26,15 @@ pub enum Layout {
     DayOhlc,
     /// One end-of-day NBBO per session.
     DayQuote,
+    /// Polygon's aggregate bars at any timespan, as lumibot's `polygon_helper` keeps them.
+    Aggs,
 }
 
 impl Layout {
     pub fn of(dataset: &Dataset) -> Layout {
+        if dataset.provider == Provider::Polygon {
+            return Layout::Aggs;
+        }
         match (dataset.is_intraday(), dataset.kind()) {
             (true, DataKind::Ohlc) => Layout::IntradayOhlc,
             (true, DataKind::Quote) => Layout::IntradayQuote,
@@ -39,7 +44,13 @@ impl Layout {
     }
 
     pub fn is_ohlc(self) -> bool {
-        matches!(self, Layout::IntradayOhlc | Layout::DayOhlc)
+        matches!(self, Layout::IntradayOhlc | Layout::DayOhlc | Layout::Aggs)
+    }
+
+    /// Whether an option file of this layout carries the contract's columns (lumibot's
+    /// Polygon files do not).
+    pub fn has_contract_columns(self) -> bool {
+        self != Layout::Aggs
     }
 }
 
@@ -114,6 +125,20 @@ fn columns(layout: Layout) -> (Columns, Columns) {
                 ("_split_adjusted", Boolean),
             ],
         ),
+        Layout::Aggs => (
+            vec![
+                ("open", Float64),
+                ("high", Float64),
+                ("low", Float64),
+                ("close", Float64),
+                ("volume", Float64),
+                ("vwap", Float64),
+                ("timestamp", Int64),
+                ("transactions", Int64),
+                ("otc", Boolean),
+            ],
+            Vec::new(),
+        ),
         Layout::DayQuote => (
             vec![
                 ("created", Utf8),
@@ -167,7 +192,7 @@ pub(crate) fn assembly_of(layout: Layout, option: bool) -> SchemaRef {
     let (values, derived) = columns(layout);
     let mut fields = vec![Field::new(DATETIME, utc_ns(), true)];
     fields.extend(values.into_iter().map(|(n, t)| Field::new(n, t, true)));
-    if option {
+    if option && layout.has_contract_columns() {
         fields.extend(
             OPTION_COLUMNS
                 .iter()
@@ -232,6 +257,7 @@ pub fn schema_of(layout: Layout, option: bool) -> SchemaRef {
             Layout::IntradayQuote,
             Layout::DayOhlc,
             Layout::DayQuote,
+            Layout::Aggs,
         ];
         layouts
             .iter()
@@ -243,6 +269,7 @@ pub fn schema_of(layout: Layout, option: bool) -> SchemaRef {
         Layout::IntradayQuote => 2,
         Layout::DayOhlc => 4,
         Layout::DayQuote => 6,
+        Layout::Aggs => 8,
     } + usize::from(option);
     all[index].clone()
 }

@@ -253,8 +253,9 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
                 });
             }
             let provisional = provisional_after(current.as_ref(), &fresh.empty_sessions, now);
-            let coverage = Coverage::of_batch(&merged, provisional, dataset.is_intraday())
-                .map_err(FillError::codec("coverage"))?;
+            let coverage =
+                Coverage::of_batch(&merged, provisional, coverage::checks_edges(dataset))
+                    .map_err(FillError::codec("coverage"))?;
             let metadata = self.file_metadata(
                 dataset,
                 &coverage,

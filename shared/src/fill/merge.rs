@@ -58,7 +58,7 @@ pub fn merge(
     }
     parts.push(conform::adapt(fresh, &schema)?);
     let merged = newest_per_instant(&arrow_select::concat::concat_batches(&schema, &parts)?)?;
-    if !dataset.is_intraday() {
+    if !coverage::checks_edges(dataset) {
         return Ok(merged);
     }
     let markers = edge_markers(dataset, &merged, &fresh_sessions)?;

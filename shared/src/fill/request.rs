@@ -10,9 +10,6 @@ use crate::dataset::{
 use crate::reference::events::EventType;
 use crate::reference::{CHAINS_DATASTYLE, ChainRequest, EventsRequest};
 
-/// The longest range one request may ask for.
-pub const MAX_RANGE_DAYS: i64 = 366 * 30;
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FillRequest {
     pub dataset: Dataset,
@@ -63,11 +60,7 @@ impl FillRequest {
         if start > end {
             return Err(bad(format!("start {start} is after end {end}")));
         }
-        if (end - start).num_days() > MAX_RANGE_DAYS {
-            return Err(bad(format!(
-                "range {start}..{end} is longer than {MAX_RANGE_DAYS} days"
-            )));
-        }
+        // A range may be as long as the calendar: the engine plans it in the provider's units.
         for (name, date) in [("start", start), ("end", end)] {
             calendar::is_session(date).map_err(|e| bad(format!("{name}: {e}")))?;
         }

@@ -192,6 +192,8 @@ impl ProviderSet {
                     ))?,
                 ),
                 ProviderName::Synthetic => set.with(*name, synthetic::SyntheticProvider::new()),
+                // Registered by the Polygon provider (providers/polygon).
+                ProviderName::Polygon => set,
             };
         }
         Ok(set)

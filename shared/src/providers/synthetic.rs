@@ -22,6 +22,7 @@ use chrono::{Datelike, NaiveDate, NaiveTime};
 
 use super::{FetchRequest, Fetched, Provider, ProviderError, one_per_session, windows};
 use crate::calendar;
+use crate::codec::rows::AggBar;
 use crate::codec::schema::Layout;
 use crate::codec::{EodBar, OhlcBar, QuoteBar, Rows};
 use crate::dataset::{AssetType, BarInterval, Dataset, Provider as ProviderName, Right};
@@ -393,6 +394,56 @@ pub fn generate(dataset: &Dataset, sessions: &[NaiveDate], include_after_hours: 
         Layout::DayOhlc | Layout::DayQuote => {
             Rows::Eod(sessions.iter().map(|s| eod_of(dataset, *s)).collect())
         }
+        // Polygon's shape of the same bars: day bars open at midnight New York.
+        Layout::Aggs if dataset.is_intraday() => Rows::Aggs(
+            sessions
+                .iter()
+                .flat_map(|s| session_bars(dataset, *s, minutes, include_after_hours))
+                .map(|b| {
+                    agg_of(
+                        b.time, b.open, b.high, b.low, b.close, b.volume, b.vwap, b.count,
+                    )
+                })
+                .collect(),
+        ),
+        Layout::Aggs => Rows::Aggs(
+            sessions
+                .iter()
+                .map(|s| {
+                    let e = eod_of(dataset, *s);
+                    let midnight = calendar::ny_wall_to_utc(*s, NaiveTime::MIN);
+                    let time = midnight.timestamp_nanos_opt().unwrap_or(0);
+                    let vwap = e.open.zip(e.close).map(|(o, c)| (o + c) / 2.0);
+                    agg_of(
+                        time, e.open, e.high, e.low, e.close, e.volume, vwap, e.count,
+                    )
+                })
+                .collect(),
+        ),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn agg_of(
+    time: i64,
+    open: Option<f64>,
+    high: Option<f64>,
+    low: Option<f64>,
+    close: Option<f64>,
+    volume: Option<i64>,
+    vwap: Option<f64>,
+    count: Option<i64>,
+) -> AggBar {
+    AggBar {
+        time,
+        open,
+        high,
+        low,
+        close,
+        volume: volume.map(|v| v as f64),
+        vwap,
+        transactions: count,
+        otc: None,
     }
 }
 

@@ -50,6 +50,9 @@ pub fn normalize(dataset: &Dataset, body: &[u8]) -> Result<Rows, ParseError> {
             let rows = parse::parse(body, &mut sink)?;
             sink.finish(rows).map(Rows::Eod)
         }
+        Layout::Aggs => Err(content(format!(
+            "{dataset} is kept in Polygon's layout, which ThetaData does not answer"
+        ))),
     }
 }
 
