@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampNanosecondType;
-use arrow_array::RecordBatch;
 use cachefill_core::calendar;
 use cachefill_core::clock::FixedClock;
 use cachefill_core::codec::facts::placeholder_mask;

@@ -122,6 +122,16 @@ impl Lumibot {
         self.run_script(&script, args, env).await
     }
 
+    /// [`Lumibot::run`] of `polygon_driver.py`, the driver of lumibot's Polygon helper.
+    pub async fn run_polygon<S: AsRef<OsStr>>(
+        &self,
+        args: &[S],
+        env: &[(String, String)],
+    ) -> Result<Value> {
+        let script = self.driver.with_file_name("polygon_driver.py");
+        self.run_script(&script, args, env).await
+    }
+
     async fn run_script<S: AsRef<OsStr>>(
         &self,
         script: &Path,

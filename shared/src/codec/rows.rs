@@ -354,7 +354,12 @@ pub fn rows_to_batch(dataset: &Dataset, rows: Rows) -> Result<RecordBatch, Codec
             )));
         }
     }
-    columns.push(constant_bool(false, n));
+    // lumibot's Polygon files leave `missing` null on real rows (pandas' concat of the
+    // placeholders' column); its ThetaData files say false.
+    columns.push(match layout {
+        Layout::Aggs => arrow_array::new_null_array(&arrow_schema::DataType::Boolean, n),
+        _ => constant_bool(false, n),
+    });
     let assembled = RecordBatch::try_new(schema, columns)?;
     Ok(assembled.project(&schema::projection(layout, option))?)
 }
