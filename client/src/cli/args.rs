@@ -22,7 +22,7 @@ use super::output::Failure;
 /// Which dataset (lumibot's payload as flags).
 #[derive(Debug, Clone, Args)]
 pub(super) struct DatasetArgs {
-    /// Upstream provider: thetadata, or synthetic (generated data, not market data).
+    /// Upstream provider: thetadata, polygon, or synthetic (generated data, not market data).
     #[arg(long)]
     pub provider: String,
     /// stock, option or index.

@@ -4,7 +4,7 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 fn target() -> ProgressDrawTarget {
     if std::io::stderr().is_terminal() {
@@ -37,4 +37,28 @@ pub(super) fn spinner(message: String) -> ProgressBar {
     bar.set_message(message);
     bar.enable_steady_tick(Duration::from_millis(120));
     bar
+}
+
+/// One bar per named part of a larger piece of work (`warm`: one per symbol), over `len`
+/// items each, drawn together.
+pub(super) fn bars<'a>(
+    parts: impl IntoIterator<Item = (&'a str, u64)>,
+    unit: &str,
+) -> Vec<(String, ProgressBar)> {
+    let multi = MultiProgress::with_draw_target(target());
+    let style = ProgressStyle::with_template(&format!(
+        "{{spinner}} {{prefix:<8}} [{{bar:30}}] {{pos}}/{{len}} {unit} {{elapsed}} {{msg}}"
+    ))
+    .expect("valid template")
+    .progress_chars("=> ");
+    parts
+        .into_iter()
+        .map(|(name, len)| {
+            let bar = multi.add(ProgressBar::new(len));
+            bar.set_style(style.clone());
+            bar.set_prefix(name.to_string());
+            bar.enable_steady_tick(Duration::from_millis(120));
+            (name.to_string(), bar)
+        })
+        .collect()
 }

@@ -19,7 +19,7 @@ pub(super) struct WarmArgs {
     /// Symbols, comma-separated: AAPL,GOOGL,MSFT.
     #[arg(long, value_delimiter = ',', required = true, num_args = 1..)]
     pub symbols: Vec<String>,
-    /// Upstream provider: thetadata, or synthetic (generated data, not market data).
+    /// Upstream provider: thetadata, polygon, or synthetic (generated data, not market data).
     #[arg(long)]
     pub provider: String,
     /// stock or index.
@@ -103,12 +103,23 @@ pub(super) async fn run(args: WarmArgs) -> Result<(), Failure> {
         }
     }
     let (client, _bucket) = args.client.open().await?;
-    let bar = progress::bar(requests.len() as u64, "datasets");
-    bar.set_message("warming");
+    // One bar per symbol, over its datasets; each says how its last one ended.
+    let mut per_symbol: Vec<(String, u64)> = Vec::new();
+    for (symbol, _) in &requests {
+        match per_symbol.iter_mut().find(|(s, _)| s == symbol) {
+            Some((_, n)) => *n += 1,
+            None => per_symbol.push((symbol.clone(), 1)),
+        }
+    }
+    let bars = progress::bars(per_symbol.iter().map(|(s, n)| (s.as_str(), *n)), "datasets");
     let client_ref = &client;
-    let bar_ref = &bar;
+    let bars_ref = &bars;
     let mut items: Vec<(usize, Item)> = futures::stream::iter(requests.into_iter().enumerate())
         .map(|(i, (symbol, request))| async move {
+            let bar = bars_ref
+                .iter()
+                .find(|(s, _)| *s == symbol)
+                .map(|(_, bar)| bar.clone());
             let item = match request {
                 Err(failure) => failed(symbol, None, failure.message),
                 Ok(request) => {
@@ -128,13 +139,24 @@ pub(super) async fn run(args: WarmArgs) -> Result<(), Failure> {
                     }
                 }
             };
-            bar_ref.inc(1);
+            if let Some(bar) = bar {
+                bar.inc(1);
+                bar.set_message(match item.rows {
+                    Some(rows) => format!("{} ({rows} rows)", item.status),
+                    None => item.status.to_string(),
+                });
+                if bar.position() == bar.length().unwrap_or(0) {
+                    bar.finish();
+                }
+            }
             (i, item)
         })
         .buffer_unordered(usize::from(args.concurrency))
         .collect()
         .await;
-    bar.finish_and_clear();
+    for (_, bar) in &bars {
+        bar.finish_and_clear();
+    }
     items.sort_by_key(|(i, _)| *i);
     let datasets: Vec<Item> = items.into_iter().map(|(_, item)| item).collect();
     let failures: Vec<Failed> = datasets
