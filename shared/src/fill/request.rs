@@ -5,7 +5,7 @@ use chrono::{DateTime, NaiveDate};
 
 use crate::calendar;
 use crate::dataset::{
-    DATASET_FIELDS, Dataset, DatasetError, RawFields, parse_date, provider_expiration,
+    DATASET_FIELDS, Dataset, DatasetError, Datastyle, RawFields, parse_date, provider_expiration,
 };
 use crate::reference::events::EventType;
 use crate::reference::{CHAINS_DATASTYLE, ChainRequest, EventsRequest};
@@ -134,13 +134,18 @@ pub enum MissRequest {
 impl MissRequest {
     pub fn from_json(json: &str) -> Result<Self, DatasetError> {
         let fields = RawFields::parse(json)?;
-        let datastyle = fields.string("datastyle")?.unwrap_or_default();
+        let datastyle = fields.required_string("datastyle")?;
         if let Some(event_type) = EventType::parse(&datastyle) {
             return EventsRequest::from_fields(&fields, event_type).map(MissRequest::Events);
         }
         if datastyle.trim().eq_ignore_ascii_case(CHAINS_DATASTYLE) {
             return ChainRequest::from_fields(&fields).map(MissRequest::Chain);
         }
+        Datastyle::parse(&datastyle).map_err(|e| {
+            bad(format!(
+                "{e}; corporate events are 'splits' or 'dividends', option chains '{CHAINS_DATASTYLE}'"
+            ))
+        })?;
         FillRequest::from_json(json).map(MissRequest::Bars)
     }
 

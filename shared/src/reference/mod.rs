@@ -197,6 +197,7 @@ impl ChainRequest {
         only(fields, &CHAIN_FIELDS, "a chain request")?;
         let (provider, asset_type, symbol) = common(fields)?;
         let date = parse_date("date", &fields.required_string("date")?)?;
+        crate::calendar::is_session(date).map_err(|e| DatasetError(format!("date: {e}")))?;
         Ok(ChainRequest {
             set: ChainSet::new(provider, asset_type, &symbol, date)?,
         })
