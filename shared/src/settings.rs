@@ -36,8 +36,10 @@
 //! | `CACHE_PREFIX` | both | empty | key prefix, trimmed like `LUMIBOT_CACHE_S3_PREFIX` |
 //! | `CACHE_VERSION` | both | `v1` | namespace under the prefix, trimmed like `LUMIBOT_CACHE_S3_VERSION` |
 //! | `AWS_ENDPOINT_URL_S3`, then `AWS_ENDPOINT_URL` | both | AWS | S3-compatible endpoint, addressed path-style (ignored when `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true`) |
-//! | `CACHE_PROVIDERS` | miss-handler | `thetadata` | providers this deployment serves, comma-separated (`thetadata`, `synthetic`); the embedded default serves all |
+//! | `CACHE_PROVIDERS` | miss-handler | `thetadata` | providers this deployment serves, comma-separated (`thetadata`, `polygon`, `synthetic`); the embedded default serves all (polygon only when `POLYGON_API_KEY` is set) |
 //! | `THETADATA_BASE_URL` | miss-handler | `http://127.0.0.1:25503` | ThetaData terminal; a trailing `/` or `/v3` is dropped |
+//! | `POLYGON_API_KEY` | miss-handler | — | Polygon API key, sent as `Authorization: Bearer`; required when `CACHE_PROVIDERS` names `polygon` (never logged) |
+//! | `POLYGON_BASE_URL` | miss-handler | `https://api.polygon.io` | Polygon REST API; a trailing `/` is dropped |
 //! | `CACHE_LEASE_TTL_SECONDS` | miss-handler | `960` | lifetime of a fill lease: the 900 s function timeout plus 60 s margin (1–86400) |
 //! | `CACHE_FETCH_CONCURRENCY` | miss-handler | `4` | upstream requests in flight per fill (1–64) |
 //! | `CACHE_UPSTREAM_TIMEOUT_SECONDS` | miss-handler | `30` | timeout of one upstream request (1–900) |
@@ -77,12 +79,16 @@ pub const CACHE_BUCKET: &str = "CACHE_BUCKET";
 pub const CACHE_PREFIX: &str = "CACHE_PREFIX";
 pub const CACHE_VERSION: &str = "CACHE_VERSION";
 pub const THETADATA_BASE_URL: &str = "THETADATA_BASE_URL";
+pub const POLYGON_API_KEY: &str = "POLYGON_API_KEY";
+pub const POLYGON_BASE_URL: &str = "POLYGON_BASE_URL";
 pub const CACHE_LEASE_TTL_SECONDS: &str = "CACHE_LEASE_TTL_SECONDS";
 pub const CACHE_FETCH_CONCURRENCY: &str = "CACHE_FETCH_CONCURRENCY";
 pub const CACHE_UPSTREAM_TIMEOUT_SECONDS: &str = "CACHE_UPSTREAM_TIMEOUT_SECONDS";
 
 /// Where a ThetaData terminal listens by default.
 pub const DEFAULT_THETADATA_BASE_URL: &str = "http://127.0.0.1:25503";
+/// Polygon's REST API.
+pub const DEFAULT_POLYGON_BASE_URL: &str = "https://api.polygon.io";
 /// Default namespace under the prefix, as in lumibot.
 pub const DEFAULT_VERSION: &str = "v1";
 
@@ -407,6 +413,10 @@ pub struct ProviderSettings {
     pub served: Vec<ProviderName>,
     /// Without a trailing `/` or `/v3`; callers append `/v3/...`.
     pub thetadata_base_url: String,
+    /// Without a trailing `/`; callers append `/v2/...`.
+    pub polygon_base_url: String,
+    /// Set whenever polygon is served.
+    pub polygon_api_key: Option<Secret>,
     /// Upstream requests in flight per fill.
     pub fetch_concurrency: usize,
     /// Timeout of one upstream request, body included.
@@ -432,9 +442,13 @@ impl ProviderSettings {
             FETCH_CONCURRENCY,
             "",
         )?;
+        let mut served = served(&get, default_served)?;
+        let polygon_api_key = polygon_api_key(&get, &mut served)?;
         Ok(ProviderSettings {
-            served: served(&get, default_served)?,
+            served,
             thetadata_base_url: thetadata_base_url(&get)?,
+            polygon_base_url: polygon_base_url(&get)?,
+            polygon_api_key,
             fetch_concurrency: usize::try_from(fetch_concurrency)
                 .expect("the concurrency range fits in usize"),
             upstream_timeout: Duration::from_secs(whole_number(
@@ -586,6 +600,46 @@ fn served(
     Ok(out)
 }
 
+/// `POLYGON_API_KEY`: required when `CACHE_PROVIDERS` names polygon. A default list (unset
+/// `CACHE_PROVIDERS`: the embedded default's "every provider") serves polygon only when the
+/// key is set, so a process without one still serves the other providers.
+fn polygon_api_key(
+    get: &impl Fn(&str) -> Option<String>,
+    served: &mut Vec<ProviderName>,
+) -> Result<Option<Secret>, SettingsError> {
+    let key = stripped(get, POLYGON_API_KEY).map(Secret);
+    if key.is_none() && served.contains(&ProviderName::Polygon) {
+        if stripped(get, CACHE_PROVIDERS).is_some() {
+            return Err(SettingsError::Missing(POLYGON_API_KEY.to_owned()));
+        }
+        served.retain(|p| *p != ProviderName::Polygon);
+    }
+    Ok(key)
+}
+
+fn polygon_base_url(get: &impl Fn(&str) -> Option<String>) -> Result<String, SettingsError> {
+    let Some(raw) = stripped(get, POLYGON_BASE_URL) else {
+        return Ok(DEFAULT_POLYGON_BASE_URL.to_owned());
+    };
+    let base = raw.trim_end_matches('/');
+    if has_http_host(base) {
+        Ok(base.to_owned())
+    } else {
+        Err(SettingsError::Invalid {
+            name: POLYGON_BASE_URL.to_owned(),
+            expected: "an http:// or https:// URL".to_owned(),
+            value: raw,
+        })
+    }
+}
+
+/// Whether `base` is `http://` or `https://` followed by something.
+fn has_http_host(base: &str) -> bool {
+    base.strip_prefix("http://")
+        .or_else(|| base.strip_prefix("https://"))
+        .is_some_and(|host| !host.is_empty())
+}
+
 fn thetadata_base_url(get: &impl Fn(&str) -> Option<String>) -> Result<String, SettingsError> {
     let Some(raw) = stripped(get, THETADATA_BASE_URL) else {
         return Ok(DEFAULT_THETADATA_BASE_URL.to_owned());
@@ -595,16 +649,14 @@ fn thetadata_base_url(get: &impl Fn(&str) -> Option<String>) -> Result<String, S
         .strip_suffix("/v3")
         .unwrap_or(trimmed)
         .trim_end_matches('/');
-    let host = base
-        .strip_prefix("http://")
-        .or_else(|| base.strip_prefix("https://"));
-    match host {
-        Some(host) if !host.is_empty() => Ok(base.to_owned()),
-        _ => Err(SettingsError::Invalid {
+    if has_http_host(base) {
+        Ok(base.to_owned())
+    } else {
+        Err(SettingsError::Invalid {
             name: THETADATA_BASE_URL.to_owned(),
             expected: "an http:// or https:// URL".to_owned(),
             value: raw,
-        }),
+        })
     }
 }
 
@@ -1024,6 +1076,8 @@ mod tests {
                 providers: ProviderSettings {
                     served: vec![ProviderName::ThetaData],
                     thetadata_base_url: "http://127.0.0.1:25503".to_owned(),
+                    polygon_base_url: "https://api.polygon.io".to_owned(),
+                    polygon_api_key: None,
                     fetch_concurrency: 4,
                     upstream_timeout: Duration::from_secs(30),
                 },
@@ -1104,9 +1158,10 @@ mod tests {
                 .served,
             [ProviderName::Synthetic, ProviderName::ThetaData]
         );
+        // Every provider but polygon, which needs its key.
         assert_eq!(
             ProviderSettings::defaults(ProviderSettings::EMBEDDED).served,
-            ProviderName::ALL
+            [ProviderName::ThetaData, ProviderName::Synthetic]
         );
         let error = function(&[(CACHE_PROVIDERS, "thetadata,polygonx")]).unwrap_err();
         assert!(
@@ -1223,6 +1278,71 @@ mod tests {
                     value: url.to_owned(),
                 }
             );
+        }
+    }
+
+    #[test]
+    fn polygon_needs_its_key_when_named_and_is_left_out_of_defaults_without_it() {
+        let error = function(&[(CACHE_PROVIDERS, "thetadata,polygon")]).unwrap_err();
+        assert_eq!(error, SettingsError::Missing(POLYGON_API_KEY.to_owned()));
+        assert_eq!(error.to_string(), "POLYGON_API_KEY must be set");
+        let blank = function(&[(CACHE_PROVIDERS, "polygon"), (POLYGON_API_KEY, "  ")]);
+        assert_eq!(
+            blank,
+            Err(SettingsError::Missing(POLYGON_API_KEY.to_owned()))
+        );
+
+        let served = function(&[(CACHE_PROVIDERS, "polygon"), (POLYGON_API_KEY, " pk-1 ")])
+            .expect("valid")
+            .providers;
+        assert_eq!(served.served, [ProviderName::Polygon]);
+        assert_eq!(
+            served.polygon_api_key.as_ref().map(Secret::expose),
+            Some("pk-1")
+        );
+        assert_eq!(served.polygon_base_url, DEFAULT_POLYGON_BASE_URL);
+
+        let embedded = ProviderSettings::from_lookup(
+            lookup(&[(POLYGON_API_KEY, "pk-1")]),
+            ProviderSettings::EMBEDDED,
+        )
+        .expect("valid");
+        assert_eq!(embedded.served, ProviderName::ALL);
+    }
+
+    #[test]
+    fn polygon_base_url_is_an_http_url_without_trailing_slash() {
+        for (url, expected) in [
+            ("https://api.polygon.io/", "https://api.polygon.io"),
+            (" http://127.0.0.1:8080// ", "http://127.0.0.1:8080"),
+            (
+                "https://proxy.example/polygon",
+                "https://proxy.example/polygon",
+            ),
+            ("", DEFAULT_POLYGON_BASE_URL),
+        ] {
+            let settings = function(&[(POLYGON_BASE_URL, url)]).expect("valid");
+            assert_eq!(settings.providers.polygon_base_url, expected, "{url:?}");
+        }
+        for url in ["api.polygon.io", "ftp://polygon", "https://"] {
+            let error = function(&[(POLYGON_BASE_URL, url)]).expect_err("invalid url");
+            assert!(
+                matches!(&error, SettingsError::Invalid { name, .. } if name == POLYGON_BASE_URL),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_polygon_key_is_redacted() {
+        let settings = function(&[
+            (CACHE_PROVIDERS, "polygon"),
+            (POLYGON_API_KEY, "pk-very-secret"),
+        ])
+        .expect("valid");
+        for text in [format!("{settings:?}"), format!("{settings:#?}")] {
+            assert!(!text.contains("pk-very-secret"), "{text}");
+            assert!(text.contains("<redacted>"), "{text}");
         }
     }
 }

@@ -5,10 +5,12 @@
 //! |---|---|
 //! | [`fixtures`] | the recorded provider responses in `tests/fixtures/` |
 //! | [`thetadata`] | a stand-in ThetaData terminal: replays recordings, injects faults |
+//! | [`polygon`] | a stand-in Polygon REST API on the same server: recordings, generated aggregates, pages |
 //! | [`conformance`] | the storage seam's conformance suite, run against every backend |
 //! | [`doubles`] | wrappers around real components that count calls or fail on purpose |
 
 pub mod conformance;
 pub mod doubles;
 pub mod fixtures;
+pub mod polygon;
 pub mod thetadata;

@@ -7,9 +7,12 @@
 //!   dashes (`2024-11-15` = `20241115`), `right` as `C`/`CALL`/`call`, strikes by value
 //!   (`275` = `275.000`), symbols in any case, and `start_time=09:30:00` /
 //!   `end_time=16:00:00` (the terminal's defaults) the same as absent.
-//! - **Registered replies** ([`ReplayServer::register`], [`ReplayServer::respond_with`])
+//! - **Registered replies** ([`ReplayServer::register`], [`ReplayServer::respond_with`], and
+//!   [`ReplayServer::respond_under`] for every path under a prefix, seeing the whole request)
 //!   win over recordings; tests use them to present data in other shapes or to synthesize
 //!   sessions that were never recorded. Anything else gets a 404 naming the request.
+//! - **A required header** ([`ReplayServer::require_header`]): requests without it get the
+//!   given refusal instead (a 401 for a missing API key).
 //! - **Faults** ([`Fault`]) for the next N requests or for a route: any status and body
 //!   (with `Retry-After` if wanted), a delay, a body shorter than its `Content-Length`, a
 //!   JSON body cut in half, or a TCP reset instead of an answer.
@@ -253,10 +256,54 @@ pub struct Received {
     pub query: Query,
     /// As sent, in order.
     pub raw_query: Vec<(String, String)>,
+    /// As sent, in order, names lower-cased.
+    pub headers: Vec<(String, String)>,
     pub at: Instant,
 }
 
-type Responder = Arc<dyn Fn(&Query) -> Option<Reply> + Send + Sync>;
+impl Received {
+    /// The first value of header `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The value of query parameter `name` as sent.
+    pub fn raw_param(&self, name: &str) -> Option<&str> {
+        self.raw_query
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+type Responder = Arc<dyn Fn(&Received) -> Option<Reply> + Send + Sync>;
+
+/// Which paths a responder answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Route {
+    Exact(String),
+    Under(String),
+}
+
+impl Route {
+    fn matches(&self, path: &str) -> bool {
+        match self {
+            Route::Exact(p) => p == path,
+            Route::Under(prefix) => path.starts_with(prefix.as_str()),
+        }
+    }
+}
+
+/// A header every request must carry, and the answer to those that do not.
+#[derive(Debug, Clone)]
+struct Required {
+    name: String,
+    value: String,
+    refusal: Reply,
+}
 
 #[derive(Debug)]
 struct Injection {
@@ -281,7 +328,8 @@ impl Injection {
 struct State {
     recorded: HashMap<(String, Query), Reply>,
     registered: HashMap<(String, Query), Reply>,
-    responders: Vec<(String, Responder)>,
+    responders: Vec<(Route, Responder)>,
+    required: Option<Required>,
     faults: Vec<Injection>,
     /// The answer when nothing is recorded or registered; `None`: a 404 naming the request.
     otherwise: Option<Reply>,
@@ -290,7 +338,8 @@ struct State {
 
 impl State {
     /// The fault for this request (consuming one use), then the answer.
-    fn decide(&mut self, path: &str, query: &Query) -> (Option<Fault>, Reply) {
+    fn decide(&mut self, request: &Received) -> (Option<Fault>, Reply) {
+        let (path, query) = (request.path.as_str(), &request.query);
         let fault = self
             .faults
             .iter_mut()
@@ -302,6 +351,11 @@ impl State {
                 f.fault.clone()
             });
         self.faults.retain(|f| f.remaining != Some(0));
+        if let Some(required) = &self.required
+            && request.header(&required.name) != Some(required.value.as_str())
+        {
+            return (fault, required.refusal.clone());
+        }
         let key = (path.to_string(), query.clone());
         let reply = self
             .registered
@@ -311,8 +365,8 @@ impl State {
                 self.responders
                     .iter()
                     .rev()
-                    .filter(|(p, _)| p == path)
-                    .find_map(|(_, responder)| responder(query))
+                    .filter(|(route, _)| route.matches(path))
+                    .find_map(|(_, responder)| responder(request))
             })
             .or_else(|| self.recorded.get(&key).cloned())
             .or_else(|| self.otherwise.clone())
@@ -453,10 +507,34 @@ impl ReplayServer {
         path: &str,
         responder: impl Fn(&Query) -> Option<Reply> + Send + Sync + 'static,
     ) {
+        self.shared.state().responders.push((
+            Route::Exact(path.to_string()),
+            Arc::new(move |request: &Received| responder(&request.query)),
+        ));
+    }
+
+    /// Answer requests of every path starting with `prefix` with what `responder` makes of
+    /// the whole request (path, query, headers; `None`: not mine). Asked in the same
+    /// last-registered-first order as [`ReplayServer::respond_with`].
+    pub fn respond_under(
+        &self,
+        prefix: &str,
+        responder: impl Fn(&Received) -> Option<Reply> + Send + Sync + 'static,
+    ) {
         self.shared
             .state()
             .responders
-            .push((path.to_string(), Arc::new(responder)));
+            .push((Route::Under(prefix.to_string()), Arc::new(responder)));
+    }
+
+    /// Answer `refusal` to every request whose header `name` is not exactly `value`
+    /// (faults still apply first).
+    pub fn require_header(&self, name: &str, value: &str, refusal: Reply) {
+        self.shared.state().required = Some(Required {
+            name: name.to_string(),
+            value: value.to_string(),
+            refusal,
+        });
     }
 
     /// Answer `reply` to every request nothing recorded or registered answers (instead of a
@@ -551,10 +629,13 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// What a request's head says: method, target and headers (names lower-cased).
+type Head = (String, String, Vec<(String, String)>);
+
 /// Read a request (its head, and the body its `Content-Length` announces, which is dropped):
-/// its method and target; `None` when the client went away or sent something else than a
-/// GET or a POST.
-async fn read_request(stream: &mut TcpStream) -> Option<(String, String)> {
+/// its method, target and headers; `None` when the client went away or sent something else
+/// than a GET or a POST.
+async fn read_request(stream: &mut TcpStream) -> Option<Head> {
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 2048];
     let end = loop {
@@ -571,11 +652,16 @@ async fn read_request(stream: &mut TcpStream) -> Option<(String, String)> {
         head.extend_from_slice(&buf[..n]);
     };
     let text = std::str::from_utf8(&head[..end]).ok()?;
-    let content_length: usize = text
+    let headers: Vec<(String, String)> = text
         .lines()
+        .skip(1)
         .filter_map(|line| line.split_once(':'))
-        .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, value)| value.trim().parse().ok())
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
+        .collect();
+    let content_length: usize = headers
+        .iter()
+        .find(|(name, _)| name == "content-length")
+        .and_then(|(_, value)| value.parse().ok())
         .unwrap_or(0);
     // Drain the body: closing with unread bytes would turn the answer into a reset.
     let mut left = content_length.saturating_sub(head.len() - end);
@@ -589,7 +675,7 @@ async fn read_request(stream: &mut TcpStream) -> Option<(String, String)> {
     let mut parts = text.lines().next()?.split(' ');
     match (parts.next(), parts.next()) {
         (Some(method @ ("GET" | "POST")), Some(target)) => {
-            Some((method.to_string(), target.to_string()))
+            Some((method.to_string(), target.to_string(), headers))
         }
         _ => None,
     }
@@ -625,7 +711,7 @@ fn head(reply: &Reply, content_length: usize) -> Vec<u8> {
 }
 
 async fn handle(mut stream: TcpStream, shared: Arc<Shared>) {
-    let Some((method, target)) = read_request(&mut stream).await else {
+    let Some((method, target, headers)) = read_request(&mut stream).await else {
         return;
     };
     let _in_flight = InFlight::enter(&shared);
@@ -640,16 +726,19 @@ async fn handle(mut stream: TcpStream, shared: Arc<Shared>) {
         Err(_) => (target.clone(), Vec::new()),
     };
     let query = normalize_query(raw_query.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let request = Received {
+        method,
+        path,
+        query,
+        raw_query,
+        headers,
+        at: Instant::now(),
+    };
     let (fault, reply) = {
         let mut state = shared.state();
-        state.log.push(Received {
-            method,
-            path: path.clone(),
-            query: query.clone(),
-            raw_query,
-            at: Instant::now(),
-        });
-        state.decide(&path, &query)
+        let decided = state.decide(&request);
+        state.log.push(request);
+        decided
     };
     let half = reply.body.len() / 2;
     let (head_bytes, body) = match fault {
@@ -701,5 +790,58 @@ mod tests {
         assert_eq!(other.status(), 472);
         let methods: Vec<String> = server.requests().into_iter().map(|r| r.method).collect();
         assert_eq!(methods, ["GET", "POST", "GET"]);
+    }
+
+    #[tokio::test]
+    async fn prefix_responders_see_headers_and_a_required_header_gates_every_request() {
+        let server = ReplayServer::empty().await.expect("server");
+        let url = |path: &str| format!("{}{path}", server.base_url());
+        let http = reqwest::Client::new();
+        server.respond_under("/v2/", |request| {
+            Some(Reply::json(format!(
+                "{{\"path\":\"{}\",\"who\":\"{}\"}}",
+                request.path,
+                request.header("X-Who").unwrap_or("")
+            )))
+        });
+        let answer = http
+            .get(url("/v2/aggs/ticker/A"))
+            .header("x-who", "me")
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(
+            answer.text().await.expect("body"),
+            r#"{"path":"/v2/aggs/ticker/A","who":"me"}"#
+        );
+        assert_eq!(
+            http.get(url("/v3/other"))
+                .send()
+                .await
+                .expect("answer")
+                .status(),
+            404
+        );
+
+        server.require_header("authorization", "Bearer k", Reply::text(401, "no key"));
+        let refused = http.get(url("/v2/x")).send().await.expect("answer");
+        assert_eq!(refused.status(), 401);
+        let wrong = http
+            .get(url("/v2/x"))
+            .header("Authorization", "Bearer nope")
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(wrong.status(), 401);
+        let allowed = http
+            .get(url("/v2/x"))
+            .header("Authorization", "Bearer k")
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(allowed.status(), 200);
+        let logged = server.requests();
+        assert_eq!(logged.len(), 5);
+        assert_eq!(logged[4].header("authorization"), Some("Bearer k"));
     }
 }

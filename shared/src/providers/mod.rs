@@ -4,6 +4,9 @@
 //! units of work (each one upstream request, or one per session), then runs the units with
 //! bounded concurrency and merges what they return.
 
+pub mod http;
+pub mod polygon;
+pub mod retry;
 pub mod synthetic;
 pub mod thetadata;
 
@@ -168,6 +171,43 @@ pub fn windows(sessions: &[NaiveDate], max_days: i64) -> Vec<Vec<NaiveDate>> {
     out
 }
 
+/// Runs of consecutive sessions (consecutive on the NYSE calendar, so weekends and holidays
+/// do not split a run) of at most `max_sessions` each: the shape of endpoints that take a
+/// date range, when the sessions in between are already covered.
+pub fn runs(sessions: &[NaiveDate], max_sessions: usize) -> Vec<Vec<NaiveDate>> {
+    let mut out: Vec<Vec<NaiveDate>> = Vec::new();
+    for session in sessions {
+        match out.last_mut() {
+            Some(unit)
+                if unit.len() < max_sessions
+                    && unit.last().is_some_and(|last| follows(*last, *session)) =>
+            {
+                unit.push(*session)
+            }
+            _ => out.push(vec![*session]),
+        }
+    }
+    out
+}
+
+/// Whether `next` is the session right after `previous`.
+fn follows(previous: NaiveDate, next: NaiveDate) -> bool {
+    crate::calendar::next_session(previous).is_ok_and(|s| s == next)
+}
+
+/// The Polygon provider the settings describe. Its setup errors travel as the composition
+/// root's provider error (`SetupError::Client`), naming the setting.
+fn polygon_from_settings(
+    settings: &ProviderSettings,
+) -> Result<polygon::PolygonProvider, thetadata::SetupError> {
+    polygon::PolygonConfig::from_settings(settings)
+        .and_then(polygon::PolygonProvider::new)
+        .map_err(|e| thetadata::SetupError::Client {
+            url: settings.polygon_base_url.clone(),
+            reason: e.to_string(),
+        })
+}
+
 /// Providers by name: the miss-handler serves every provider a dataset may name.
 #[derive(Debug, Default)]
 pub struct ProviderSet {
@@ -192,8 +232,7 @@ impl ProviderSet {
                     ))?,
                 ),
                 ProviderName::Synthetic => set.with(*name, synthetic::SyntheticProvider::new()),
-                // Registered by the Polygon provider (providers/polygon).
-                ProviderName::Polygon => set,
+                ProviderName::Polygon => set.with(*name, polygon_from_settings(settings)?),
             };
         }
         Ok(set)
@@ -219,8 +258,13 @@ impl ProviderSet {
             .find(|(served, _)| *served == name)
             .map(|(_, p)| p.as_ref())
             .ok_or_else(|| {
+                let hint = if name == ProviderName::Polygon {
+                    "; serving polygon also needs POLYGON_API_KEY"
+                } else {
+                    ""
+                };
                 ProviderError::Unsupported(format!(
-                    "provider '{}' is not served by this deployment (CACHE_PROVIDERS serves: {})",
+                    "provider '{}' is not served by this deployment (CACHE_PROVIDERS serves: {}{hint})",
                     name,
                     self.served()
                         .iter()
@@ -335,5 +379,24 @@ mod tests {
             assert!((*unit.last().unwrap() - unit[0]).num_days() < 365);
         }
         assert_eq!(units.iter().map(Vec::len).sum::<usize>(), sessions.len());
+    }
+
+    #[test]
+    fn runs_stop_at_gaps_and_at_the_size_limit() {
+        let d = |s: &str| s.parse::<NaiveDate>().unwrap();
+        let mut sessions =
+            crate::calendar::sessions_between(d("2024-01-02"), d("2024-01-31")).unwrap();
+        // Weekends and the MLK holiday (2024-01-15) do not split a run.
+        assert_eq!(runs(&sessions, 100), [sessions.clone()]);
+        let units = runs(&sessions, 7);
+        assert_eq!(units.len(), sessions.len().div_ceil(7));
+        assert!(units.iter().all(|u| u.len() <= 7));
+        // A session already covered splits the run.
+        sessions.retain(|s| *s != d("2024-01-10"));
+        let units = runs(&sessions, 100);
+        assert_eq!(units.len(), 2);
+        assert_eq!(units[0].last(), Some(&d("2024-01-09")));
+        assert_eq!(units[1][0], d("2024-01-11"));
+        assert!(runs(&[], 5).is_empty());
     }
 }

@@ -1,0 +1,156 @@
+//! The HTTP pieces every HTTP provider shares: a client with a per-request timeout and a
+//! limit on requests in flight, what went wrong below HTTP, and printable excerpts of
+//! answers. What a status code means stays with each provider.
+
+use std::error::Error as StdError;
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::HeaderMap;
+use reqwest::{StatusCode, Url};
+use tokio::sync::Semaphore;
+
+/// A complete answer: status, headers and the whole body.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// Why a request got no complete answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportError {
+    /// Nothing complete arrived within the request timeout.
+    Timeout(Duration),
+    /// No connection could be made (refused, unresolvable, TLS handshake).
+    Connect(String),
+    /// The body ended before its announced length (the connection closed mid-body).
+    BodyCut(String),
+    /// Anything else below HTTP (a reset before the answer, …).
+    Other(String),
+}
+
+impl std::fmt::Display for TransportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TransportError::Timeout(timeout) => {
+                write!(f, "no complete answer within {} s", timeout.as_secs_f64())
+            }
+            TransportError::Connect(causes) => write!(f, "cannot connect: {causes}"),
+            TransportError::BodyCut(causes) => write!(f, "the body was cut short: {causes}"),
+            TransportError::Other(causes) => f.write_str(causes),
+        }
+    }
+}
+
+/// An HTTP client for one upstream. Every request holds one of `concurrency` permits while
+/// it is in flight, so a process never has more than that many requests open to it.
+#[derive(Debug)]
+pub struct HttpClient {
+    client: reqwest::Client,
+    permits: Semaphore,
+    timeout: Duration,
+}
+
+impl HttpClient {
+    /// `timeout` bounds one request, body included. `Err` says why the client cannot be
+    /// built.
+    pub fn new(
+        timeout: Duration,
+        connect_timeout: Duration,
+        concurrency: usize,
+    ) -> Result<Self, String> {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(connect_timeout)
+            // Environment proxies are ignored: the upstreams are reached directly.
+            .no_proxy()
+            .build()
+            .map_err(|e| with_causes(&e))?;
+        Ok(HttpClient {
+            client,
+            permits: Semaphore::new(concurrency.max(1)),
+            timeout,
+        })
+    }
+
+    /// GET `url` with `headers` and read the whole answer.
+    pub async fn get(&self, url: &Url, headers: &HeaderMap) -> Result<Answer, TransportError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        let response = self
+            .client
+            .get(url.clone())
+            .headers(headers.clone())
+            .send()
+            .await
+            .map_err(|e| self.transport(&e, false))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport(&e, true))?;
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    fn transport(&self, error: &reqwest::Error, reading_body: bool) -> TransportError {
+        if error.is_timeout() {
+            TransportError::Timeout(self.timeout)
+        } else if error.is_connect() {
+            TransportError::Connect(with_causes(error))
+        } else if reading_body {
+            TransportError::BodyCut(with_causes(error))
+        } else {
+            TransportError::Other(with_causes(error))
+        }
+    }
+}
+
+/// A short, printable excerpt of a body for error messages (400 characters at most).
+pub fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    let mut out: String = text.chars().take(400).collect();
+    if out.len() < text.len() {
+        out.push('…');
+    }
+    out
+}
+
+/// An error and its causes, which reqwest keeps apart.
+pub fn with_causes(error: &dyn StdError) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpts_are_trimmed_and_cut_at_400_characters() {
+        assert_eq!(excerpt(b"  busy \n"), "busy");
+        let long = "é".repeat(500);
+        let cut = excerpt(long.as_bytes());
+        assert_eq!(cut.chars().count(), 401);
+        assert!(cut.ends_with('…'));
+    }
+}
