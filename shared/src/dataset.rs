@@ -312,6 +312,8 @@ pub struct Payload {
     pub strike: Option<serde_json::Number>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub right: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quote: Option<String>,
     /// The expiration the provider is asked for (an OCC Saturday for some monthlies); not
     /// part of the dataset's identity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -336,6 +338,10 @@ pub struct Dataset {
     pub datastyle: Datastyle,
     /// Present exactly for options.
     pub contract: Option<OptionContract>,
+    /// lumibot's quote asset, part of a Polygon stock's or index's file name
+    /// (`stock_SPY_USD_minute.parquet`: lumibot's Polygon backtests always pass USD). Never
+    /// set for an option (lumibot's option file names leave it out) or another provider.
+    pub quote: Option<String>,
 }
 
 pub const MAX_SYMBOL_LEN: usize = 32;
@@ -344,7 +350,18 @@ pub const MAX_SYMBOL_LEN: usize = 32;
 pub const POLYGON_TIMESPANS: [&str; 3] = ["minute", "hour", "day"];
 
 /// lumibot keeps Polygon's aggregate bars only, one file per timespan it asks Polygon for.
-fn check_polygon(timespan: &Timespan, datastyle: &Datastyle) -> Result<(), DatasetError> {
+fn check_polygon(
+    symbol: &str,
+    timespan: &Timespan,
+    datastyle: &Datastyle,
+) -> Result<(), DatasetError> {
+    // The file name joins symbol, quote and timespan with '_': a symbol holding one could
+    // not be read back from its name (Polygon's tickers use '.', as in BRK.B).
+    if symbol.contains('_') {
+        return Err(bad(format!(
+            "symbol '{symbol}' contains '_', which a Polygon file name cannot hold"
+        )));
+    }
     if !POLYGON_TIMESPANS.contains(&timespan.as_str()) {
         return Err(bad(format!(
             "timespan '{}' is not one lumibot's Polygon cache uses (expected one of: {})",
@@ -487,7 +504,7 @@ impl<'a> RawFields<'a> {
     }
 }
 
-pub const DATASET_FIELDS: [&str; 9] = [
+pub const DATASET_FIELDS: [&str; 10] = [
     "provider",
     "asset_type",
     "symbol",
@@ -497,6 +514,7 @@ pub const DATASET_FIELDS: [&str; 9] = [
     "strike",
     "right",
     "provider_expiration",
+    "quote",
 ];
 
 impl Dataset {
@@ -557,7 +575,33 @@ impl Dataset {
             }
             None
         };
-        Dataset::new(provider, asset_type, symbol, timespan, datastyle, contract)
+        Dataset::new(provider, asset_type, symbol, timespan, datastyle, contract)?
+            .with_quote(fields.string("quote")?)
+    }
+
+    /// The dataset named with lumibot's quote asset (`None` leaves it as it is). lumibot's
+    /// Polygon helper names a stock's or index's file by it and ignores it for an option, so
+    /// an option keeps none; other providers' file names have no place for it.
+    pub fn with_quote(mut self, quote: Option<String>) -> Result<Self, DatasetError> {
+        let Some(quote) = quote else {
+            return Ok(self);
+        };
+        if self.provider != Provider::Polygon {
+            return Err(bad(format!(
+                "field 'quote' is only valid for polygon datasets (lumibot names {} files without it)",
+                self.provider
+            )));
+        }
+        let quote = normalize_symbol(&quote).map_err(|e| bad(format!("quote: {}", e.0)))?;
+        if quote.contains('_') {
+            return Err(bad(format!(
+                "quote '{quote}' contains '_', which a Polygon file name cannot hold"
+            )));
+        }
+        if self.asset_type != AssetType::Option {
+            self.quote = Some(quote);
+        }
+        Ok(self)
     }
 
     /// Check the combination of parts (used by every constructor).
@@ -581,7 +625,7 @@ impl Dataset {
             ));
         }
         if provider == Provider::Polygon {
-            check_polygon(&timespan, &datastyle)?;
+            check_polygon(&symbol, &timespan, &datastyle)?;
         }
         Ok(Dataset {
             provider,
@@ -590,6 +634,7 @@ impl Dataset {
             timespan,
             datastyle,
             contract,
+            quote: None,
         })
     }
 
@@ -604,6 +649,7 @@ impl Dataset {
             expiration: self.contract.as_ref().map(|c| c.expiration),
             strike: self.contract.as_ref().map(|c| c.strike.as_number()),
             right: self.contract.as_ref().map(|c| c.right.as_str().to_string()),
+            quote: self.quote.clone(),
             provider_expiration: None,
         }
     }
@@ -630,6 +676,9 @@ impl Dataset {
 impl fmt::Display for Dataset {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {} {}", self.provider, self.asset_type, self.symbol)?;
+        if let Some(quote) = &self.quote {
+            write!(f, "/{quote}")?;
+        }
         if let Some(c) = &self.contract {
             write!(
                 f,

@@ -12,6 +12,7 @@
 //!
 //! ```text
 //! polygon/<asset_type>_<UNIQ>_<timespan>.parquet
+//! UNIQ = SYMBOL | SYMBOL_<QUOTE> | the option's UNIQ above
 //! ```
 
 use chrono::{Datelike, NaiveDate};
@@ -27,7 +28,10 @@ use crate::others::OtherKind;
 
 fn uniq(dataset: &Dataset) -> String {
     match &dataset.contract {
-        None => dataset.symbol.clone(),
+        None => match &dataset.quote {
+            None => dataset.symbol.clone(),
+            Some(quote) => format!("{}_{quote}", dataset.symbol),
+        },
         Some(c) => format!(
             "{}_{}_{}_{}",
             dataset.symbol,
@@ -338,6 +342,14 @@ pub fn parse_relative_path(path: &str) -> Result<Dataset, DatasetError> {
     } else {
         (uniq, None)
     };
+    // A flat (Polygon) stock or index name may carry lumibot's quote asset after the symbol;
+    // neither holds a '_'.
+    let (symbol, quote) = match symbol.split_once('_') {
+        Some((symbol, quote)) if is_flat(provider) && contract.is_none() => {
+            (symbol, Some(quote.to_string()))
+        }
+        _ => (symbol, None),
+    };
     let dataset = Dataset::new(
         provider,
         asset_type,
@@ -346,6 +358,7 @@ pub fn parse_relative_path(path: &str) -> Result<Dataset, DatasetError> {
         datastyle,
         contract,
     )
+    .and_then(|d| d.with_quote(quote))
     .map_err(|e| key_error(path, e))?;
     let rebuilt = relative_path(&dataset);
     if rebuilt != path {
@@ -446,6 +459,20 @@ mod polygon_tests {
                 r#"{"provider":"polygon","asset_type":"option","symbol":"SPY","timespan":"minute","datastyle":"ohlc","expiration":"2024-11-22","strike":342.5,"right":"PUT"}"#,
                 "polygon/option_SPY_241122_342.5_PUT_minute.parquet",
             ),
+            // lumibot's Polygon backtests pass the quote asset (USD): it joins the name,
+            // except an option's.
+            (
+                r#"{"provider":"polygon","asset_type":"stock","symbol":"SPY","timespan":"minute","datastyle":"ohlc","quote":"USD"}"#,
+                "polygon/stock_SPY_USD_minute.parquet",
+            ),
+            (
+                r#"{"provider":"polygon","asset_type":"index","symbol":"SPX","timespan":"day","datastyle":"ohlc","quote":"usd"}"#,
+                "polygon/index_SPX_USD_day.parquet",
+            ),
+            (
+                r#"{"provider":"polygon","asset_type":"option","symbol":"SPY","timespan":"day","datastyle":"ohlc","expiration":"2024-11-22","strike":340,"right":"CALL","quote":"USD"}"#,
+                "polygon/option_SPY_241122_340_CALL_day.parquet",
+            ),
         ];
         let layout = KeyLayout::new("cache", "v1");
         for (json, relative) in cases {
@@ -475,6 +502,12 @@ mod polygon_tests {
             ("Polygon/stock_SPY_day.parquet", "lower-case"),
             ("polygon/stock_SPY.parquet", "lacks the timespan"),
             ("thetadata/stock_SPY_day.parquet", "expected <provider>/"),
+            (
+                "polygon/stock_SPY_USD_EUR_day.parquet",
+                "quote 'USD_EUR' contains '_'",
+            ),
+            ("polygon/stock_SPY__day.parquet", "quote: symbol is empty"),
+            ("polygon/stock_SPY_usd_day.parquet", "canonical form"),
         ] {
             let err = parse_relative_path(path).unwrap_err().0;
             assert!(err.contains(why), "{path}: {err}");
@@ -484,6 +517,23 @@ mod polygon_tests {
         )
         .unwrap_err();
         assert!(quote.0.contains("not available from polygon"), "{quote}");
+        for (json, why) in [
+            (
+                r#"{"provider":"thetadata","asset_type":"stock","symbol":"SPY","timespan":"day","datastyle":"ohlc","quote":"USD"}"#,
+                "only valid for polygon datasets",
+            ),
+            (
+                r#"{"provider":"polygon","asset_type":"stock","symbol":"BRK_B","timespan":"day","datastyle":"ohlc"}"#,
+                "contains '_'",
+            ),
+            (
+                r#"{"provider":"polygon","asset_type":"stock","symbol":"SPY","timespan":"day","datastyle":"ohlc","quote":"US/D"}"#,
+                "quote: symbol 'US/D' contains '/'",
+            ),
+        ] {
+            let err = Dataset::from_json(json).unwrap_err().0;
+            assert!(err.contains(why), "{json}: {err}");
+        }
     }
 
     #[test]

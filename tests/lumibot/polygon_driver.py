@@ -3,13 +3,13 @@ tests/tests/lumibot_polygon.rs.
 
     python polygon_driver.py CASES.json
 
-CASES.json is a list of cases, each `{"asset": {"symbol", "asset_type", "expiration"?,
-"strike"?, "right"?}, "timespan", "start", "end", "results": [Polygon aggregate results],
+CASES.json is a list of cases, each `{"asset": {"symbol", "asset_type", "quote"?,
+"expiration"?, "strike"?, "right"?}, "timespan", "start", "end", "base_url", "api_key",
 "ours": folder, "theirs": folder, "splits_sidecar": bool}`. For each case:
 
-1. lumibot fills `theirs` through its own downloader, its Polygon client replaced by one that
-   answers `get_aggs` from `results` (as Polygon would for the dates asked) and `list_splits`
-   with no splits; then reads it again, from its cache.
+1. lumibot fills `theirs` through its own downloader, with its own Polygon client
+   (`PolygonClient`, polygon-api-client's `RESTClient`) pointed at `base_url`, the Polygon
+   replay server cachefill filled from; then reads it again, from its cache.
 2. lumibot reads `ours` (the folder cachefill filled) with its Polygon client replaced by one
    that records every use and raises a BaseException, which lumibot's `except Exception`
    cannot swallow. With `splits_sidecar`, an empty `_splits.parquet` with today's date is put
@@ -17,7 +17,8 @@ CASES.json is a list of cases, each `{"asset": {"symbol", "asset_type", "expirat
 
 It prints one JSON object: per case, the rows of both frames, whether they are equal
 (`pandas.testing.assert_frame_equal`) and the difference if not, the client calls made on
-`ours`, and the `get_aggs` calls lumibot made for `theirs`.
+`ours`, the `get_aggs` calls lumibot made for `theirs`, and the file lumibot reads (relative
+to its cache folder).
 """
 
 import datetime as dt
@@ -29,7 +30,6 @@ import pandas as pd
 
 import lumibot.tools.polygon_helper as ph
 from lumibot.entities import Asset
-from polygon.rest.models import Agg
 
 
 class Forbidden(BaseException):
@@ -49,36 +49,44 @@ def asset_of(spec):
     return Asset(spec["symbol"], asset_type=kind)
 
 
-class Replaying:
-    """The Polygon client lumibot gets while it fills its own folder."""
+REAL_CREATE = ph.PolygonClient.create.__func__
 
-    def __init__(self, results):
-        self.results = results
-        self.asked = []
 
-    def get_aggs(self, ticker, multiplier, timespan, from_, to, **kwargs):
-        self.asked.append([ticker, str(from_), str(to)])
-        day = lambda r: pd.Timestamp(r["t"], unit="ms", tz="UTC").tz_convert("America/New_York").date()
-        return [Agg.from_dict(r) for r in self.results if from_ <= day(r) <= to]
+def replaying(case, asked):
+    """lumibot's own client factory, at the replay server, counting `get_aggs`."""
 
-    def list_splits(self, *args, **kwargs):
-        return iter([])
+    def create(cls, *args, **kwargs):
+        kwargs.update(api_key=case["api_key"], base=case["base_url"])
+        client = REAL_CREATE(cls, *args, **kwargs)
+        get_aggs = client.get_aggs
 
-    def list_options_contracts(self, *args, **kwargs):
-        raise Forbidden("list_options_contracts: option cases are not replayed")
+        def counted(ticker, multiplier, timespan, from_, to, **rest):
+            asked.append([ticker, str(from_), str(to)])
+            return get_aggs(ticker, multiplier, timespan, from_, to, **rest)
+
+        client.get_aggs = counted
+        return client
+
+    return classmethod(create)
+
+
+def quote_of(spec):
+    return Asset(spec["quote"], asset_type="forex") if spec.get("quote") else None
 
 
 def frame(asset, case, root):
     ph.LUMIBOT_CACHE_FOLDER = root
     start = dt.datetime.fromisoformat(case["start"])
     end = dt.datetime.fromisoformat(case["end"])
-    return ph.get_price_data_from_polygon("cachefill-e2e", asset, start, end, timespan=case["timespan"])
+    return ph.get_price_data_from_polygon(
+        case["api_key"], asset, start, end, timespan=case["timespan"], quote_asset=quote_of(case["asset"])
+    )
 
 
 def run(case):
     asset = asset_of(case["asset"])
-    replaying = Replaying(case["results"])
-    ph.PolygonClient.create = classmethod(lambda cls, *a, **k: replaying)
+    asked = []
+    ph.PolygonClient.create = replaying(case, asked)
     frame(asset, case, case["theirs"])
     theirs = frame(asset, case, case["theirs"])
 
@@ -89,9 +97,10 @@ def run(case):
         raise Forbidden("the Polygon client was used on cachefill's folder")
 
     ph.PolygonClient.create = classmethod(forbidden)
+    ph.LUMIBOT_CACHE_FOLDER = case["ours"]
+    lumibot_file = ph.build_cache_filename(asset, case["timespan"], quote_of(case["asset"]))
     if case["splits_sidecar"]:
-        ph.LUMIBOT_CACHE_FOLDER = case["ours"]
-        base = str(ph.build_cache_filename(asset, case["timespan"])).rpartition(".parquet")[0]
+        base = str(lumibot_file).rpartition(".parquet")[0]
         pd.DataFrame([]).to_parquet(base + "_splits.parquet", compression="snappy", engine="pyarrow")
     try:
         ours = frame(asset, case, case["ours"])
@@ -103,7 +112,8 @@ def run(case):
         "ours_rows": None if ours is None else len(ours),
         "client_calls": len(calls),
         "error": error,
-        "get_aggs": replaying.asked,
+        "get_aggs": asked,
+        "lumibot_file": lumibot_file.relative_to(case["ours"]).as_posix(),
         "equal": False,
         "difference": None,
     }

@@ -46,6 +46,10 @@ pub(super) struct DatasetArgs {
     /// Option right: CALL or PUT.
     #[arg(long)]
     pub right: Option<String>,
+    /// Quote asset of a polygon stock or index, as lumibot names the file
+    /// (`stock_SPY_USD_minute.parquet`; lumibot's Polygon backtests pass USD).
+    #[arg(long)]
+    pub quote: Option<String>,
 }
 
 impl DatasetArgs {
@@ -63,6 +67,7 @@ impl DatasetArgs {
             ("datastyle", Some(&self.datastyle)),
             ("expiration", self.expiration.as_ref()),
             ("right", self.right.as_ref()),
+            ("quote", self.quote.as_ref()),
         ] {
             if let Some(value) = value {
                 fields.insert(name.to_string(), Value::String(value.clone()));

@@ -32,6 +32,9 @@ pub(super) struct WarmArgs {
     /// option_chains.
     #[arg(long, value_delimiter = ',', required = true, num_args = 1..)]
     pub datastyle: Vec<String>,
+    /// Quote asset of polygon stocks and indices, as lumibot names their files (USD).
+    #[arg(long)]
+    pub quote: Option<String>,
     #[command(flatten)]
     pub range: RangeArgs,
     /// Datasets fetched at once.
@@ -95,6 +98,7 @@ pub(super) async fn run(args: WarmArgs) -> Result<(), Failure> {
                 expiration: None,
                 strike: None,
                 right: None,
+                quote: args.quote.clone(),
             };
             match args.range.requests(&dataset) {
                 Ok(all) => requests.extend(all.into_iter().map(|r| (symbol.to_string(), Ok(r)))),
