@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -50,17 +51,11 @@ impl Decoded {
     }
 }
 
-fn writer_properties(metadata: &BTreeMap<String, String>) -> WriterProperties {
+fn writer_properties() -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(MAX_ROW_GROUP_ROWS))
         .set_statistics_enabled(EnabledStatistics::Chunk)
-        .set_key_value_metadata(Some(
-            metadata
-                .iter()
-                .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
-                .collect(),
-        ))
         .build()
 }
 
@@ -69,12 +64,49 @@ pub fn encode(
     batch: &RecordBatch,
     metadata: &BTreeMap<String, String>,
 ) -> Result<Bytes, CodecError> {
-    let mut out = Vec::with_capacity(batch.get_array_memory_size() / 3 + 4096);
-    let mut writer =
-        ArrowWriter::try_new(&mut out, batch.schema(), Some(writer_properties(metadata)))?;
-    writer.write(batch)?;
-    writer.close()?;
-    Ok(Bytes::from(out))
+    let mut encoder = Encoder::new(batch.schema())?;
+    encoder.write(batch)?;
+    encoder.finish(metadata)
+}
+
+/// A parquet file written batch by batch, in the same format as [`encode`]: each batch is
+/// encoded as it is written (the row group in progress is held encoded), so a long file
+/// never has to be decoded in memory all at once. The footer's key-value metadata is given
+/// last, when what it says (coverage) is known.
+pub struct Encoder {
+    writer: ArrowWriter<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encoder")
+            .field("bytes_written", &self.writer.bytes_written())
+            .field("in_progress_rows", &self.writer.in_progress_rows())
+            .finish()
+    }
+}
+
+impl Encoder {
+    pub fn new(schema: SchemaRef) -> Result<Self, CodecError> {
+        Ok(Encoder {
+            writer: ArrowWriter::try_new(Vec::new(), schema, Some(writer_properties()))?,
+        })
+    }
+
+    /// Append rows (of the schema given to [`Encoder::new`]).
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), CodecError> {
+        Ok(self.writer.write(batch)?)
+    }
+
+    /// Write the footer with `metadata` and return the file.
+    pub fn finish(mut self, metadata: &BTreeMap<String, String>) -> Result<Bytes, CodecError> {
+        for (key, value) in metadata {
+            self.writer
+                .append_key_value_metadata(KeyValue::new(key.clone(), value.clone()));
+        }
+        // `into_inner` flushes the last row group and writes the footer.
+        Ok(Bytes::from(self.writer.into_inner()?))
+    }
 }
 
 /// The key-value metadata of a parquet footer (entries without a value left out).
@@ -97,7 +129,10 @@ pub fn decode(bytes: Bytes) -> Result<Decoded, CodecError> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
     let metadata = footer_metadata(builder.metadata());
     let schema = builder.schema().clone();
-    let reader = builder.with_batch_size(64 * 1024).build()?;
+    // One batch for the whole file: reading in pieces and concatenating them would hold
+    // the rows twice at the end.
+    let rows = usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
+    let reader = builder.with_batch_size(rows.max(1)).build()?;
     let batches = reader.collect::<Result<Vec<_>, _>>()?;
     let batch = match batches.len() {
         0 => RecordBatch::new_empty(Arc::clone(&schema)),
@@ -105,6 +140,17 @@ pub fn decode(bytes: Bytes) -> Result<Decoded, CodecError> {
         _ => arrow_select::concat::concat_batches(&schema, &batches)?,
     };
     Ok(Decoded { batch, metadata })
+}
+
+/// Decode a parquet file piece by piece, `rows` rows a batch, in file order.
+pub fn decode_batches(
+    bytes: Bytes,
+    rows: usize,
+) -> Result<impl Iterator<Item = Result<RecordBatch, CodecError>>, CodecError> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?
+        .with_batch_size(rows.max(1))
+        .build()?;
+    Ok(reader.map(|batch| batch.map_err(CodecError::from)))
 }
 
 /// Hex sha256 of some bytes (the sidecar's `checksum`).

@@ -7,14 +7,16 @@ use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
 use arrow_array::cast::AsArray;
-use arrow_array::{Array, BooleanArray, RecordBatch};
+use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, TimestampNanosecondArray};
+use arrow_buffer::{BooleanBuffer, BooleanBufferBuilder};
+use arrow_schema::SchemaRef;
 use bytes::Bytes;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use futures::{StreamExt, TryStreamExt};
 
 use super::answer::{FillAnswer, FillError, FillStatus};
 use super::lease::{self, Acquire, Lease};
-use super::merge;
+use super::merge::{self, Merger};
 use super::reference::Actions;
 use super::request::FillRequest;
 use crate::calendar;
@@ -22,7 +24,7 @@ use crate::calendar::NyDates;
 use crate::clock::{Clock, SystemClock};
 use crate::codec::facts::datetimes;
 use crate::codec::rows::rows_to_batch;
-use crate::codec::schema::Layout;
+use crate::codec::schema::{DATETIME, Layout, MISSING, UTC};
 use crate::codec::{self, BatchFacts, Rows, Sidecar, conform};
 use crate::corporate::{self, CorporateActions};
 use crate::coverage::{self, Coverage};
@@ -34,7 +36,7 @@ use crate::format::{
 use crate::keys::KeyLayout;
 use crate::providers::{FetchRequest, Provider};
 use crate::pyfmt;
-use crate::rules;
+use crate::rules::{self, Rule, Violation};
 use crate::storage::{ObjectMeta, ObjectStore, PutMode, PutOptions, StorageError, etags_equal};
 
 #[derive(Debug, Clone)]
@@ -70,27 +72,187 @@ impl EngineConfig {
     }
 }
 
-/// The object at a dataset's key as last read.
+/// Fetched rows a fill merges and encodes at a time. Units are fetched in session order and
+/// their rows gathered until they hold this many (or the fill has fetched everything), then
+/// merged with the file's rows of the same span of time and encoded, so that a fill holds
+/// about this many decoded fetched rows however long its range (`docs/ARCHITECTURE.md` §6).
+const MERGE_CHUNK_ROWS: usize = 64 * 1024;
+
+/// The object at a dataset's key, as read or as written: what an answer and a sidecar say.
 #[derive(Debug, Clone)]
-struct Current {
+struct Stored {
     bytes: Bytes,
     meta: ObjectMeta,
-    batch: RecordBatch,
     coverage: Coverage,
+    facts: BatchFacts,
+}
+
+/// The object at a dataset's key as last read, decoded.
+#[derive(Debug, Clone)]
+struct Current {
+    stored: Stored,
+    batch: RecordBatch,
     /// Day bars: the date the rows marked `_split_adjusted` were adjusted as of, and
     /// whether some real rows are not adjusted at all.
     adjusted_as_of: Option<NaiveDate>,
     unadjusted: bool,
 }
 
-/// Rows fetched for the missing sessions.
-#[derive(Debug)]
-struct Fresh {
-    batch: RecordBatch,
-    empty_sessions: Vec<NaiveDate>,
-    requests: u64,
-    /// For options: the expiration the provider was asked for.
+/// What a fill under the lease carries from one write attempt to the next.
+struct Job<'a> {
+    request: &'a FillRequest,
+    key: &'a str,
+    missing: Vec<NaiveDate>,
     provider_expiration: Option<NaiveDate>,
+    now: DateTime<Utc>,
+    /// Corporate actions to adjust day bars with: `None` until the first rows are merged
+    /// (which, for any fill shorter than a chunk, is after all its bars were fetched).
+    actions: Option<Option<Actions>>,
+    /// Upstream requests made, retries included.
+    requests: u64,
+    /// Fetched sessions without rows (placeholders), as the units came back.
+    empty_sessions: Vec<NaiveDate>,
+}
+
+impl Job<'_> {
+    fn adjustment(&self) -> Option<&Actions> {
+        self.actions.as_ref().and_then(Option::as_ref)
+    }
+}
+
+/// A file a write attempt encoded, with what the next attempt needs when the conditional
+/// write is lost: the same fetched rows are then merged into the newer object, and they are
+/// taken back out of this file (kept encoded, so a retry costs no more memory than the
+/// first attempt).
+#[derive(Debug)]
+struct Draft {
+    bytes: Bytes,
+    coverage: Coverage,
+    facts: BatchFacts,
+    /// Which rows of the file are fetched rows.
+    fetched_rows: BooleanBuffer,
+}
+
+/// The merged parts of a file as they come: each self-checked, then encoded; of each row
+/// only its `datetime` and `missing` are kept, for the coverage and the facts of the whole
+/// file (9 bytes a row, against some 90 for a decoded minute bar).
+struct Encoding {
+    encoder: codec::Encoder,
+    times: Vec<i64>,
+    missing: BooleanBufferBuilder,
+    fetched_rows: BooleanBufferBuilder,
+}
+
+impl Encoding {
+    fn new(schema: SchemaRef) -> Result<Self, FillError> {
+        Ok(Encoding {
+            encoder: codec::Encoder::new(schema).map_err(FillError::codec("encoding"))?,
+            times: Vec::new(),
+            missing: BooleanBufferBuilder::new(0),
+            fetched_rows: BooleanBufferBuilder::new(0),
+        })
+    }
+
+    /// Check the rows of `part` by the validator's row rules and encode them; a violation
+    /// fails the fill before anything is written.
+    fn append(
+        &mut self,
+        dataset: &Dataset,
+        key: &str,
+        part: merge::Part,
+        now: DateTime<Utc>,
+    ) -> Result<(), FillError> {
+        let mut violations = rules::check_batch(dataset, &part.batch, now);
+        let times = datetimes(&part.batch).map_err(FillError::codec("merge"))?;
+        // Within a part the rules see the order; across parts it is checked here.
+        if let (Some(last), Some(first)) = (self.times.last(), times.values().first())
+            && first <= last
+        {
+            let rule = if first == last {
+                Rule::DuplicateTimestamp
+            } else {
+                Rule::Unsorted
+            };
+            violations.push(Violation::new(
+                rule,
+                format!(
+                    "a merged part starts at {}, not after the row before it at {}",
+                    pyfmt::pandas_utc_isoformat(*first),
+                    pyfmt::pandas_utc_isoformat(*last)
+                ),
+            ));
+        }
+        if !violations.is_empty() {
+            return Err(FillError::SelfCheck {
+                key: key.to_string(),
+                violations,
+            });
+        }
+        self.encoder
+            .write(&part.batch)
+            .map_err(FillError::codec("encoding"))?;
+        // The merge leaves no row without a `datetime`.
+        self.times.extend_from_slice(times.values());
+        self.missing
+            .append_slice(&codec::facts::placeholder_mask(&part.batch));
+        self.fetched_rows.append_buffer(&part.fetched_rows);
+        Ok(())
+    }
+
+    /// The encoder (the footer still to write), the `datetime` and `missing` of every row
+    /// (all that coverage and facts read), and which rows are fetched rows.
+    fn into_parts(mut self) -> Result<(codec::Encoder, RecordBatch, BooleanBuffer), FillError> {
+        let times = TimestampNanosecondArray::from(self.times).with_timezone(UTC);
+        let missing = BooleanArray::new(self.missing.finish(), None);
+        let outline = RecordBatch::try_from_iter([
+            (DATETIME, Arc::new(times) as ArrayRef),
+            (MISSING, Arc::new(missing) as ArrayRef),
+        ])
+        .map_err(|e| FillError::codec("coverage")(e.into()))?;
+        Ok((self.encoder, outline, self.fetched_rows.finish()))
+    }
+}
+
+/// Units a fill fetches, in session order, and where its file may be cut after each.
+struct Plan {
+    units: Vec<Vec<NaiveDate>>,
+    /// `cuts[i]`: the instant before which the file is complete once units `..=i` are in
+    /// ([`merge::first_instant`] of the next unit's first session); `None` after the last
+    /// unit, or where units overlap.
+    cuts: Vec<Option<i64>>,
+    /// Missing sessions no unit fetches: placeholders, as when a unit returns nothing.
+    unplanned: Vec<NaiveDate>,
+}
+
+impl Plan {
+    fn new(dataset: &Dataset, mut units: Vec<Vec<NaiveDate>>, missing: &[NaiveDate]) -> Plan {
+        units.retain(|u| !u.is_empty());
+        // In session order, so that the file is merged and encoded from its start while
+        // later units are still being fetched.
+        units.sort_by_key(|u| u[0]);
+        let mut last_so_far: Option<NaiveDate> = None;
+        let cuts = (0..units.len())
+            .map(|i| {
+                let last = units[i].iter().max().copied();
+                last_so_far = last_so_far.max(last);
+                let next = units.get(i + 1)?[0];
+                last_so_far
+                    .is_some_and(|l| l < next)
+                    .then(|| merge::first_instant(dataset, next))
+            })
+            .collect();
+        let planned: BTreeSet<NaiveDate> = units.iter().flatten().copied().collect();
+        let unplanned = missing
+            .iter()
+            .copied()
+            .filter(|d| !planned.contains(d))
+            .collect();
+        Plan {
+            units,
+            cuts,
+            unplanned,
+        }
+    }
 }
 
 /// How far a fill has come, for progress displays.
@@ -176,7 +338,8 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
         if missing_of(current.as_ref(), &wanted).is_empty() {
             actions = self.stale_adjustment(dataset, current.as_ref()).await?;
             if actions.is_none() {
-                return self.answer(&key, current.as_ref(), &wanted, None, started);
+                let current = current.as_ref().map(|c| &c.stored);
+                return self.answer(&key, current, &wanted, None, started);
             }
         }
         let lease = match self
@@ -184,7 +347,10 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
             .await?
         {
             Some(lease) => lease,
-            None => return self.answer(&key, current.as_ref(), &wanted, None, started),
+            None => {
+                let current = current.as_ref().map(|c| &c.stored);
+                return self.answer(&key, current, &wanted, None, started);
+            }
         };
         let result = self
             .fill_holding(request, &key, &wanted, actions, started)
@@ -209,87 +375,58 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
         let mut current = self.read_current(dataset, key).await?;
         let missing = missing_of(current.as_ref(), wanted);
         if missing.is_empty() && actions.is_none() {
-            return self.answer(key, current.as_ref(), wanted, None, started);
+            let current = current.as_ref().map(|c| &c.stored);
+            return self.answer(key, current, wanted, None, started);
         }
-        let mut fresh = self.fetch(request, &missing).await?;
-        let actions = match actions {
-            Some(actions) => Some(actions),
-            None if corporate::adjusts(dataset) => {
-                let from = current
-                    .as_ref()
-                    .and_then(|c| c.coverage.real.first().copied())
-                    .into_iter()
-                    .chain(missing.first().copied())
-                    .min()
-                    .unwrap_or(request.start);
-                self.corporate_actions(dataset, from, self.today()).await?
-            }
-            None => None,
+        let provider_expiration = if missing.is_empty() {
+            request.provider_expiration
+        } else {
+            self.provider
+                .query_expiration(dataset, request.provider_expiration)
+                .await?
         };
-        if let Some(fetched) = &actions {
-            fresh.requests += fetched.requests;
-            fresh.batch = corporate::adjust(dataset, &fresh.batch, &fetched.actions, None)
-                .map_err(FillError::codec("adjusting"))?;
-        }
-        let now = self.clock.now();
+        let mut job = Job {
+            request,
+            key,
+            missing,
+            provider_expiration,
+            now: self.clock.now(),
+            actions: actions.map(Some),
+            requests: 0,
+            empty_sessions: Vec::new(),
+        };
         let mut attempts = 0;
+        let mut previous: Option<Draft> = None;
         let (written, put) = loop {
             attempts += 1;
-            let base = match (&current, &actions) {
-                (Some(c), Some(fetched)) => Some(
-                    corporate::adjust(dataset, &c.batch, &fetched.actions, c.adjusted_as_of)
-                        .map_err(FillError::codec("adjusting"))?,
-                ),
-                (Some(c), None) => Some(c.batch.clone()),
-                (None, _) => None,
+            let draft = match &previous {
+                None => self.draft_from_upstream(&mut job, current.as_ref()).await?,
+                Some(previous) => self.draft_again(&mut job, current.as_ref(), previous)?,
             };
-            let merged = merge::merge(dataset, base.as_ref(), &fresh.batch, &fresh.empty_sessions)
-                .map_err(FillError::codec("merge"))?;
-            let violations = rules::check_batch(dataset, &merged, now);
-            if !violations.is_empty() {
-                return Err(FillError::SelfCheck {
-                    key: key.to_string(),
-                    violations,
-                });
-            }
-            let provisional = provisional_after(current.as_ref(), &fresh.empty_sessions, now);
-            let coverage =
-                Coverage::of_batch(&merged, provisional, coverage::checks_edges(dataset))
-                    .map_err(FillError::codec("coverage"))?;
-            let metadata = self.file_metadata(
-                dataset,
-                &coverage,
-                actions.as_ref().map(|a| &a.actions),
-                now,
-            );
-            let bytes = codec::encode(&merged, &metadata).map_err(FillError::codec("encoding"))?;
-            let sha256 = codec::sha256_hex(&bytes);
             let mode = match &current {
-                Some(c) => PutMode::IfMatch(c.meta.etag.clone()),
+                Some(c) => PutMode::IfMatch(c.stored.meta.etag.clone()),
                 None => PutMode::IfAbsent,
             };
             let options = PutOptions {
                 mode,
-                metadata: object_metadata(&coverage, &sha256),
+                metadata: object_metadata(&draft.coverage, &codec::sha256_hex(&draft.bytes)),
                 content_type: Some(PARQUET_CONTENT_TYPE.into()),
             };
-            match self.store.put(key, bytes.clone(), options).await {
+            match self.store.put(key, draft.bytes.clone(), options).await {
                 Ok(put) => {
                     break (
-                        Current {
-                            bytes,
+                        Stored {
                             meta: ObjectMeta {
                                 key: key.to_string(),
                                 size: 0,
                                 etag: put.etag.clone(),
                                 version_id: put.version_id.clone(),
-                                last_modified: now,
+                                last_modified: job.now,
                                 metadata: BTreeMap::new(),
                             },
-                            batch: merged,
-                            coverage,
-                            adjusted_as_of: actions.as_ref().map(|a| a.actions.as_of),
-                            unadjusted: false,
+                            bytes: draft.bytes,
+                            coverage: draft.coverage,
+                            facts: draft.facts,
                         },
                         put,
                     );
@@ -298,7 +435,10 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
                     if attempts < self.config.max_write_attempts =>
                 {
                     tracing::info!(key, attempts, "object changed while filling; merging again");
+                    // The object read is dropped before the newer one is decoded.
+                    drop(current.take());
                     current = self.read_current(dataset, key).await?;
+                    previous = Some(draft);
                 }
                 Err(StorageError::PreconditionFailed { .. }) => {
                     return Err(FillError::Contended {
@@ -310,14 +450,258 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
             }
         };
         let payload = Payload {
-            provider_expiration: fresh.provider_expiration,
+            provider_expiration: job.provider_expiration,
             ..dataset.payload()
         };
-        self.write_sidecar(key, &written, &put.etag, payload, now)
+        self.write_sidecar(key, &written, &put.etag, payload, job.now)
             .await?;
-        let mut answer = self.answer(key, Some(&written), wanted, Some(&fresh), started)?;
-        answer.sessions_fetched = missing.len() as u64;
+        let mut answer = self.answer(key, Some(&written), wanted, Some(job.requests), started)?;
+        answer.sessions_fetched = job.missing.len() as u64;
         Ok(answer)
+    }
+
+    /// The first write attempt: run the provider's units for the missing sessions, at most
+    /// the concurrency limit in flight, in session order, and merge and encode their rows
+    /// into the file a chunk at a time. If any unit fails, the fill fails with nothing
+    /// written.
+    async fn draft_from_upstream<'a>(
+        &self,
+        job: &mut Job<'a>,
+        current: Option<&Current>,
+    ) -> Result<Draft, FillError> {
+        let request = job.request;
+        let dataset = &request.dataset;
+        let plan = Plan::new(
+            dataset,
+            self.provider.plan(dataset, &job.missing),
+            &job.missing,
+        );
+        let concurrency = self
+            .config
+            .fetch_concurrency
+            .unwrap_or_else(|| self.provider.concurrency(dataset))
+            .max(1);
+        let missing: BTreeSet<NaiveDate> = job.missing.iter().copied().collect();
+        // The futures are built first (they do nothing until polled) so the stream holds
+        // no closure over borrowed data, which keeps the whole fill `Send`.
+        let provider_expiration = job.provider_expiration;
+        let pending: Vec<_> = plan
+            .units
+            .iter()
+            .map(|sessions| {
+                self.provider.fetch(FetchRequest {
+                    dataset,
+                    sessions,
+                    include_after_hours: request.include_after_hours,
+                    provider_expiration,
+                })
+            })
+            .collect();
+        let total = pending.len();
+        self.report(Progress::Fetching { done: 0, total });
+        // `buffered`, not `buffer_unordered`: units come back in plan order, so the rows of
+        // finished units wait only for the units before them, never for the whole fill.
+        let mut stream = futures::stream::iter(pending).buffered(concurrency);
+        let mut writing: Option<(Merger<'a>, Encoding)> = None;
+        let mut waiting: Vec<RecordBatch> = Vec::new();
+        let mut empty = plan.unplanned.clone();
+        let mut done = 0;
+        while let Some(unit) = stream.try_next().await? {
+            let sessions: Vec<NaiveDate> = plan.units[done]
+                .iter()
+                .copied()
+                .filter(|d| missing.contains(d))
+                .collect();
+            let cut = plan.cuts[done];
+            done += 1;
+            self.report(Progress::Fetching { done, total });
+            job.requests += u64::from(unit.requests);
+            let batch = rows_to_batch(dataset, unit.rows).map_err(FillError::codec("rows"))?;
+            // A unit answers for its own sessions; rows it returns for others are dropped.
+            let (batch, with_rows) = only_sessions(&batch, &sessions)?;
+            empty.extend(sessions.iter().filter(|d| !with_rows.contains(d)));
+            waiting.push(batch);
+            let pending_rows = waiting.iter().map(RecordBatch::num_rows).sum::<usize>()
+                + writing.as_ref().map_or(0, |(m, _)| m.pending_rows());
+            if let Some(cut) = cut
+                && pending_rows >= MERGE_CHUNK_ROWS
+            {
+                self.write_part(
+                    job,
+                    current,
+                    &mut writing,
+                    &mut waiting,
+                    &mut empty,
+                    Some(cut),
+                )
+                .await?;
+            }
+        }
+        drop(stream);
+        self.report(Progress::Writing);
+        self.write_part(job, current, &mut writing, &mut waiting, &mut empty, None)
+            .await?;
+        let (_, encoding) = writing.expect("the last part starts the writing");
+        self.finish_draft(job, current, encoding)
+    }
+
+    /// Merge the rows waiting (and the file's rows) before `cut` and encode them; the first
+    /// part also resolves the corporate actions and prepares the file's rows.
+    async fn write_part<'a>(
+        &self,
+        job: &mut Job<'a>,
+        current: Option<&Current>,
+        writing: &mut Option<(Merger<'a>, Encoding)>,
+        waiting: &mut Vec<RecordBatch>,
+        empty: &mut Vec<NaiveDate>,
+        cut: Option<i64>,
+    ) -> Result<(), FillError> {
+        let dataset = &job.request.dataset;
+        if writing.is_none() {
+            if job.actions.is_none() {
+                job.actions = Some(self.actions_for(job, current).await?);
+            }
+            *writing = Some(self.start_writing(job, current)?);
+        }
+        let (merger, encoding) = writing.as_mut().expect("started above");
+        for batch in waiting.drain(..) {
+            let batch = match job.adjustment() {
+                Some(fetched) => corporate::adjust(dataset, &batch, &fetched.actions, None)
+                    .map_err(FillError::codec("adjusting"))?,
+                None => batch,
+            };
+            merger.add_rows(&batch).map_err(FillError::codec("merge"))?;
+        }
+        merger.add_empty(empty);
+        job.empty_sessions.append(empty);
+        let part = merger.take_before(cut).map_err(FillError::codec("merge"))?;
+        encoding.append(dataset, job.key, part, job.now)
+    }
+
+    /// A write attempt after a lost conditional write: the fetched rows of the previous
+    /// attempt's file, merged into the object now at the key, a chunk at a time.
+    fn draft_again(
+        &self,
+        job: &mut Job<'_>,
+        current: Option<&Current>,
+        previous: &Draft,
+    ) -> Result<Draft, FillError> {
+        let dataset = &job.request.dataset;
+        let (mut merger, mut encoding) = self.start_writing(job, current)?;
+        merger.add_empty(&job.empty_sessions);
+        let batches = codec::decode_batches(previous.bytes.clone(), MERGE_CHUNK_ROWS)
+            .map_err(FillError::codec("merge"))?;
+        let mut offset = 0;
+        let mut dates = NyDates::new();
+        for batch in batches {
+            let batch = batch.map_err(FillError::codec("merge"))?;
+            let mask =
+                BooleanArray::new(previous.fetched_rows.slice(offset, batch.num_rows()), None);
+            offset += batch.num_rows();
+            let fetched = arrow_select::filter::filter_record_batch(&batch, &mask)
+                .map_err(|e| FillError::codec("merge")(e.into()))?;
+            drop(batch);
+            // The file is sorted: rows still to come are on this last row's session or later.
+            let times = datetimes(&fetched).map_err(FillError::codec("merge"))?;
+            let cut = times
+                .iter()
+                .flatten()
+                .last()
+                .map(|t| merge::first_instant(dataset, dates.date_of(t)));
+            merger
+                .add_rows(&fetched)
+                .map_err(FillError::codec("merge"))?;
+            if cut.is_some() {
+                let part = merger.take_before(cut).map_err(FillError::codec("merge"))?;
+                encoding.append(dataset, job.key, part, job.now)?;
+            }
+        }
+        let part = merger
+            .take_before(None)
+            .map_err(FillError::codec("merge"))?;
+        encoding.append(dataset, job.key, part, job.now)?;
+        self.finish_draft(job, current, encoding)
+    }
+
+    /// The corporate actions a fill of day bars adjusts with (`None` for other datasets).
+    async fn actions_for(
+        &self,
+        job: &mut Job<'_>,
+        current: Option<&Current>,
+    ) -> Result<Option<Actions>, FillError> {
+        let dataset = &job.request.dataset;
+        if !corporate::adjusts(dataset) {
+            return Ok(None);
+        }
+        let from = current
+            .and_then(|c| c.stored.coverage.real.first().copied())
+            .into_iter()
+            .chain(job.missing.first().copied())
+            .min()
+            .unwrap_or(job.request.start);
+        let actions = self.corporate_actions(dataset, from, self.today()).await?;
+        if let Some(fetched) = &actions {
+            job.requests += fetched.requests;
+        }
+        Ok(actions)
+    }
+
+    /// A merge into `current` (adjusted when the fill adjusts) and an empty file to encode
+    /// it into.
+    fn start_writing<'a>(
+        &self,
+        job: &Job<'a>,
+        current: Option<&Current>,
+    ) -> Result<(Merger<'a>, Encoding), FillError> {
+        let dataset = &job.request.dataset;
+        let adjust = |batch: &RecordBatch, as_of| match job.adjustment() {
+            Some(fetched) => corporate::adjust(dataset, batch, &fetched.actions, as_of)
+                .map_err(FillError::codec("adjusting")),
+            None => Ok(batch.clone()),
+        };
+        let base = current
+            .map(|c| adjust(&c.batch, c.adjusted_as_of))
+            .transpose()?;
+        // The layout fetched rows come in (a new file takes it), from no rows at all.
+        let fresh = rows_to_batch(dataset, Rows::empty_for(Layout::of(dataset)))
+            .map_err(FillError::codec("rows"))?;
+        let fresh = adjust(&fresh, None)?;
+        let merger = Merger::new(dataset, base, &fresh.schema(), &job.missing)
+            .map_err(FillError::codec("merge"))?;
+        let encoding = Encoding::new(merger.schema().clone())?;
+        Ok((merger, encoding))
+    }
+
+    /// The footer facts of the encoded file, and the file.
+    fn finish_draft(
+        &self,
+        job: &Job<'_>,
+        current: Option<&Current>,
+        encoding: Encoding,
+    ) -> Result<Draft, FillError> {
+        let dataset = &job.request.dataset;
+        let (encoder, outline, fetched_rows) = encoding.into_parts()?;
+        let provisional = provisional_after(current, &job.empty_sessions, job.now);
+        let coverage = Coverage::of_batch(&outline, provisional, coverage::checks_edges(dataset))
+            .map_err(FillError::codec("coverage"))?;
+        let facts = BatchFacts::of(&outline).map_err(FillError::codec("answer"))?;
+        // Gone before the footer is written, when the whole file is briefly held twice.
+        drop(outline);
+        let metadata = self.file_metadata(
+            dataset,
+            &coverage,
+            job.adjustment().map(|a| &a.actions),
+            job.now,
+        );
+        let bytes = encoder
+            .finish(&metadata)
+            .map_err(FillError::codec("encoding"))?;
+        Ok(Draft {
+            bytes,
+            coverage,
+            facts,
+            fetched_rows,
+        })
     }
 
     /// Take the lease, or wait until its holder has covered our range. `None`: covered.
@@ -346,7 +730,7 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
             let changed = match self.store.head(key, None).await {
                 Ok(meta) => current
                     .as_ref()
-                    .is_none_or(|c| !etags_equal(&c.meta.etag, &meta.etag)),
+                    .is_none_or(|c| !etags_equal(&c.stored.meta.etag, &meta.etag)),
                 Err(StorageError::NotFound { .. }) => false,
                 Err(e) => return Err(e.into()),
             };
@@ -357,72 +741,6 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
                 }
             }
         }
-    }
-
-    /// Run the provider's units for the missing sessions with bounded concurrency.
-    async fn fetch(
-        &self,
-        request: &FillRequest,
-        missing: &[NaiveDate],
-    ) -> Result<Fresh, FillError> {
-        let dataset = &request.dataset;
-        let provider_expiration = if missing.is_empty() {
-            request.provider_expiration
-        } else {
-            self.provider
-                .query_expiration(dataset, request.provider_expiration)
-                .await?
-        };
-        let units = self.provider.plan(dataset, missing);
-        let concurrency = self
-            .config
-            .fetch_concurrency
-            .unwrap_or_else(|| self.provider.concurrency(dataset))
-            .max(1);
-        // The futures are built first (they do nothing until polled) so the stream holds
-        // no closure over borrowed data, which keeps the whole fill `Send`.
-        let pending: Vec<_> = units
-            .iter()
-            .map(|sessions| {
-                self.provider.fetch(FetchRequest {
-                    dataset,
-                    sessions,
-                    include_after_hours: request.include_after_hours,
-                    provider_expiration,
-                })
-            })
-            .collect();
-        let total = pending.len();
-        self.report(Progress::Fetching { done: 0, total });
-        let mut fetched = Vec::with_capacity(total);
-        let mut stream = futures::stream::iter(pending).buffer_unordered(concurrency);
-        while let Some(unit) = stream.try_next().await? {
-            fetched.push(unit);
-            self.report(Progress::Fetching {
-                done: fetched.len(),
-                total,
-            });
-        }
-        self.report(Progress::Writing);
-        let mut rows = Rows::empty_for(Layout::of(dataset));
-        let mut requests = 0;
-        for unit in fetched {
-            requests += u64::from(unit.requests);
-            rows.extend(unit.rows).map_err(FillError::codec("rows"))?;
-        }
-        let batch = rows_to_batch(dataset, rows).map_err(FillError::codec("rows"))?;
-        let (batch, with_rows) = only_sessions(&batch, missing)?;
-        let empty_sessions = missing
-            .iter()
-            .copied()
-            .filter(|d| !with_rows.contains(d))
-            .collect();
-        Ok(Fresh {
-            batch,
-            empty_sessions,
-            requests,
-            provider_expiration,
-        })
     }
 
     /// Read and decode the object at `key`; `None` when there is none.
@@ -455,11 +773,15 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
             .fact(format::FACT_ADJUSTED_AS_OF)
             .and_then(|t| t.parse().ok())
             .or_else(|| marked.then(|| calendar::ny_date(got.meta.last_modified)));
+        let facts = BatchFacts::of(&batch).map_err(FillError::codec("answer"))?;
         Ok(Some(Current {
-            bytes: got.bytes,
-            meta: got.meta,
+            stored: Stored {
+                bytes: got.bytes,
+                meta: got.meta,
+                coverage,
+                facts,
+            },
             batch,
-            coverage,
             adjusted_as_of,
             unadjusted,
         }))
@@ -469,14 +791,13 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
     async fn write_sidecar(
         &self,
         key: &str,
-        written: &Current,
+        written: &Stored,
         etag: &str,
         payload: Payload,
         now: DateTime<Utc>,
     ) -> Result<(), FillError> {
         let sidecar_key = format!("{key}{SIDECAR_SUFFIX}");
-        let facts = BatchFacts::of(&written.batch).map_err(FillError::codec("sidecar"))?;
-        let json = Sidecar::new(&facts, &codec::sha256_hex(&written.bytes), now)
+        let json = Sidecar::new(&written.facts, &codec::sha256_hex(&written.bytes), now)
             .with_payload(payload)
             .to_json();
         for _ in 0..self.config.max_write_attempts {
@@ -534,7 +855,7 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
         if !current.unadjusted && as_of.is_none_or(|a| a >= today) {
             return Ok(None);
         }
-        let Some(first) = current.coverage.real.first().copied() else {
+        let Some(first) = current.stored.coverage.real.first().copied() else {
             return Ok(None);
         };
         let Some(fetched) = self.corporate_actions(dataset, first, today).await? else {
@@ -587,17 +908,14 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
     fn answer(
         &self,
         key: &str,
-        current: Option<&Current>,
+        current: Option<&Stored>,
         wanted: &[NaiveDate],
-        fresh: Option<&Fresh>,
+        upstream_requests: Option<u64>,
         started: Instant,
     ) -> Result<FillAnswer, FillError> {
-        let facts = match current {
-            Some(c) => BatchFacts::of(&c.batch).map_err(FillError::codec("answer"))?,
-            None => BatchFacts::default(),
-        };
+        let facts = current.map(|c| c.facts).unwrap_or_default();
         let has_data = current.is_some_and(|c| wanted.iter().any(|d| c.coverage.real.contains(d)));
-        let status = match (has_data, fresh.is_some()) {
+        let status = match (has_data, upstream_requests.is_some()) {
             (false, _) => FillStatus::NoData,
             (true, true) => FillStatus::Filled,
             (true, false) => FillStatus::Hit,
@@ -615,7 +933,7 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
             min: facts.min.map(pyfmt::pandas_utc_isoformat),
             max: facts.max.map(pyfmt::pandas_utc_isoformat),
             sessions_fetched: 0,
-            upstream_requests: fresh.map_or(0, |f| f.requests),
+            upstream_requests: upstream_requests.unwrap_or(0),
             elapsed_ms: started.elapsed().as_millis() as u64,
         })
     }
@@ -642,7 +960,7 @@ fn adjustment_marks(batch: &RecordBatch) -> (bool, bool) {
 
 fn missing_of(current: Option<&Current>, wanted: &[NaiveDate]) -> Vec<NaiveDate> {
     match current {
-        Some(c) => c.coverage.missing(wanted),
+        Some(c) => c.stored.coverage.missing(wanted),
         None => wanted.to_vec(),
     }
 }
@@ -656,7 +974,8 @@ fn provisional_after(
     let refetched: BTreeSet<NaiveDate> = empty_sessions.iter().copied().collect();
     let mut out: BTreeSet<NaiveDate> = base
         .map(|b| {
-            b.coverage
+            b.stored
+                .coverage
                 .provisional
                 .difference(&refetched)
                 .copied()
