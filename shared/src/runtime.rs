@@ -24,7 +24,9 @@
 use crate::fill::{EngineConfig, FillEngine};
 use crate::providers::ProviderSet;
 use crate::providers::thetadata::SetupError;
-use crate::settings::{MissHandlerSettings, ProviderSettings, SettingsError, ValidatorSettings};
+use crate::settings::{
+    MissHandlerSettings, ProviderSecretError, ProviderSettings, SettingsError, ValidatorSettings,
+};
 use crate::storage::ObjectStore;
 use crate::validate::{Validator, ValidatorConfig};
 
@@ -35,6 +37,9 @@ pub enum InitError {
     Settings(#[from] SettingsError),
     #[error("invalid configuration: {0}")]
     Provider(#[from] SetupError),
+    /// The provider secret (`CACHE_PROVIDER_SECRET_ID`) could not be read or used.
+    #[error("invalid configuration: {0}")]
+    ProviderSecret(#[from] ProviderSecretError),
 }
 
 /// The providers the settings serve.

@@ -40,6 +40,8 @@
 //! | `THETADATA_BASE_URL` | miss-handler | `http://127.0.0.1:25503` | ThetaData terminal; a trailing `/` or `/v3` is dropped |
 //! | `POLYGON_API_KEY` | miss-handler | — | Polygon API key, sent as `Authorization: Bearer`; required when `CACHE_PROVIDERS` names `polygon` (never logged) |
 //! | `POLYGON_BASE_URL` | miss-handler | `https://api.polygon.io` | Polygon REST API; a trailing `/` is dropped |
+//! | `CACHE_PROVIDER_SECRET_ID` | miss-handler | none | Secrets Manager secret (name or ARN) read once at start: a JSON object of provider credentials by variable name (`{"POLYGON_API_KEY": "..."}`, [`PROVIDER_CREDENTIALS`]); each fills its variable when the environment leaves it unset or blank, so the environment wins |
+//! | `AWS_ENDPOINT_URL_SECRETS_MANAGER`, then `AWS_ENDPOINT_URL` | miss-handler | AWS | Secrets Manager-compatible endpoint of that secret (ignored like the S3 one) |
 //! | `CACHE_LEASE_TTL_SECONDS` | miss-handler | `960` | lifetime of a fill lease: the 900 s function timeout plus 60 s margin (1–86400) |
 //! | `CACHE_FETCH_CONCURRENCY` | miss-handler | `4` | upstream requests in flight per fill (1–64) |
 //! | `CACHE_UPSTREAM_TIMEOUT_SECONDS` | miss-handler | `30` | timeout of one upstream request (1–900) |
@@ -50,6 +52,7 @@
 //! Blank values count as unset, as Python's `value or default` does. Variables
 //! whose value is not valid UTF-8 are treated as unset.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
@@ -81,9 +84,15 @@ pub const CACHE_VERSION: &str = "CACHE_VERSION";
 pub const THETADATA_BASE_URL: &str = "THETADATA_BASE_URL";
 pub const POLYGON_API_KEY: &str = "POLYGON_API_KEY";
 pub const POLYGON_BASE_URL: &str = "POLYGON_BASE_URL";
+pub const CACHE_PROVIDER_SECRET_ID: &str = "CACHE_PROVIDER_SECRET_ID";
+pub const AWS_ENDPOINT_URL_SECRETS_MANAGER: &str = "AWS_ENDPOINT_URL_SECRETS_MANAGER";
 pub const CACHE_LEASE_TTL_SECONDS: &str = "CACHE_LEASE_TTL_SECONDS";
 pub const CACHE_FETCH_CONCURRENCY: &str = "CACHE_FETCH_CONCURRENCY";
 pub const CACHE_UPSTREAM_TIMEOUT_SECONDS: &str = "CACHE_UPSTREAM_TIMEOUT_SECONDS";
+
+/// The variables a provider secret may set: providers' credentials only. What shapes a
+/// deployment (its bucket, the providers it serves) stays in the template, where it is seen.
+pub const PROVIDER_CREDENTIALS: &[&str] = &[POLYGON_API_KEY];
 
 /// Where a ThetaData terminal listens by default.
 pub const DEFAULT_THETADATA_BASE_URL: &str = "http://127.0.0.1:25503";
@@ -160,6 +169,11 @@ pub enum SettingsError {
     },
     #[error("{0} must be set")]
     Missing(String),
+    #[error(
+        "{name} must be set, in the environment or in provider secret {secret_id} ({})",
+        CACHE_PROVIDER_SECRET_ID
+    )]
+    MissingCredential { name: String, secret_id: String },
 }
 
 /// A secret value (a secret access key, a session token, an API key). `Debug` shows only
@@ -498,6 +512,212 @@ impl MissHandlerSettings {
     /// [`MissHandlerSettings::from_lookup`] over the process environment.
     pub fn from_env() -> Result<Self, SettingsError> {
         Self::from_lookup(env_lookup)
+    }
+
+    /// [`MissHandlerSettings::from_lookup`] over `get`, with `credentials` (read from the
+    /// provider secret) filling the variables `get` leaves unset or blank.
+    pub fn from_lookup_with(
+        get: impl Fn(&str) -> Option<String>,
+        credentials: &ProviderCredentials,
+    ) -> Result<Self, SettingsError> {
+        Self::from_lookup(credentials.fill(get)).map_err(|e| match (e, &credentials.secret_id) {
+            // Say where else the value could have come from.
+            (SettingsError::Missing(name), Some(secret_id))
+                if PROVIDER_CREDENTIALS.contains(&name.as_str()) =>
+            {
+                SettingsError::MissingCredential {
+                    name,
+                    secret_id: secret_id.clone(),
+                }
+            }
+            (e, _) => e,
+        })
+    }
+
+    /// [`MissHandlerSettings::from_lookup_with`] over the process environment.
+    pub fn from_env_with(credentials: &ProviderCredentials) -> Result<Self, SettingsError> {
+        Self::from_lookup_with(env_lookup, credentials)
+    }
+}
+
+/// Where the miss-handler's provider credentials are kept. Read before its other settings,
+/// since the secret's values fill some of them ([`MissHandlerSettings::from_env_with`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderSecretSettings {
+    /// `CACHE_PROVIDER_SECRET_ID`: a Secrets Manager secret's name or ARN.
+    pub secret_id: String,
+    /// `AWS_ENDPOINT_URL_SECRETS_MANAGER`, else `AWS_ENDPOINT_URL` (a stand-in such as moto).
+    pub endpoint_url: Option<String>,
+}
+
+impl ProviderSecretSettings {
+    /// `None` when `CACHE_PROVIDER_SECRET_ID` is unset or blank: no secret is read.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Option<Self> {
+        Some(ProviderSecretSettings {
+            secret_id: stripped(&get, CACHE_PROVIDER_SECRET_ID)?,
+            endpoint_url: endpoint_url(&get, AWS_ENDPOINT_URL_SECRETS_MANAGER),
+        })
+    }
+
+    /// [`ProviderSecretSettings::from_lookup`] over the process environment.
+    pub fn from_env() -> Option<Self> {
+        Self::from_lookup(env_lookup)
+    }
+}
+
+/// The form a provider secret takes, for messages.
+const SECRET_EXAMPLE: &str = r#"{"POLYGON_API_KEY": "..."}"#;
+
+/// A provider secret that cannot be used. Every message names the secret and, where one is
+/// at fault, the key; none quotes a value.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum ProviderSecretError {
+    #[error(
+        "cannot read provider secret {secret_id} ({}): {reason}",
+        CACHE_PROVIDER_SECRET_ID
+    )]
+    Unreadable { secret_id: String, reason: String },
+    #[error(
+        "provider secret {secret_id} ({}) has no SecretString: store the credentials as a JSON object such as {}",
+        CACHE_PROVIDER_SECRET_ID,
+        SECRET_EXAMPLE
+    )]
+    NoSecretString { secret_id: String },
+    #[error(
+        "provider secret {secret_id} ({}) is not JSON (syntax error at line {line}, column {column}): expected an object such as {}",
+        CACHE_PROVIDER_SECRET_ID,
+        SECRET_EXAMPLE
+    )]
+    NotJson {
+        secret_id: String,
+        line: usize,
+        column: usize,
+    },
+    #[error(
+        "provider secret {secret_id} ({}) holds {found}, not a JSON object such as {}",
+        CACHE_PROVIDER_SECRET_ID,
+        SECRET_EXAMPLE
+    )]
+    NotAnObject {
+        secret_id: String,
+        found: &'static str,
+    },
+    #[error(
+        "provider secret {secret_id} ({}): key {key:?} is not a provider credential (expected: {expected})",
+        CACHE_PROVIDER_SECRET_ID
+    )]
+    UnknownKey {
+        secret_id: String,
+        key: String,
+        expected: String,
+    },
+    #[error(
+        "provider secret {secret_id} ({}): {key} must be a non-empty string, not {found}",
+        CACHE_PROVIDER_SECRET_ID
+    )]
+    NotAString {
+        secret_id: String,
+        key: String,
+        found: &'static str,
+    },
+}
+
+/// Provider credentials read from a secret, by variable name. `Debug` shows the names only.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProviderCredentials {
+    /// The secret they came from; `None` when no secret was read.
+    secret_id: Option<String>,
+    values: BTreeMap<String, Secret>,
+}
+
+impl ProviderCredentials {
+    /// The credentials in `text`, the secret string of `secret_id`: a JSON object whose keys
+    /// are [`PROVIDER_CREDENTIALS`] and whose values are non-empty strings. An empty object
+    /// is valid (the secret holds nothing yet).
+    pub fn parse(secret_id: &str, text: &str) -> Result<Self, ProviderSecretError> {
+        let secret_id = secret_id.to_owned();
+        // Only the position of a syntax error is kept: serde's messages may quote input.
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| ProviderSecretError::NotJson {
+                secret_id: secret_id.clone(),
+                line: e.line(),
+                column: e.column(),
+            })?;
+        let serde_json::Value::Object(object) = value else {
+            return Err(ProviderSecretError::NotAnObject {
+                secret_id,
+                found: json_kind(&value),
+            });
+        };
+        let mut values = BTreeMap::new();
+        for (key, value) in object {
+            if !PROVIDER_CREDENTIALS.contains(&key.as_str()) {
+                return Err(ProviderSecretError::UnknownKey {
+                    secret_id,
+                    key,
+                    expected: PROVIDER_CREDENTIALS.join(", "),
+                });
+            }
+            match value {
+                serde_json::Value::String(text) if !py_strip(&text).is_empty() => {
+                    values.insert(key, Secret(text));
+                }
+                other => {
+                    return Err(ProviderSecretError::NotAString {
+                        secret_id,
+                        key,
+                        found: json_kind(&other),
+                    });
+                }
+            }
+        }
+        Ok(ProviderCredentials {
+            secret_id: Some(secret_id),
+            values,
+        })
+    }
+
+    /// The variables the secret sets, in name order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.values.keys().map(String::as_str)
+    }
+
+    /// The variables the secret sets that the process environment sets too: for them the
+    /// environment's value is used and the secret's is not.
+    pub fn shadowed_by_env(&self) -> Vec<&str> {
+        self.shadowed_by(env_lookup)
+    }
+
+    fn shadowed_by(&self, get: impl Fn(&str) -> Option<String>) -> Vec<&str> {
+        self.names()
+            .filter(|name| stripped(&get, name).is_some())
+            .collect()
+    }
+
+    /// `get`, with these credentials for the variables it leaves unset or blank (blank
+    /// counts as unset everywhere in this module).
+    fn fill<'a>(
+        &'a self,
+        get: impl Fn(&str) -> Option<String> + 'a,
+    ) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            get(name)
+                .filter(|value| !py_strip(value).is_empty())
+                .or_else(|| self.values.get(name).map(|v| v.expose().to_owned()))
+        }
+    }
+}
+
+/// What a JSON value is, in words, without its content.
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(text) if py_strip(text).is_empty() => "an empty string",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
     }
 }
 
@@ -1344,5 +1564,196 @@ mod tests {
             assert!(!text.contains("pk-very-secret"), "{text}");
             assert!(text.contains("<redacted>"), "{text}");
         }
+    }
+
+    const SECRET_ID: &str = "cachefill/prod/providers";
+    const SECRET_VALUE: &str = "pk-from-the-secret";
+
+    fn credentials(text: &str) -> ProviderCredentials {
+        ProviderCredentials::parse(SECRET_ID, text).expect("a valid secret")
+    }
+
+    fn function_with(
+        pairs: &[(&str, &str)],
+        credentials: &ProviderCredentials,
+    ) -> Result<MissHandlerSettings, SettingsError> {
+        let mut all = vec![(CACHE_BUCKET, "fill-bucket")];
+        all.extend_from_slice(pairs);
+        MissHandlerSettings::from_lookup_with(lookup(&all), credentials)
+    }
+
+    fn served_key(settings: &MissHandlerSettings) -> Option<&str> {
+        settings
+            .providers
+            .polygon_api_key
+            .as_ref()
+            .map(Secret::expose)
+    }
+
+    #[test]
+    fn a_secret_supplies_the_polygon_key_the_environment_lacks() {
+        let from_secret = credentials(&format!(r#"{{"POLYGON_API_KEY": "{SECRET_VALUE}"}}"#));
+        assert_eq!(from_secret.names().collect::<Vec<_>>(), [POLYGON_API_KEY]);
+        for env in [vec![], vec![(POLYGON_API_KEY, "  ")]] {
+            let mut pairs = vec![(CACHE_PROVIDERS, "thetadata,polygon")];
+            pairs.extend(env);
+            let settings = function_with(&pairs, &from_secret).expect("valid");
+            assert_eq!(
+                settings.providers.served,
+                [ProviderName::ThetaData, ProviderName::Polygon]
+            );
+            assert_eq!(served_key(&settings), Some(SECRET_VALUE), "{pairs:?}");
+        }
+    }
+
+    #[test]
+    fn the_environment_wins_over_the_secret() {
+        let from_secret = credentials(&format!(r#"{{"POLYGON_API_KEY": "{SECRET_VALUE}"}}"#));
+        let env = [(CACHE_PROVIDERS, "polygon"), (POLYGON_API_KEY, " pk-env ")];
+        let settings = function_with(&env, &from_secret).expect("valid");
+        assert_eq!(served_key(&settings), Some("pk-env"));
+        assert_eq!(
+            from_secret.shadowed_by(lookup(&env)),
+            [POLYGON_API_KEY],
+            "the secret's value is reported as unused"
+        );
+        assert!(
+            from_secret
+                .shadowed_by(lookup(&[(POLYGON_API_KEY, "")]))
+                .is_empty()
+        );
+        // Without a secret the environment is read as before.
+        let settings = function_with(&env, &ProviderCredentials::default()).expect("valid");
+        assert_eq!(served_key(&settings), Some("pk-env"));
+    }
+
+    #[test]
+    fn a_key_in_neither_place_is_named_with_the_secret_it_could_be_in() {
+        let empty = credentials("{}");
+        assert_eq!(empty.names().count(), 0);
+        let error = function_with(&[(CACHE_PROVIDERS, "polygon")], &empty).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "POLYGON_API_KEY must be set, in the environment or in provider secret \
+             cachefill/prod/providers (CACHE_PROVIDER_SECRET_ID)"
+        );
+        // No secret read: the message is the plain one.
+        let error = function_with(
+            &[(CACHE_PROVIDERS, "polygon")],
+            &ProviderCredentials::default(),
+        )
+        .unwrap_err();
+        assert_eq!(error, SettingsError::Missing(POLYGON_API_KEY.to_owned()));
+        // A secret without polygon's key does not change a deployment that does not serve it.
+        let settings = function_with(&[], &empty).expect("valid");
+        assert_eq!(settings.providers.served, [ProviderName::ThetaData]);
+    }
+
+    #[test]
+    fn a_malformed_secret_names_the_secret_and_the_key_but_never_a_value() {
+        let v = SECRET_VALUE;
+        let cases: Vec<(String, Option<&str>, &str)> = vec![
+            (
+                v.to_owned(),
+                None,
+                "is not JSON (syntax error at line 1, column 1)",
+            ),
+            (
+                format!(r#"{{"POLYGON_API_KEY": "{v}""#),
+                None,
+                "is not JSON",
+            ),
+            (
+                format!(r#""{v}""#),
+                None,
+                "holds a string, not a JSON object",
+            ),
+            (format!(r#"["{v}"]"#), None, "holds an array"),
+            ("null".to_owned(), None, "holds null"),
+            (
+                format!(r#"{{"POLYGON_KEY": "{v}"}}"#),
+                Some("POLYGON_KEY"),
+                "is not a provider credential (expected: POLYGON_API_KEY)",
+            ),
+            (
+                r#"{"CACHE_BUCKET": "elsewhere"}"#.to_owned(),
+                Some("CACHE_BUCKET"),
+                "is not a provider credential",
+            ),
+            (
+                r#"{"POLYGON_API_KEY": 12345}"#.to_owned(),
+                Some("POLYGON_API_KEY"),
+                "must be a non-empty string, not a number",
+            ),
+            (
+                r#"{"POLYGON_API_KEY": " "}"#.to_owned(),
+                Some("POLYGON_API_KEY"),
+                "not an empty string",
+            ),
+            (
+                format!(r#"{{"POLYGON_API_KEY": {{"value": "{v}"}}}}"#),
+                Some("POLYGON_API_KEY"),
+                "not an object",
+            ),
+        ];
+        for (text, key, expected) in cases {
+            let error = ProviderCredentials::parse(SECRET_ID, &text).expect_err(&text);
+            let message = error.to_string();
+            assert!(
+                message.starts_with(
+                    "provider secret cachefill/prod/providers (CACHE_PROVIDER_SECRET_ID)"
+                ),
+                "{message}"
+            );
+            assert!(message.contains(expected), "{text}: {message}");
+            if let Some(key) = key {
+                assert!(message.contains(key), "{text}: {message}");
+            }
+            for shown in [message, format!("{error:?}")] {
+                assert!(!shown.contains(v), "{text}: {shown}");
+            }
+        }
+    }
+
+    #[test]
+    fn credentials_from_a_secret_are_redacted() {
+        let from_secret = credentials(&format!(r#"{{"POLYGON_API_KEY": "{SECRET_VALUE}"}}"#));
+        let settings = function_with(&[(CACHE_PROVIDERS, "polygon")], &from_secret).expect("valid");
+        for text in [
+            format!("{from_secret:?}"),
+            format!("{from_secret:#?}"),
+            format!("{settings:?}"),
+        ] {
+            assert!(!text.contains(SECRET_VALUE), "{text}");
+            assert!(text.contains("<redacted>"), "{text}");
+        }
+        assert!(format!("{from_secret:?}").contains(POLYGON_API_KEY));
+    }
+
+    #[test]
+    fn the_secret_is_named_by_cache_provider_secret_id() {
+        for unset in [vec![], vec![(CACHE_PROVIDER_SECRET_ID, " ")]] {
+            assert_eq!(ProviderSecretSettings::from_lookup(lookup(&unset)), None);
+        }
+        let settings = ProviderSecretSettings::from_lookup(lookup(&[
+            (CACHE_PROVIDER_SECRET_ID, " cachefill/prod/providers "),
+            (AWS_ENDPOINT_URL, "http://127.0.0.1:5000"),
+        ]))
+        .expect("a secret is named");
+        assert_eq!(settings.secret_id, SECRET_ID);
+        assert_eq!(
+            settings.endpoint_url.as_deref(),
+            Some("http://127.0.0.1:5000")
+        );
+        let settings = ProviderSecretSettings::from_lookup(lookup(&[
+            (CACHE_PROVIDER_SECRET_ID, SECRET_ID),
+            (AWS_ENDPOINT_URL, "http://127.0.0.1:5000"),
+            (AWS_ENDPOINT_URL_SECRETS_MANAGER, "http://127.0.0.1:5001"),
+        ]))
+        .expect("a secret is named");
+        assert_eq!(
+            settings.endpoint_url.as_deref(),
+            Some("http://127.0.0.1:5001")
+        );
     }
 }

@@ -1,7 +1,10 @@
 //! The miss-handler Lambda's handler: a request in, an answer or a typed error out.
 //!
 //! Generic over the storage and provider seams so it runs against the local directory
-//! store and the synthetic provider in tests, and against S3 and ThetaData in AWS.
+//! store and the synthetic provider in tests, and against S3 and ThetaData in AWS. [`init`]
+//! is the deployed function's start.
+
+pub mod secret;
 
 use std::time::Instant;
 
@@ -9,6 +12,8 @@ use cachefill_core::errors::ErrorType;
 use cachefill_core::fill::{FillAnswer, FillEngine, FillError, MissRequest};
 use cachefill_core::providers::Provider;
 use cachefill_core::providers::ProviderSet;
+use cachefill_core::runtime::{self, InitError};
+use cachefill_core::settings::{MissHandlerSettings, ProviderCredentials, ProviderSecretSettings};
 use cachefill_core::storage::ObjectStore;
 use cachefill_core::storage::s3::S3Store;
 use lambda_runtime::{Diagnostic, LambdaEvent};
@@ -16,6 +21,40 @@ use serde_json::value::RawValue;
 
 /// The engine the deployed function runs (`cachefill_core::runtime::miss_handler`).
 pub type Engine = FillEngine<S3Store, ProviderSet>;
+
+/// The deployed function's start, once per process: the provider secret when
+/// `CACHE_PROVIDER_SECRET_ID` names one, then the settings (the secret filling what the
+/// environment leaves unset), then the engine. Anything wrong stops the start here.
+pub async fn init() -> Result<Engine, InitError> {
+    let credentials = match ProviderSecretSettings::from_env() {
+        Some(secret) => {
+            let credentials = secret::read(&secret).await?;
+            tracing::info!(
+                secret_id = %secret.secret_id,
+                variables = ?credentials.names().collect::<Vec<_>>(),
+                "provider secret read"
+            );
+            for name in credentials.shadowed_by_env() {
+                tracing::warn!(
+                    secret_id = %secret.secret_id,
+                    variable = name,
+                    "set in the environment too: the environment's value is used"
+                );
+            }
+            credentials
+        }
+        None => ProviderCredentials::default(),
+    };
+    let settings = MissHandlerSettings::from_env_with(&credentials)?;
+    let engine = runtime::miss_handler(&settings).await?;
+    tracing::info!(
+        bucket = %settings.store.bucket,
+        root = %settings.store.layout().root(),
+        providers = ?settings.providers.served,
+        "miss-handler ready"
+    );
+    Ok(engine)
+}
 
 /// A failed invocation: its `errorType` tells the caller whether to retry.
 #[derive(Debug)]

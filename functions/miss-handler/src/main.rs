@@ -1,8 +1,7 @@
-//! miss-handler Lambda: reads its settings and builds its clients once, then serves fills.
-//! A setting that cannot be used stops the function here, at init, naming the variable.
+//! miss-handler Lambda: reads its provider secret and settings and builds its clients once
+//! (`miss_handler::init`), then serves fills. A setting or secret that cannot be used stops
+//! the function here, at init, naming the variable or the secret.
 
-use cachefill_core::runtime;
-use cachefill_core::settings::MissHandlerSettings;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::value::RawValue;
 
@@ -20,7 +19,7 @@ async fn main() -> Result<(), Error> {
         )
         .init();
 
-    let engine = match init().await {
+    let engine = match miss_handler::init().await {
         Ok(engine) => engine,
         Err(e) => {
             tracing::error!(error = %e, "miss-handler cannot start");
@@ -34,16 +33,4 @@ async fn main() -> Result<(), Error> {
         },
     ))
     .await
-}
-
-async fn init() -> Result<miss_handler::Engine, runtime::InitError> {
-    let settings = MissHandlerSettings::from_env()?;
-    let engine = runtime::miss_handler(&settings).await?;
-    tracing::info!(
-        bucket = %settings.store.bucket,
-        root = %settings.store.layout().root(),
-        providers = ?settings.providers.served,
-        "miss-handler ready"
-    );
-    Ok(engine)
 }

@@ -1,7 +1,8 @@
 //! The function as Lambda starts it: settings read once at init through the composition root.
-//! A setting that cannot be used stops the process before it asks for its first event, with
-//! a message naming the variable; a deployment that does not serve a provider answers a
-//! request for it with `InvalidRequest`, naming the setting.
+//! A setting (or provider secret) that cannot be used stops the process before it asks for
+//! its first event, with a message naming the variable (or the secret); a deployment that
+//! does not serve a provider answers a request for it with `InvalidRequest`, naming the
+//! setting.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -77,6 +78,29 @@ fn a_broken_setting_fails_init_naming_the_variable() {
             "{env:?}: the init error does not name {variable}:\n{output}"
         );
     }
+}
+
+#[test]
+fn an_unreadable_provider_secret_fails_init_naming_the_secret() {
+    let (status, output) = start_with(&[
+        ("CACHE_BUCKET", "b"),
+        ("CACHE_PROVIDERS", "thetadata,polygon"),
+        ("CACHE_PROVIDER_SECRET_ID", "cachefill/prod/providers"),
+        // Nothing listens on the discard port: Secrets Manager is unreachable.
+        ("AWS_ENDPOINT_URL_SECRETS_MANAGER", "http://127.0.0.1:9"),
+        // Static credentials, so the SDK never looks for an instance metadata service.
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ]);
+    assert!(!status.success(), "started: {output}");
+    assert!(
+        output.contains("miss-handler cannot start")
+            && output.contains(
+                "cannot read provider secret cachefill/prod/providers (CACHE_PROVIDER_SECRET_ID)"
+            ),
+        "the init error does not name the secret:\n{output}"
+    );
 }
 
 fn event(json: &str) -> LambdaEvent<Box<RawValue>> {
