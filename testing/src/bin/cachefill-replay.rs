@@ -1,15 +1,24 @@
-//! `cachefill-replay`: the replay server of [`cachefill_testing::thetadata`] as a process, for
-//! tests written in another language (the Python package's tests drive it from
-//! `python/tests/terminal.py`).
+//! `cachefill-replay`: the replay servers of [`cachefill_testing`] as a process, for tests
+//! and benchmarks written in another language (the Python package's tests drive it from
+//! `python/tests/terminal.py`, `scripts/bench-polygon` from bash).
 //!
 //! ```text
-//! cachefill-replay [FIXTURES_FOLDER ...]
+//! cachefill-replay [FIXTURES_FOLDER]      # ThetaData: the recorded exchanges of a folder
+//! cachefill-replay --polygon API_KEY      # Polygon: cachefill_testing::polygon::PolygonReplay
 //! ```
 //!
-//! Serves the recorded exchanges of each folder named (relative to the repository's
-//! `tests/fixtures/`) on a free loopback port, prints `{"base_url": "http://127.0.0.1:PORT"}`
-//! as its first line, then reads one JSON command a line from standard input and answers
-//! each with one JSON line (`{"ok": true, ...}` or `{"ok": false, "error": "..."}`):
+//! The first form serves the recorded exchanges of the folder named (relative to the
+//! repository's `tests/fixtures/`; none: nothing recorded). The second serves
+//! [`PolygonReplay`] to requests carrying `Authorization: Bearer API_KEY` (its recorded pages
+//! and generated aggregates for any ticker and range), and answers
+//! `/v3/reference/splits` (any query) with an empty listing, as Polygon does for a ticker
+//! without splits: lumibot's `polygon_helper` lists a ticker's splits once a day when its
+//! file exists.
+//!
+//! Either way it serves on a free loopback port, prints
+//! `{"base_url": "http://127.0.0.1:PORT"}` as its first line, then reads one JSON command a
+//! line from standard input and answers each with one JSON line (`{"ok": true, ...}` or
+//! `{"ok": false, "error": "..."}`):
 //!
 //! | command | what it does |
 //! |---|---|
@@ -19,6 +28,10 @@
 //! | `{"op":"fault","path":P,"kind":"reset"\|"short_body"\|"cut_json"\|"delay"[,"ms":N]}` | the transport faults |
 //! | `{"op":"clear_faults"}` | no more faults |
 //! | `{"op":"requests"}` | `{"ok":true,"requests":[{"method","path","query":{..}}, ...]}`, in arrival order |
+//! | `{"op":"count"[,"prefix":P]}` | `{"ok":true,"count":N}`: requests received so far (whose path starts with `P`) |
+//! | `{"op":"reset_log"}` | forget the requests received so far |
+//! | `{"op":"list_from","ticker":T,"date":"YYYY-MM-DD"}` | Polygon: no bars for `T` before `date` (its first listing) |
+//! | `{"op":"page_size","results":N}` | Polygon: at most `N` results a generated page |
 //!
 //! The process ends when its standard input closes, so it never outlives the test that
 //! started it.
@@ -28,6 +41,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use cachefill_testing::fixtures;
+use cachefill_testing::polygon::PolygonReplay;
 use cachefill_testing::thetadata::{Fault, ReplayServer, Reply};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -43,24 +57,65 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run() -> Result<(), String> {
-    let folders: Vec<String> = std::env::args().skip(1).collect();
-    let server = match folders.as_slice() {
-        [] => ReplayServer::empty().await.map_err(|e| e.to_string())?,
-        [folder] => {
-            let dir = fixtures::dir(folder).map_err(|e| e.to_string())?;
-            ReplayServer::start(dir).await.map_err(|e| e.to_string())?
+/// Where Polygon lists splits.
+const POLYGON_SPLITS: &str = "/v3/reference/splits";
+
+/// What the process serves.
+enum Served {
+    ThetaData(ReplayServer),
+    Polygon(PolygonReplay),
+}
+
+impl Served {
+    async fn from_args(args: &[String]) -> Result<Served, String> {
+        Ok(match args {
+            [] => Served::ThetaData(ReplayServer::empty().await.map_err(|e| e.to_string())?),
+            [flag, key] if flag == "--polygon" => {
+                let replay = PolygonReplay::start(key).await.map_err(|e| e.to_string())?;
+                replay.server().respond_under(POLYGON_SPLITS, |_| {
+                    Some(Reply::json(
+                        r#"{"results":[],"status":"OK","request_id":"replay"}"#,
+                    ))
+                });
+                Served::Polygon(replay)
+            }
+            [flag, ..] if flag == "--polygon" => {
+                return Err("--polygon takes the API key the server requires".into());
+            }
+            [folder] => {
+                let dir = fixtures::dir(folder).map_err(|e| e.to_string())?;
+                Served::ThetaData(ReplayServer::start(dir).await.map_err(|e| e.to_string())?)
+            }
+            _ => return Err("give at most one fixtures folder, or --polygon API_KEY".into()),
+        })
+    }
+
+    fn server(&self) -> &ReplayServer {
+        match self {
+            Served::ThetaData(server) => server,
+            Served::Polygon(replay) => replay.server(),
         }
-        _ => return Err("give at most one fixtures folder".into()),
-    };
-    println!("{}", json!({ "base_url": server.base_url() }));
+    }
+
+    fn polygon(&self) -> Result<&PolygonReplay, String> {
+        match self {
+            Served::Polygon(replay) => Ok(replay),
+            Served::ThetaData(_) => Err("only the Polygon server (--polygon) has this op".into()),
+        }
+    }
+}
+
+async fn run() -> Result<(), String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let served = Served::from_args(&args).await?;
+    println!("{}", json!({ "base_url": served.server().base_url() }));
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     while let Some(line) = lines.next_line().await.map_err(|e| e.to_string())? {
         if line.trim().is_empty() {
             continue;
         }
         let answer = match serde_json::from_str::<Value>(&line) {
-            Ok(command) => command_answer(&server, &command),
+            Ok(command) => command_answer(&served, &command),
             Err(e) => Err(format!("not JSON: {e}")),
         };
         let answer = match answer {
@@ -76,7 +131,8 @@ async fn run() -> Result<(), String> {
     Ok(())
 }
 
-fn command_answer(server: &ReplayServer, command: &Value) -> Result<Value, String> {
+fn command_answer(served: &Served, command: &Value) -> Result<Value, String> {
+    let server = served.server();
     let text = |name: &str| command.get(name).and_then(Value::as_str);
     let number = |name: &str| command.get(name).and_then(Value::as_u64);
     let path = || text("path").ok_or("the command needs a \"path\"");
@@ -127,6 +183,33 @@ fn command_answer(server: &ReplayServer, command: &Value) -> Result<Value, Strin
                 })
                 .collect();
             Ok(json!({ "requests": requests }))
+        }
+        "count" => {
+            let prefix = text("prefix").unwrap_or("");
+            let count = server
+                .requests()
+                .iter()
+                .filter(|r| r.path.starts_with(prefix))
+                .count();
+            Ok(json!({ "count": count }))
+        }
+        "reset_log" => {
+            server.reset_log();
+            Ok(Value::Null)
+        }
+        "list_from" => {
+            let ticker = text("ticker").ok_or("the command needs a \"ticker\"")?;
+            let date = text("date").ok_or("the command needs a \"date\"")?;
+            let date = date
+                .parse()
+                .map_err(|_| format!("date {date:?} is not YYYY-MM-DD"))?;
+            served.polygon()?.list_from(ticker, date);
+            Ok(Value::Null)
+        }
+        "page_size" => {
+            let results = number("results").ok_or("the command needs \"results\" (a number)")?;
+            served.polygon()?.set_page_size(results as usize);
+            Ok(Value::Null)
         }
         other => Err(format!("unknown op {other:?}")),
     }
