@@ -22,8 +22,7 @@
 //! ```
 
 use crate::fill::{EngineConfig, FillEngine};
-use crate::providers::ProviderSet;
-use crate::providers::thetadata::SetupError;
+use crate::providers::{ProviderSet, SetupError};
 use crate::settings::{
     MissHandlerSettings, ProviderSecretError, ProviderSettings, SettingsError, ValidatorSettings,
 };
@@ -133,7 +132,12 @@ mod tests {
     fn an_unusable_provider_setting_fails_at_start_naming_the_variable() {
         let settings = settings(&[(THETADATA_BASE_URL, "https://theta.example")]);
         let error = providers(&settings.providers).unwrap_err();
-        assert!(matches!(error, InitError::Provider(SetupError::Https(_))));
+        assert!(matches!(
+            error,
+            InitError::Provider(SetupError::ThetaData(
+                crate::providers::thetadata::SetupError::Https(_)
+            ))
+        ));
         assert!(error.to_string().contains(THETADATA_BASE_URL), "{error}");
     }
 

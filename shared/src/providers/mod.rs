@@ -195,17 +195,14 @@ fn follows(previous: NaiveDate, next: NaiveDate) -> bool {
     crate::calendar::next_session(previous).is_ok_and(|s| s == next)
 }
 
-/// The Polygon provider the settings describe. Its setup errors travel as the composition
-/// root's provider error (`SetupError::Client`), naming the setting.
-fn polygon_from_settings(
-    settings: &ProviderSettings,
-) -> Result<polygon::PolygonProvider, thetadata::SetupError> {
-    polygon::PolygonConfig::from_settings(settings)
-        .and_then(polygon::PolygonProvider::new)
-        .map_err(|e| thetadata::SetupError::Client {
-            url: settings.polygon_base_url.clone(),
-            reason: e.to_string(),
-        })
+/// Why a provider the settings serve could not be set up: its own setup error, naming the
+/// setting to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    ThetaData(#[from] thetadata::SetupError),
+    #[error(transparent)]
+    Polygon(#[from] polygon::SetupError),
 }
 
 /// Providers by name: the miss-handler serves every provider a dataset may name.
@@ -221,7 +218,7 @@ impl ProviderSet {
 
     /// The providers `settings` serve (`CACHE_PROVIDERS`), each set up from them; a provider
     /// that cannot be set up fails here, at start, naming the setting.
-    pub fn from_settings(settings: &ProviderSettings) -> Result<Self, thetadata::SetupError> {
+    pub fn from_settings(settings: &ProviderSettings) -> Result<Self, SetupError> {
         let mut set = ProviderSet::new();
         for name in &settings.served {
             set = match name {
@@ -232,7 +229,11 @@ impl ProviderSet {
                     ))?,
                 ),
                 ProviderName::Synthetic => set.with(*name, synthetic::SyntheticProvider::new()),
-                ProviderName::Polygon => set.with(*name, polygon_from_settings(settings)?),
+                ProviderName::Polygon => set.with(
+                    *name,
+                    polygon::PolygonConfig::from_settings(settings)
+                        .and_then(polygon::PolygonProvider::new)?,
+                ),
             };
         }
         Ok(set)
