@@ -6,10 +6,44 @@
 //! it, rename it over the target, fsync the directory. Writers that publish several files as
 //! one change write every temporary first ([`write_temp`]) and rename them together
 //! ([`publish`]) under their own lock.
+//!
+//! Every fsync the workspace makes goes through [`sync_file`] or [`sync_dir`], which count
+//! them ([`syncs`]), so a test can hold the number a fill costs to a stated floor.
+//!
+//! A writer whose file need not survive a power cut (only a crash of the process) passes
+//! [`Durability::ProcessCrash`] to [`write_with`]: the temp file is still fsynced before the
+//! rename, so the target is never torn, but the directory is not, so after a power cut the
+//! target may be the old file again.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Every fsync (file or directory) made through this module since the process started.
+static SYNCS: AtomicU64 = AtomicU64::new(0);
+
+/// How many fsyncs (of files and directories) this process has made so far.
+pub fn syncs() -> u64 {
+    SYNCS.load(Ordering::Relaxed)
+}
+
+/// What a write must survive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// A power cut or kernel crash: the bytes and the rename are fsynced before returning.
+    PowerLoss,
+    /// Only a crash of the writing process: the page cache holds the write. [`write_with`]
+    /// skips the directory fsync (a power cut may undo the rename, never tear the file);
+    /// [`create_filled`] skips the file's fsync (a power cut may leave it torn or missing).
+    ProcessCrash,
+}
+
+/// Fsyncs `file`'s bytes and metadata.
+pub fn sync_file(file: &File) -> io::Result<()> {
+    SYNCS.fetch_add(1, Ordering::Relaxed);
+    file.sync_all()
+}
 
 /// Write `target` atomically through a temporary named `temp_name` in the same directory.
 pub fn write(
@@ -17,10 +51,53 @@ pub fn write(
     temp_name: &str,
     fill: impl FnOnce(&mut File) -> io::Result<()>,
 ) -> io::Result<()> {
+    write_with(target, temp_name, Durability::PowerLoss, fill)
+}
+
+/// [`write`] with the durability the caller's file needs.
+pub fn write_with(
+    target: &Path,
+    temp_name: &str,
+    durability: Durability,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<()> {
+    // The temp file is fsynced whatever the durability: renaming unsynced bytes into place
+    // could leave a torn target after a power cut, which no durability allows.
     let temp = write_temp(target, temp_name, fill)?;
-    publish(&temp, target).inspect_err(|_| {
+    let renamed = fs::rename(&temp, target).and_then(|()| match durability {
+        Durability::PowerLoss => sync_dir(directory_of(target)),
+        Durability::ProcessCrash => Ok(()),
+    });
+    renamed.inspect_err(|_| {
         let _ = fs::remove_file(&temp);
     })
+}
+
+/// Creates `path` exclusively (creating its directory), fills it and, for
+/// [`Durability::PowerLoss`], fsyncs it; on failure nothing is left behind. The caller makes
+/// the new directory entry durable ([`sync_dir`]) when it needs to: a file that nothing
+/// references until a later commit point needs its entry durable only before that commit.
+pub fn create_filled(
+    path: &Path,
+    durability: Durability,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<PathBuf> {
+    fs::create_dir_all(directory_of(path))?;
+    let written = (|| {
+        let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
+        fill(&mut file)?;
+        match durability {
+            Durability::PowerLoss => sync_file(&file),
+            Durability::ProcessCrash => Ok(()),
+        }
+    })();
+    match written {
+        Ok(()) => Ok(path.to_path_buf()),
+        Err(e) => {
+            let _ = fs::remove_file(path);
+            Err(e)
+        }
+    }
 }
 
 /// Create `temp_name` beside `target` (creating the directory), fill it and fsync it; on
@@ -30,24 +107,11 @@ pub fn write_temp(
     temp_name: &str,
     fill: impl FnOnce(&mut File) -> io::Result<()>,
 ) -> io::Result<PathBuf> {
-    let dir = directory_of(target);
-    fs::create_dir_all(dir)?;
-    let temp = dir.join(temp_name);
-    let written = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temp)?;
-        fill(&mut file)?;
-        file.sync_all()
-    })();
-    match written {
-        Ok(()) => Ok(temp),
-        Err(e) => {
-            let _ = fs::remove_file(&temp);
-            Err(e)
-        }
-    }
+    create_filled(
+        &directory_of(target).join(temp_name),
+        Durability::PowerLoss,
+        fill,
+    )
 }
 
 /// Rename a temporary written by [`write_temp`] over `target` and make the rename durable.
@@ -66,7 +130,7 @@ fn directory_of(target: &Path) -> &Path {
 /// Makes renames and creations inside `dir` durable.
 #[cfg(unix)]
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    sync_file(&File::open(dir)?)
 }
 
 /// Windows cannot open a directory as a file; its renames are durable through the journal.
@@ -103,6 +167,29 @@ mod tests {
         let error = write(&target, ".tmp-2", |_| Err(io::Error::other("disk full"))).unwrap_err();
         assert_eq!(error.to_string(), "disk full");
         assert_eq!(fs::read(&target).unwrap(), b"old");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn process_crash_writes_land_like_durable_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("file");
+        // Other tests in this binary may sync meanwhile, so only the lower bound is exact
+        // here; shared/tests/fsync_floor.rs holds a whole fill in a process of its own.
+        let before = syncs();
+        write(&target, ".tmp-1", |f| f.write_all(b"one")).unwrap();
+        assert!(syncs() - before >= 2, "file and directory fsynced");
+        write_with(&target, ".tmp-2", Durability::ProcessCrash, |f| {
+            f.write_all(b"two")
+        })
+        .unwrap();
+        let unsynced = create_filled(&dir.path().join("new"), Durability::ProcessCrash, |f| {
+            f.write_all(b"three")
+        })
+        .unwrap();
+        assert_eq!(fs::read(&unsynced).unwrap(), b"three");
+        fs::remove_file(&unsynced).unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"two");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

@@ -22,11 +22,12 @@
 //!
 //! # Why a crash leaves either the old or the new state
 //!
-//! Every file is written as a temp file in its final directory, fsynced, then renamed over
-//! its final name, and the directory is fsynced. A write first puts the bytes in place at
-//! `data/<new version id>` (unreferenced, so invisible), then renames a new `head.json`
-//! that references it: that single rename is the commit point. A crash before it leaves the
-//! old `head.json` and at most an orphan data file or temp file, which reads never look at
+//! A write first puts the bytes in place at `data/<new version id>` (unreferenced, so
+//! invisible; created exclusively, fsynced, then `data/` fsynced), then writes a new
+//! `head.json` that references it as a temp file, fsyncs it, renames it over the old one
+//! and fsyncs the key directory: that single rename is the commit point. (A key's first
+//! write first makes the directories holding it durable; leases and audit records get less,
+//! see [`durability_of`].) A crash before the rename leaves the old `head.json` and at most an orphan data file or temp file, which reads never look at
 //! and the next mutation of the key sweeps away; a crash after it leaves a head whose data
 //! is already durable. Data files that a head references are never removed or rewritten, so
 //! readers need no lock: they read one `head.json` snapshot and then immutable bytes. The OS
@@ -51,7 +52,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::atomic_file;
+use crate::atomic_file::{self, Durability};
+use crate::format::{AUDIT_AREA, LEASE_AREA};
 
 use super::{
     GetResult, Metadata, ObjectMeta, ObjectStore, PutMode, PutOptions, PutResult, Result,
@@ -254,8 +256,17 @@ impl LocalStore {
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(err) => return Err(ctx.io(&path)(err)),
         };
-        let head: HeadFile = serde_json::from_slice(&text)
-            .map_err(|err| ctx.other(format!("{}: corrupt head: {err}", path.display())))?;
+        let parsed = serde_json::from_slice::<HeadFile>(&text);
+        if durability_of(ctx.key) == Durability::ProcessCrash
+            && !head_survived(paths, parsed.as_ref().ok())
+        {
+            // A power cut tore an unsynced head or its current data: the key reads as never
+            // written, and its next mutation writes a fresh head over the wreck.
+            tracing::warn!(path = %path.display(), "head lost to a power cut; treating the key as absent");
+            return Ok(None);
+        }
+        let head =
+            parsed.map_err(|err| ctx.other(format!("{}: corrupt head: {err}", path.display())))?;
         if head.key != ctx.key {
             return Err(ctx.other(format!("{}: belongs to key {:?}", path.display(), head.key)));
         }
@@ -305,9 +316,6 @@ impl LocalStore {
         let data_dir = paths.data_dir();
         if !data_dir.is_dir() {
             fs::create_dir_all(&data_dir).map_err(ctx.io(&data_dir))?;
-            if let Some(parent) = paths.dir.parent() {
-                atomic_file::sync_dir(parent).map_err(ctx.io(parent))?;
-            }
         }
         let lock_path = paths.lock();
         let lock = OpenOptions::new()
@@ -320,11 +328,28 @@ impl LocalStore {
         lock.lock().map_err(ctx.io(&lock_path))?;
         let result = self.read_head(ctx, &paths).and_then(|head| {
             sweep(&paths, head.as_ref());
+            if head.is_none() && durability_of(ctx.key) == Durability::PowerLoss {
+                self.sync_key_directories(ctx, &paths)?;
+            }
             f(&paths, head)
         });
         // Closing the file releases the lock too; unlocking first just makes it prompt.
         let _ = lock.unlock();
         result
+    }
+
+    /// Makes the entries of a key's directories durable (the shard's in `objects/`, the key
+    /// directory's in the shard, `data/`'s in the key directory) before its first head can
+    /// commit inside them, or a power cut could keep nothing of a write reported done. Done
+    /// whenever the key has no head yet, not only when this writer created the directories:
+    /// a writer that crashed after creating them may never have synced them.
+    fn sync_key_directories(&self, ctx: Ctx<'_>, paths: &KeyPaths) -> Result<()> {
+        let objects = self.objects_dir();
+        let shard = paths.dir.parent().unwrap_or(&objects);
+        for dir in [objects.as_path(), shard, paths.dir.as_path()] {
+            atomic_file::sync_dir(dir).map_err(ctx.io(dir))?;
+        }
+        Ok(())
     }
 
     fn put_sync(&self, key: &str, body: Bytes, options: PutOptions) -> Result<PutResult> {
@@ -350,9 +375,7 @@ impl LocalStore {
                 });
             }
             let version_id = next_version_id(head.as_ref());
-            let data_dir = paths.data_dir();
-            write_atomic(&data_dir, &version_id, |file| file.write_all(&body))
-                .map_err(ctx.io(&data_dir))?;
+            write_data(ctx, paths, &version_id, |file| file.write_all(&body))?;
             let record = VersionRecord {
                 version_id,
                 delete_marker: false,
@@ -380,12 +403,10 @@ impl LocalStore {
         };
         self.mutate(ctx, |paths, head| {
             let version_id = next_version_id(head.as_ref());
-            let data_dir = paths.data_dir();
             let mut reader = File::open(&source_data).map_err(source_ctx.io(&source_data))?;
-            let copied = write_atomic(&data_dir, &version_id, |file| {
+            write_data(ctx, paths, &version_id, |file| {
                 io::copy(&mut reader, file).map(|_| ())
-            });
-            copied.map_err(ctx.io(&data_dir))?;
+            })?;
             // Like S3's default copy directives: the content, user metadata and tags come along.
             let record = VersionRecord {
                 version_id,
@@ -463,6 +484,12 @@ impl LocalStore {
                 if !head.key.starts_with(prefix) {
                     continue;
                 }
+                let paths = KeyPaths { dir: dir.clone() };
+                if durability_of(&head.key) == Durability::ProcessCrash
+                    && !head_survived(&paths, Some(&head))
+                {
+                    continue;
+                }
                 if let Some(current) = head.current() {
                     found.push(current.object_meta(&head.key, false));
                 }
@@ -512,7 +539,56 @@ impl LocalStore {
 fn write_head(ctx: Ctx<'_>, paths: &KeyPaths, head: &HeadFile) -> Result<()> {
     let text = serde_json::to_vec_pretty(head)
         .map_err(|err| ctx.other(format!("cannot encode head: {err}")))?;
-    write_atomic(&paths.dir, HEAD_FILE, |file| file.write_all(&text)).map_err(ctx.io(&paths.dir))
+    let temp = format!(
+        "{TEMP_PREFIX}{}-{:016x}",
+        std::process::id(),
+        fastrand::u64(..)
+    );
+    atomic_file::write_with(&paths.head(), &temp, durability_of(ctx.key), |file| {
+        file.write_all(&text)
+    })
+    .map_err(ctx.io(&paths.dir))
+}
+
+/// Puts the bytes of a new version at `data/<version_id>`, ready for a head to name.
+///
+/// No temp file and rename: nothing reads a data file until a committed head names it, and
+/// a crash mid-write leaves an unreferenced file that the next mutation's sweep removes.
+/// For a durable key the file is fsynced and then `data/` is, so that both the bytes and
+/// the entry naming them are on disk before [`write_head`]'s rename can be: `data/` is not
+/// the head's directory, so the head's own directory fsync would not cover it.
+fn write_data(
+    ctx: Ctx<'_>,
+    paths: &KeyPaths,
+    version_id: &str,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+) -> Result<()> {
+    let durability = durability_of(ctx.key);
+    let data_dir = paths.data_dir();
+    atomic_file::create_filled(&paths.data(version_id), durability, fill)
+        .map_err(ctx.io(&data_dir))?;
+    if durability == Durability::PowerLoss {
+        atomic_file::sync_dir(&data_dir).map_err(ctx.io(&data_dir))?;
+    }
+    Ok(())
+}
+
+/// What a write of `key` must survive: the one place the store decides it.
+///
+/// Leases (`_leases/`) and audit records (`_audit/`) need to survive only a crash of the
+/// writing process, so they are written with no fsync. A lease cannot outlive a reboot
+/// usefully: its holder is gone, so losing it (or its release) only lets a peer take it
+/// sooner or makes it wait out the TTL. An audit record may be lost to a power cut; that
+/// is documented. Everything else (parquet, sidecars, manifests, quarantine) survives a
+/// power cut. Decided by a path segment, since the store does not know the key layout's
+/// prefix; a foreign key with such a segment merely gets the cheaper durability.
+fn durability_of(key: &str) -> Durability {
+    let mut directories = key.split('/').rev().skip(1);
+    if directories.any(|segment| segment == LEASE_AREA || segment == AUDIT_AREA) {
+        Durability::ProcessCrash
+    } else {
+        Durability::PowerLoss
+    }
 }
 
 /// `"` + the first 32 hex digits of the sha256 of the bytes + `"`, shaped like an S3 etag.
@@ -537,18 +613,18 @@ fn next_version_id(head: Option<&HeadFile>) -> String {
     format!("{nanos:020}-{:016x}", fastrand::u64(..))
 }
 
-/// Writes `name` in `dir` atomically (temp file, fsync, rename, fsync of the directory).
-fn write_atomic(
-    dir: &Path,
-    name: &str,
-    fill: impl FnOnce(&mut File) -> io::Result<()>,
-) -> io::Result<()> {
-    let temp = format!(
-        "{TEMP_PREFIX}{}-{:016x}",
-        std::process::id(),
-        fastrand::u64(..)
-    );
-    atomic_file::write(&dir.join(name), &temp, fill)
+/// Whether a head of a [`Durability::ProcessCrash`] key survived a power cut whole: it parses
+/// (its temp file is fsynced, so only a foreign hand can tear it) and the data of its
+/// current version, written unsynced, has the recorded size. Older versions are not checked.
+fn head_survived(paths: &KeyPaths, head: Option<&HeadFile>) -> bool {
+    let Some(head) = head else {
+        return false;
+    };
+    match head.current() {
+        None => true,
+        Some(current) => fs::metadata(paths.data(&current.version_id))
+            .is_ok_and(|meta| meta.len() == current.size),
+    }
 }
 
 fn read_dir_sorted(dir: &Path) -> io::Result<Vec<PathBuf>> {
@@ -926,6 +1002,57 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(old.bytes.as_ref(), b"previous");
+    }
+
+    #[tokio::test]
+    async fn a_lease_whose_unsynced_data_a_power_cut_tore_reads_as_absent() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_in(&dir);
+        let key = "stage/v1/_leases/a.parquet.lease";
+        let put = store
+            .put(
+                key,
+                Bytes::from_static(b"{\"owner\":\"a\"}"),
+                PutOptions::default(),
+            )
+            .await
+            .unwrap();
+        // The head survived (its temp file is fsynced) but its unsynced data did not.
+        fs::write(
+            store
+                .key_paths(key)
+                .data(put.version_id.as_deref().unwrap()),
+            b"",
+        )
+        .unwrap();
+        assert!(store.get(key, None).await.unwrap_err().is_not_found());
+        assert!(store.list("stage/").await.unwrap().is_empty());
+        let retaken = PutOptions {
+            mode: PutMode::IfAbsent,
+            ..Default::default()
+        };
+        store
+            .put(key, Bytes::from_static(b"b"), retaken)
+            .await
+            .unwrap();
+        assert_eq!(store.get(key, None).await.unwrap().bytes.as_ref(), b"b");
+        // A durable key with the same damage is an error, never silently absent.
+        let data = "stage/v1/a.parquet";
+        let put = store
+            .put(data, Bytes::from_static(b"bytes"), PutOptions::default())
+            .await
+            .unwrap();
+        fs::write(
+            store
+                .key_paths(data)
+                .data(put.version_id.as_deref().unwrap()),
+            b"",
+        )
+        .unwrap();
+        assert!(matches!(
+            store.get(data, None).await.unwrap_err(),
+            StorageError::Other { .. }
+        ));
     }
 
     #[tokio::test]
