@@ -8,22 +8,24 @@
 //!   different versions at once, the last one to finish wins, whole.
 //! - **Nothing is served unverified.** A parquet is only served when its sha256 equals its
 //!   sidecar's `checksum` (lumibot deletes and refetches files that disagree; so do we, by
-//!   downloading again). Hashes are remembered per file identity (inode, size, mtime), so a
-//!   hit costs a `stat` and a sidecar read, not a re-hash.
+//!   downloading again). What was verified is remembered per file identity (device, inode,
+//!   size, mtime in ns), in memory and in a record on disk, so a hit, in this process or the
+//!   next, costs a `stat` and a few small reads, not a re-hash (see [`Verified`]).
 //!
-//! Our own bookkeeping lives in `<root>/.cachefill-client/`: `locks/` and `receipts/` (which
+//! Our own bookkeeping lives in `<root>/.cachefill-client/`: `locks/`, `receipts/` (which
 //! object version a local file came from; a receipt counts only while its sha256 matches
-//! the file, so a file replaced by lumibot itself is never misreported).
+//! the file, so a file replaced by lumibot itself is never misreported) and `verified/`.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -41,6 +43,7 @@ use cachefill_core::coverage::{self, Covered};
 pub const INTERNAL_DIR: &str = ".cachefill-client";
 const LOCKS_DIR: &str = "locks";
 const RECEIPTS_DIR: &str = "receipts";
+const VERIFIED_DIR: &str = "verified";
 /// Suffix of temporary files; they start with `.` as well.
 pub const PARTIAL_SUFFIX: &str = ".partial";
 
@@ -130,33 +133,79 @@ impl Entry {
     }
 }
 
-/// What a verified file looked like, keyed by its identity on disk.
-#[derive(Debug, Clone)]
+/// What a verified parquet looked like on disk, what its bytes hashed to and what they cover.
+///
+/// Kept in memory per [`LocalCache`] and written to `.cachefill-client/verified/<hash of the
+/// relative path>.json`, so a new process (each `cachefill get`) trusts it too. It lives in
+/// our own hidden folder rather than in lumibot's sidecar (lumibot reads and rewrites that
+/// JSON) or beside the parquet (lumibot's folder keeps only lumibot's files): lumibot's walks
+/// skip dot-folders, and deleting the folder only costs one re-hash per file.
+///
+/// The record is trusted only while the file's identity is unchanged and the sidecar's
+/// checksum is the recorded sha256; anything else re-hashes. The blind spot: a file rewritten
+/// in place (same inode) to the same size within the same nanosecond of mtime, or with its
+/// mtime set back, keeps its record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Verified {
+    /// The relative path, so a record read under another file's name is never used.
+    relative: String,
     identity: Identity,
     sha256: String,
-    covered: Covered,
+    sessions: Vec<NaiveDate>,
+    untrusted: Vec<NaiveDate>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+impl Verified {
+    fn covered(&self) -> Covered {
+        Covered {
+            sessions: self.sessions.iter().copied().collect(),
+            untrusted: self.untrusted.iter().copied().collect(),
+        }
+    }
+}
+
+/// Which file on disk: a new inode (a rename over the name), device, length or mtime means a
+/// different file. Elsewhere than unix only length and mtime are known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct Identity {
+    dev: u64,
     inode: u64,
     len: u64,
-    modified: SystemTime,
+    /// Nanoseconds since the epoch (negative before it).
+    mtime_ns: i128,
 }
 
 impl Identity {
     fn of(meta: &fs::Metadata) -> Self {
         #[cfg(unix)]
-        let inode = std::os::unix::fs::MetadataExt::ino(meta);
+        let (dev, inode, mtime_ns) = {
+            use std::os::unix::fs::MetadataExt;
+            (
+                meta.dev(),
+                meta.ino(),
+                i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            )
+        };
         #[cfg(not(unix))]
-        let inode = 0;
+        let (dev, inode, mtime_ns) = (
+            0,
+            0,
+            match modified_of(meta).duration_since(SystemTime::UNIX_EPOCH) {
+                Ok(after) => after.as_nanos() as i128,
+                Err(before) => -(before.duration().as_nanos() as i128),
+            },
+        );
         Identity {
+            dev,
             inode,
             len: meta.len(),
-            modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            mtime_ns,
         }
     }
+}
+
+fn modified_of(meta: &fs::Metadata) -> SystemTime {
+    meta.modified().unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
 /// One dataset file found by walking the cache.
@@ -174,6 +223,7 @@ pub struct Found {
 pub struct LocalCache {
     root: PathBuf,
     verified: Mutex<HashMap<PathBuf, Verified>>,
+    bytes_hashed: AtomicU64,
 }
 
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> ClientError + '_ {
@@ -289,11 +339,18 @@ impl LocalCache {
         LocalCache {
             root: root.into(),
             verified: Mutex::new(HashMap::new()),
+            bytes_hashed: AtomicU64::new(0),
         }
     }
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Bytes of parquet this instance has read and hashed to verify them: what a hit
+    /// answered from a record does not add to (for tests and diagnostics).
+    pub fn bytes_hashed(&self) -> u64 {
+        self.bytes_hashed.load(Ordering::Relaxed)
     }
 
     /// The local path of a relative cache path (`thetadata/stock/…/x.parquet`).
@@ -360,56 +417,33 @@ impl LocalCache {
             Err(e) => return Err(ClientError::local(&path, e)),
         };
         let identity = Identity::of(&meta);
-        let remembered = self
-            .verified
-            .lock()
-            .expect("memo lock")
-            .get(&path)
-            .filter(|v| v.identity == identity)
-            .cloned();
-        let verified = match remembered {
-            Some(v) => v,
-            None => {
-                let bytes = Bytes::from(fs::read(&path).map_err(io_error(&path))?);
-                let modified: DateTime<Utc> = identity.modified.into();
-                let covered = parse_relative_path(relative)
-                    .map_err(|e| e.0)
-                    .and_then(|dataset| {
-                        coverage::of_parquet(&dataset, &bytes, modified).map_err(|e| e.to_string())
-                    })
-                    .map_err(|e| ClientError::Corrupt {
-                        path: path.clone(),
-                        message: format!("not a readable parquet file: {e}"),
-                    });
-                let verified = Verified {
-                    identity,
-                    sha256: codec::sha256_hex(&bytes),
-                    // An unreadable file covers nothing; it is replaced by the next download.
-                    covered: covered.unwrap_or_default(),
-                };
-                self.verified
-                    .lock()
-                    .expect("memo lock")
-                    .insert(path.clone(), verified.clone());
-                verified
-            }
-        };
-        let (sidecar, sidecar_state) = match fs::read(sidecar_path(&path)) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => (None, SidecarState::Missing),
+        let modified = modified_of(&meta);
+        let sidecar = match fs::read(sidecar_path(&path)) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(ClientError::local(sidecar_path(&path), e)),
-            Ok(bytes) => match Sidecar::parse(&bytes) {
-                Err(e) => (None, SidecarState::Unreadable(e.to_string())),
-                Ok(sidecar) => {
-                    let state = if sidecar.checksum.as_deref() == Some(verified.sha256.as_str()) {
-                        SidecarState::Matches
-                    } else {
-                        SidecarState::Mismatch {
-                            sidecar_checksum: sidecar.checksum.clone(),
-                        }
-                    };
-                    (Some(sidecar), state)
-                }
-            },
+            Ok(bytes) => Some(Sidecar::parse(&bytes)),
+        };
+        let sidecar_checksum = match &sidecar {
+            Some(Ok(sidecar)) => sidecar.checksum.as_deref(),
+            _ => None,
+        };
+        let verified = match self.remembered(relative, &path, identity, sidecar_checksum) {
+            Some(verified) => verified,
+            None => self.verify(relative, &path, identity, modified)?,
+        };
+        let (sidecar, sidecar_state) = match sidecar {
+            None => (None, SidecarState::Missing),
+            Some(Err(e)) => (None, SidecarState::Unreadable(e.to_string())),
+            Some(Ok(sidecar)) => {
+                let state = if sidecar.checksum.as_deref() == Some(verified.sha256.as_str()) {
+                    SidecarState::Matches
+                } else {
+                    SidecarState::Mismatch {
+                        sidecar_checksum: sidecar.checksum.clone(),
+                    }
+                };
+                (Some(sidecar), state)
+            }
         };
         let receipt = fs::read(self.internal(RECEIPTS_DIR, relative, "json"))
             .ok()
@@ -419,14 +453,91 @@ impl LocalCache {
         Ok(Some(Entry {
             path,
             size: identity.len,
-            modified: identity.modified,
+            modified,
+            covered: verified.covered(),
             sha256: verified.sha256,
             sidecar,
             sidecar_state,
             receipt,
-            covered: verified.covered,
             marker,
         }))
+    }
+
+    /// What this file was verified as, from memory or its record, when the file is still the
+    /// one verified and the sidecar, if it names a checksum, names the recorded sha256 (a
+    /// sidecar naming another hash re-hashes, so a pair rewritten within one mtime tick is
+    /// caught by its new sidecar). A missing or unreadable record means "not verified".
+    fn remembered(
+        &self,
+        relative: &str,
+        path: &Path,
+        identity: Identity,
+        sidecar_checksum: Option<&str>,
+    ) -> Option<Verified> {
+        let trusted = |v: &Verified| {
+            v.identity == identity
+                && v.relative == relative
+                && sidecar_checksum.is_none_or(|c| c == v.sha256)
+        };
+        let memo = self.verified.lock().expect("memo lock").get(path).cloned();
+        if let Some(v) = memo.filter(trusted) {
+            return Some(v);
+        }
+        let record = fs::read(self.internal(VERIFIED_DIR, relative, "json")).ok()?;
+        let v = serde_json::from_slice::<Verified>(&record)
+            .ok()
+            .filter(trusted)?;
+        self.verified
+            .lock()
+            .expect("memo lock")
+            .insert(path.to_path_buf(), v.clone());
+        Some(v)
+    }
+
+    /// Read and hash the file, work out its coverage, and remember both.
+    fn verify(
+        &self,
+        relative: &str,
+        path: &Path,
+        identity: Identity,
+        modified: SystemTime,
+    ) -> Result<Verified, ClientError> {
+        let bytes = Bytes::from(fs::read(path).map_err(io_error(path))?);
+        self.bytes_hashed
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        let covered = parse_relative_path(relative)
+            .map_err(|e| e.0)
+            .and_then(|dataset| {
+                coverage::of_parquet(&dataset, &bytes, modified.into()).map_err(|e| e.to_string())
+            })
+            // An unreadable file covers nothing; it is replaced by the next download.
+            .unwrap_or_default();
+        let verified = Verified {
+            relative: relative.to_string(),
+            identity,
+            sha256: codec::sha256_hex(&bytes),
+            sessions: covered.sessions.into_iter().collect(),
+            untrusted: covered.untrusted.into_iter().collect(),
+        };
+        self.verified
+            .lock()
+            .expect("memo lock")
+            .insert(path.to_path_buf(), verified.clone());
+        // The record only saves the next process a hash: failing to write it loses nothing.
+        let record = self.internal(VERIFIED_DIR, relative, "json");
+        let written = record
+            .parent()
+            .map_or(Ok(()), fs::create_dir_all)
+            .and_then(|()| {
+                write_atomically(
+                    &record,
+                    &serde_json::to_vec(&verified).expect("a record serializes"),
+                )
+            });
+        if let Err(e) = written {
+            tracing::debug!(record = %record.display(), error = %e, "could not record a verified file");
+        }
+        Ok(verified)
     }
 
     /// Rows and bounds computed from a parquet's rows (for files without a sidecar).
@@ -523,10 +634,11 @@ impl LocalCache {
         let path = self.path_of(relative);
         let side = sidecar_path(&path);
         let receipt = self.internal(RECEIPTS_DIR, relative, "json");
+        let record = self.internal(VERIFIED_DIR, relative, "json");
         let markers = [marker_path(&path), marker_path(&side)];
         let _lock = self.lock(relative, true)?;
-        for marker in &markers {
-            remove_if_present(marker).map_err(io_error(marker))?;
+        for bookkeeping in markers.iter().chain([&record]) {
+            remove_if_present(bookkeeping).map_err(io_error(bookkeeping))?;
         }
         let mut removed = false;
         for file in [&path, &side, &receipt] {
