@@ -19,7 +19,7 @@ use cachefill_core::providers::synthetic::SyntheticProvider;
 use cachefill_core::providers::{Provider, ProviderError};
 use cachefill_core::storage::ObjectStore;
 use cachefill_core::storage::local::LocalStore;
-use cachefill_testing::doubles::{CountingProvider, FailingStore, ScriptedProvider};
+use cachefill_testing::doubles::{CountingProvider, FailingStore, RacingStore, ScriptedProvider};
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 
 const AAPL_MINUTE: &str = r#"{"provider":"synthetic","asset_type":"stock","symbol":"AAPL","timespan":"minute","datastyle":"ohlc"}"#;
@@ -457,87 +457,6 @@ async fn concurrent_fills_of_different_ranges_keep_both() {
     );
 }
 
-/// A store where another writer replaces the data object just before our first put of it,
-/// so that put loses its `If-Match` and the engine must merge again.
-#[derive(Debug)]
-struct RacingStore {
-    inner: LocalStore,
-    key: String,
-    injected: std::sync::Mutex<Option<Bytes>>,
-}
-
-#[async_trait::async_trait]
-impl ObjectStore for RacingStore {
-    async fn get(
-        &self,
-        key: &str,
-        v: Option<&str>,
-    ) -> cachefill_core::storage::Result<cachefill_core::storage::GetResult> {
-        self.inner.get(key, v).await
-    }
-    async fn head(
-        &self,
-        key: &str,
-        v: Option<&str>,
-    ) -> cachefill_core::storage::Result<cachefill_core::storage::ObjectMeta> {
-        self.inner.head(key, v).await
-    }
-    async fn put(
-        &self,
-        key: &str,
-        body: Bytes,
-        options: cachefill_core::storage::PutOptions,
-    ) -> cachefill_core::storage::Result<cachefill_core::storage::PutResult> {
-        let injected = if key == self.key {
-            self.injected.lock().unwrap().take()
-        } else {
-            None
-        };
-        if let Some(other) = injected {
-            self.inner.put(key, other, Default::default()).await?;
-        }
-        self.inner.put(key, body, options).await
-    }
-    async fn copy(
-        &self,
-        from: &str,
-        v: Option<&str>,
-        to: &str,
-    ) -> cachefill_core::storage::Result<cachefill_core::storage::PutResult> {
-        self.inner.copy(from, v, to).await
-    }
-    async fn delete(&self, key: &str) -> cachefill_core::storage::Result<()> {
-        self.inner.delete(key).await
-    }
-    async fn list(
-        &self,
-        prefix: &str,
-    ) -> cachefill_core::storage::Result<Vec<cachefill_core::storage::ObjectMeta>> {
-        self.inner.list(prefix).await
-    }
-    async fn list_versions(
-        &self,
-        key: &str,
-    ) -> cachefill_core::storage::Result<Vec<cachefill_core::storage::VersionInfo>> {
-        self.inner.list_versions(key).await
-    }
-    async fn get_tags(
-        &self,
-        key: &str,
-        v: Option<&str>,
-    ) -> cachefill_core::storage::Result<cachefill_core::storage::Tags> {
-        self.inner.get_tags(key, v).await
-    }
-    async fn put_tags(
-        &self,
-        key: &str,
-        v: Option<&str>,
-        t: &cachefill_core::storage::Tags,
-    ) -> cachefill_core::storage::Result<()> {
-        self.inner.put_tags(key, v, t).await
-    }
-}
-
 #[tokio::test]
 async fn rows_another_writer_added_are_kept_when_the_put_races() {
     let dir = tempfile::tempdir().unwrap();
@@ -562,26 +481,19 @@ async fn rows_another_writer_added_are_kept_when_the_put_races() {
         .unwrap();
     let other = scratch.store().get(&key, None).await.unwrap().bytes;
 
-    let store = RacingStore {
-        inner: LocalStore::new(dir.path().join("bucket")).unwrap(),
-        key: key.clone(),
-        injected: std::sync::Mutex::new(None),
-    };
+    let store = RacingStore::new(LocalStore::new(dir.path().join("bucket")).unwrap(), &key);
     let engine = FillEngine::new(store, SyntheticProvider::new(), config()).with_clock(clock);
     engine
         .fill(&request(AAPL_MINUTE, "2024-01-02", "2024-01-05"))
         .await
         .unwrap();
-    *engine.store().injected.lock().unwrap() = Some(other);
+    engine.store().race_with(other);
     let answer = engine
         .fill(&request(AAPL_MINUTE, "2024-01-02", "2024-01-10"))
         .await
         .unwrap();
     assert_eq!(answer.status, FillStatus::Filled);
-    assert!(
-        engine.store().injected.lock().unwrap().is_none(),
-        "the race happened"
-    );
+    assert!(engine.store().raced(), "the race happened");
     let (_, after) = object(engine.store(), &key).await;
     assert_eq!(
         after.fact(format::FACT_COVERAGE),

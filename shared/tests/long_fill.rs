@@ -24,11 +24,9 @@ use cachefill_core::providers::synthetic::generate;
 use cachefill_core::providers::{
     FetchRequest, Fetched, Provider, ProviderError, one_per_session, runs,
 };
+use cachefill_core::storage::ObjectStore;
 use cachefill_core::storage::local::LocalStore;
-use cachefill_core::storage::{
-    GetResult, ObjectMeta, ObjectStore, PutOptions, PutResult, Result as StoreResult, Tags,
-    VersionInfo,
-};
+use cachefill_testing::doubles::RacingStore;
 use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, TimeZone, Utc};
 
 const AAPL_MINUTE: &str = r#"{"provider":"synthetic","asset_type":"stock","symbol":"AAPL","timespan":"minute","datastyle":"ohlc"}"#;
@@ -320,54 +318,6 @@ async fn a_unit_failing_after_several_chunks_publishes_nothing() {
     assert_eq!(store.list_versions(&key).await.unwrap().len(), 1);
 }
 
-/// A store where another writer replaces the data object just before our next put of it,
-/// so that put loses its `If-Match` and the engine merges again.
-#[derive(Debug)]
-struct RacingStore {
-    inner: LocalStore,
-    key: String,
-    injected: Mutex<Option<Bytes>>,
-}
-
-#[async_trait]
-impl ObjectStore for RacingStore {
-    async fn get(&self, key: &str, v: Option<&str>) -> StoreResult<GetResult> {
-        self.inner.get(key, v).await
-    }
-    async fn head(&self, key: &str, v: Option<&str>) -> StoreResult<ObjectMeta> {
-        self.inner.head(key, v).await
-    }
-    async fn put(&self, key: &str, body: Bytes, options: PutOptions) -> StoreResult<PutResult> {
-        let injected = if key == self.key {
-            self.injected.lock().unwrap().take()
-        } else {
-            None
-        };
-        if let Some(other) = injected {
-            self.inner.put(key, other, Default::default()).await?;
-        }
-        self.inner.put(key, body, options).await
-    }
-    async fn copy(&self, from: &str, v: Option<&str>, to: &str) -> StoreResult<PutResult> {
-        self.inner.copy(from, v, to).await
-    }
-    async fn delete(&self, key: &str) -> StoreResult<()> {
-        self.inner.delete(key).await
-    }
-    async fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
-        self.inner.list(prefix).await
-    }
-    async fn list_versions(&self, key: &str) -> StoreResult<Vec<VersionInfo>> {
-        self.inner.list_versions(key).await
-    }
-    async fn get_tags(&self, key: &str, v: Option<&str>) -> StoreResult<Tags> {
-        self.inner.get_tags(key, v).await
-    }
-    async fn put_tags(&self, key: &str, v: Option<&str>, t: &Tags) -> StoreResult<()> {
-        self.inner.put_tags(key, v, t).await
-    }
-}
-
 #[tokio::test]
 async fn a_long_fill_that_loses_its_write_merges_the_same_rows_into_the_newer_object() {
     let dir = tempfile::tempdir().unwrap();
@@ -388,18 +338,17 @@ async fn a_long_fill_that_loses_its_write_merges_the_same_rows_into_the_newer_ob
         .unwrap();
     let (other_bytes, other, _) = conformed(&scratch, &dataset, &key).await;
 
-    let store = Arc::new(RacingStore {
-        inner: LocalStore::new(dir.path().join("bucket")).unwrap(),
-        key: key.clone(),
-        injected: Mutex::new(None),
-    });
+    let store = Arc::new(RacingStore::new(
+        LocalStore::new(dir.path().join("bucket")).unwrap(),
+        &key,
+    ));
     let first = FillEngine::new(store.clone(), Shaped::new(0, Units::PerSession), config())
         .with_clock(clock());
     first
         .fill(&request(AAPL_MINUTE, "2023-03-01", "2023-03-31"))
         .await
         .unwrap();
-    let (_, base, base_coverage) = conformed(&store.inner, &dataset, &key).await;
+    let (_, base, base_coverage) = conformed(store.as_ref(), &dataset, &key).await;
 
     let provider = Shaped::new(3, Units::PerSession);
     let (want, fetched) = expected(
@@ -411,17 +360,14 @@ async fn a_long_fill_that_loses_its_write_merges_the_same_rows_into_the_newer_ob
         "2023-12-31",
     );
     assert!(fetched > 2 * CHUNK_ROWS, "{fetched} rows: a long fill");
-    *store.injected.lock().unwrap() = Some(other_bytes);
+    store.race_with(other_bytes);
     let engine = FillEngine::new(store.clone(), provider, config()).with_clock(clock());
     let answer = engine
         .fill(&request(AAPL_MINUTE, "2022-07-01", "2023-12-31"))
         .await
         .unwrap();
-    assert!(
-        store.injected.lock().unwrap().is_none(),
-        "the race happened"
-    );
+    assert!(store.raced(), "the race happened");
     assert_eq!(answer.status, FillStatus::Filled);
     assert_eq!(answer.rows as usize, want.num_rows());
-    assert_written(&store.inner, &dataset, &key, &want).await;
+    assert_written(store.as_ref(), &dataset, &key, &want).await;
 }

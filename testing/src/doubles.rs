@@ -1,5 +1,6 @@
 //! Test doubles that wrap real components: a provider that counts what it is asked for,
-//! one that serves scripted rows, and a store that fails chosen writes.
+//! one that serves scripted rows, a store that fails chosen writes, and one that loses a
+//! write race on purpose.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -239,6 +240,75 @@ impl<S: ObjectStore> ObjectStore for FailingStore<S> {
     }
     async fn delete(&self, key: &str) -> Result<()> {
         self.check("delete", key)?;
+        self.inner.delete(key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        self.inner.list(prefix).await
+    }
+    async fn list_versions(&self, key: &str) -> Result<Vec<VersionInfo>> {
+        self.inner.list_versions(key).await
+    }
+    async fn get_tags(&self, key: &str, version: Option<&str>) -> Result<Tags> {
+        self.inner.get_tags(key, version).await
+    }
+    async fn put_tags(&self, key: &str, version: Option<&str>, tags: &Tags) -> Result<()> {
+        self.inner.put_tags(key, version, tags).await
+    }
+}
+
+/// Wraps a real store; when armed with another writer's object, writes it to `key` just
+/// before the next put of that key, so the put loses its `If-Match` as it would against a
+/// concurrent writer, and the engine must merge again.
+#[derive(Debug)]
+pub struct RacingStore<S> {
+    inner: S,
+    key: String,
+    injected: Mutex<Option<Bytes>>,
+}
+
+impl<S> RacingStore<S> {
+    pub fn new(inner: S, key: impl Into<String>) -> Self {
+        RacingStore {
+            inner,
+            key: key.into(),
+            injected: Mutex::new(None),
+        }
+    }
+
+    /// The object the other writer puts before our next put of the key.
+    pub fn race_with(&self, other: Bytes) {
+        *self.injected.lock().expect("race lock") = Some(other);
+    }
+
+    /// Whether the armed race has happened.
+    pub fn raced(&self) -> bool {
+        self.injected.lock().expect("race lock").is_none()
+    }
+}
+
+#[async_trait]
+impl<S: ObjectStore> ObjectStore for RacingStore<S> {
+    async fn get(&self, key: &str, version: Option<&str>) -> Result<GetResult> {
+        self.inner.get(key, version).await
+    }
+    async fn head(&self, key: &str, version: Option<&str>) -> Result<ObjectMeta> {
+        self.inner.head(key, version).await
+    }
+    async fn put(&self, key: &str, body: Bytes, options: PutOptions) -> Result<PutResult> {
+        let injected = if key == self.key {
+            self.injected.lock().expect("race lock").take()
+        } else {
+            None
+        };
+        if let Some(other) = injected {
+            self.inner.put(key, other, PutOptions::default()).await?;
+        }
+        self.inner.put(key, body, options).await
+    }
+    async fn copy(&self, from: &str, from_version: Option<&str>, to: &str) -> Result<PutResult> {
+        self.inner.copy(from, from_version, to).await
+    }
+    async fn delete(&self, key: &str) -> Result<()> {
         self.inner.delete(key).await
     }
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
