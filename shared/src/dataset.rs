@@ -428,7 +428,8 @@ fn check_text_field(name: &str, text: &str, max: usize) -> Result<(), DatasetErr
     Ok(())
 }
 
-fn json_kind(value: &serde_json::Value) -> &'static str {
+/// What kind of JSON value this is, for messages (`expected a string, got a number`).
+pub(crate) fn json_kind(value: &serde_json::Value) -> &'static str {
     match value {
         serde_json::Value::Null => "null",
         serde_json::Value::Bool(_) => "a boolean",

@@ -52,6 +52,7 @@
 //! Blank values count as unset, as Python's `value or default` does. Variables
 //! whose value is not valid UTF-8 are treated as unset.
 
+use crate::dataset::json_kind;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::RangeInclusive;
@@ -662,6 +663,13 @@ impl ProviderCredentials {
                 serde_json::Value::String(text) if !py_strip(&text).is_empty() => {
                     values.insert(key, Secret(text));
                 }
+                serde_json::Value::String(_) => {
+                    return Err(ProviderSecretError::NotAString {
+                        secret_id,
+                        key,
+                        found: "an empty string",
+                    });
+                }
                 other => {
                     return Err(ProviderSecretError::NotAString {
                         secret_id,
@@ -709,18 +717,6 @@ impl ProviderCredentials {
 }
 
 /// What a JSON value is, in words, without its content.
-fn json_kind(value: &serde_json::Value) -> &'static str {
-    match value {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(text) if py_strip(text).is_empty() => "an empty string",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
-    }
-}
-
 /// Settings of the object-validator: only its bucket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidatorSettings {
