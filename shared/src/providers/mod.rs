@@ -158,41 +158,49 @@ pub fn one_per_session(sessions: &[NaiveDate]) -> Vec<Vec<NaiveDate>> {
     sessions.iter().map(|d| vec![*d]).collect()
 }
 
-/// Units spanning at most `max_days` calendar days: the shape of end-of-day endpoints that
-/// take a `start_date`/`end_date` window.
-pub fn windows(sessions: &[NaiveDate], max_days: i64) -> Vec<Vec<NaiveDate>> {
+/// Sessions grouped in order: each joins the unit before it while `joins(unit, session)`
+/// says so, else starts a new one. Every planner below is one rule for `joins`.
+pub fn group(
+    sessions: &[NaiveDate],
+    joins: impl Fn(&[NaiveDate], NaiveDate) -> bool,
+) -> Vec<Vec<NaiveDate>> {
     let mut out: Vec<Vec<NaiveDate>> = Vec::new();
     for session in sessions {
         match out.last_mut() {
-            Some(unit) if (*session - unit[0]).num_days() < max_days => unit.push(*session),
+            Some(unit) if joins(unit, *session) => unit.push(*session),
             _ => out.push(vec![*session]),
         }
     }
     out
+}
+
+/// Units spanning at most `max_days` calendar days: the shape of end-of-day endpoints that
+/// take a `start_date`/`end_date` window.
+pub fn windows(sessions: &[NaiveDate], max_days: i64) -> Vec<Vec<NaiveDate>> {
+    group(sessions, |unit, session| {
+        spans_under(unit, session, max_days)
+    })
 }
 
 /// Runs of consecutive sessions (consecutive on the NYSE calendar, so weekends and holidays
 /// do not split a run) of at most `max_sessions` each: the shape of endpoints that take a
 /// date range, when the sessions in between are already covered.
 pub fn runs(sessions: &[NaiveDate], max_sessions: usize) -> Vec<Vec<NaiveDate>> {
-    let mut out: Vec<Vec<NaiveDate>> = Vec::new();
-    for session in sessions {
-        match out.last_mut() {
-            Some(unit)
-                if unit.len() < max_sessions
-                    && unit.last().is_some_and(|last| follows(*last, *session)) =>
-            {
-                unit.push(*session)
-            }
-            _ => out.push(vec![*session]),
-        }
-    }
-    out
+    group(sessions, |unit, session| {
+        unit.len() < max_sessions && follows(unit, session)
+    })
 }
 
-/// Whether `next` is the session right after `previous`.
-fn follows(previous: NaiveDate, next: NaiveDate) -> bool {
-    crate::calendar::next_session(previous).is_ok_and(|s| s == next)
+/// Whether a unit with `session` added spans fewer than `max_days` calendar days.
+pub fn spans_under(unit: &[NaiveDate], session: NaiveDate, max_days: i64) -> bool {
+    unit.first()
+        .is_some_and(|first| (session - *first).num_days() < max_days)
+}
+
+/// Whether `session` is the one right after the unit's last (on the NYSE calendar).
+pub fn follows(unit: &[NaiveDate], session: NaiveDate) -> bool {
+    unit.last()
+        .is_some_and(|last| crate::calendar::next_session(*last).is_ok_and(|next| next == session))
 }
 
 /// Why a provider the settings serve could not be set up: its own setup error, naming the

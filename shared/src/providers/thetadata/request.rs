@@ -5,10 +5,9 @@
 
 use chrono::{Datelike, NaiveDate, Weekday};
 
-use crate::calendar;
 use crate::codec::schema::Layout;
 use crate::dataset::{AssetType, BarInterval, Dataset, Provider as ProviderName, Right};
-use crate::providers::{ProviderError, one_per_session};
+use crate::providers::{self, ProviderError, one_per_session};
 
 /// One end-of-day request may cover at most this many calendar days.
 pub const MAX_EOD_WINDOW_DAYS: i64 = 365;
@@ -169,24 +168,10 @@ pub fn plan(dataset: &Dataset, sessions: &[NaiveDate]) -> Vec<Vec<NaiveDate>> {
 /// Split ascending sessions into runs of consecutive sessions spanning at most
 /// [`MAX_EOD_WINDOW_DAYS`] calendar days.
 pub fn eod_windows(sessions: &[NaiveDate]) -> Vec<Vec<NaiveDate>> {
-    let mut out: Vec<Vec<NaiveDate>> = Vec::new();
-    for session in sessions {
-        match out.last_mut() {
-            Some(unit)
-                if (*session - unit[0]).num_days() < MAX_EOD_WINDOW_DAYS
-                    && follows(*unit.last().expect("units are never empty"), *session) =>
-            {
-                unit.push(*session)
-            }
-            _ => out.push(vec![*session]),
-        }
-    }
-    out
-}
-
-/// Whether `next` is the session right after `previous`.
-fn follows(previous: NaiveDate, next: NaiveDate) -> bool {
-    calendar::next_session(previous).is_ok_and(|s| s == next)
+    providers::group(sessions, |unit, session| {
+        providers::spans_under(unit, session, MAX_EOD_WINDOW_DAYS)
+            && providers::follows(unit, session)
+    })
 }
 
 /// The expiration to query for a contract whose tradable expiration is `tradable`, given
@@ -387,7 +372,8 @@ mod tests {
 
     #[test]
     fn eod_windows_stop_at_gaps_and_at_365_days() {
-        let mut sessions = calendar::sessions_between(d("2022-01-03"), d("2023-12-29")).unwrap();
+        let mut sessions =
+            crate::calendar::sessions_between(d("2022-01-03"), d("2023-12-29")).unwrap();
         let units = eod_windows(&sessions);
         assert_eq!(units.len(), 2);
         for unit in &units {
@@ -400,7 +386,8 @@ mod tests {
         assert_eq!(units[1][0], d("2022-06-16"));
         assert_eq!(units.iter().map(Vec::len).sum::<usize>(), sessions.len());
         // Holidays and weekends do not break a run.
-        let around_mlk = calendar::sessions_between(d("2024-01-12"), d("2024-01-17")).unwrap();
+        let around_mlk =
+            crate::calendar::sessions_between(d("2024-01-12"), d("2024-01-17")).unwrap();
         assert_eq!(eod_windows(&around_mlk).len(), 1);
     }
 }
