@@ -9,6 +9,7 @@
 //! | [`conformance`] | the storage seam's conformance suite, run against every backend |
 //! | [`doubles`] | wrappers around real components that count calls or fail on purpose |
 
+pub mod binance;
 pub mod conformance;
 pub mod doubles;
 pub mod fixtures;

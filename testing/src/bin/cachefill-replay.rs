@@ -5,6 +5,7 @@
 //! ```text
 //! cachefill-replay [FIXTURES_FOLDER]      # ThetaData: the recorded exchanges of a folder
 //! cachefill-replay --polygon API_KEY      # Polygon: cachefill_testing::polygon::PolygonReplay
+//! cachefill-replay --binance              # Binance: cachefill_testing::binance::BinanceReplay
 //! ```
 //!
 //! The first form serves the recorded exchanges of the folder named (relative to the
@@ -13,7 +14,9 @@
 //! and generated aggregates for any ticker and range), and answers
 //! `/v3/reference/splits` (any query) with an empty listing, as Polygon does for a ticker
 //! without splits: lumibot's `polygon_helper` lists a ticker's splits once a day when its
-//! file exists.
+//! file exists. The third serves [`BinanceReplay`]: `GET /api/v3/aggTrades` for any symbol
+//! (generated trades and the recordings of `tests/fixtures/binance/`), with Binance's request
+//! weight, 429s and 418s.
 //!
 //! Either way it serves on a free loopback port, prints
 //! `{"base_url": "http://127.0.0.1:PORT"}` as its first line, then reads one JSON command a
@@ -32,6 +35,11 @@
 //! | `{"op":"reset_log"}` | forget the requests received so far |
 //! | `{"op":"list_from","ticker":T,"date":"YYYY-MM-DD"}` | Polygon: no bars for `T` before `date` (its first listing) |
 //! | `{"op":"page_size","results":N}` | Polygon: at most `N` results a generated page |
+//! | `{"op":"now","ms":N}` | Binance: no trade after epoch millisecond `N` (absent: the system clock) |
+//! | `{"op":"weight_budget","budget":N,"window_ms":W}` | Binance: `N` weight per window of `W` ms, from now |
+//! | `{"op":"drop_ids","symbol":S,"from":A,"to":B}` | Binance: never serve ids `A..=B` of `S` |
+//! | `{"op":"overlap_pages","ids":N}` | Binance: every `fromId` page starts `N` ids early |
+//! | `{"op":"weight"}` | Binance: `{"ok":true,"max_used_weight":N,"banned":N}` (418s sent) |
 //!
 //! The process ends when its standard input closes, so it never outlives the test that
 //! started it.
@@ -40,6 +48,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use cachefill_testing::binance::BinanceReplay;
 use cachefill_testing::fixtures;
 use cachefill_testing::polygon::PolygonReplay;
 use cachefill_testing::thetadata::{Fault, ReplayServer, Reply};
@@ -64,6 +73,7 @@ const POLYGON_SPLITS: &str = "/v3/reference/splits";
 enum Served {
     ThetaData(ReplayServer),
     Polygon(PolygonReplay),
+    Binance(BinanceReplay),
 }
 
 impl Served {
@@ -82,11 +92,21 @@ impl Served {
             [flag, ..] if flag == "--polygon" => {
                 return Err("--polygon takes the API key the server requires".into());
             }
+            [flag] if flag == "--binance" => {
+                Served::Binance(BinanceReplay::start().await.map_err(|e| e.to_string())?)
+            }
+            [flag, ..] if flag == "--binance" => {
+                return Err("--binance takes no argument".into());
+            }
             [folder] => {
                 let dir = fixtures::dir(folder).map_err(|e| e.to_string())?;
                 Served::ThetaData(ReplayServer::start(dir).await.map_err(|e| e.to_string())?)
             }
-            _ => return Err("give at most one fixtures folder, or --polygon API_KEY".into()),
+            _ => {
+                return Err(
+                    "give at most one fixtures folder, --polygon API_KEY or --binance".into(),
+                );
+            }
         })
     }
 
@@ -94,13 +114,21 @@ impl Served {
         match self {
             Served::ThetaData(server) => server,
             Served::Polygon(replay) => replay.server(),
+            Served::Binance(replay) => replay.server(),
         }
     }
 
     fn polygon(&self) -> Result<&PolygonReplay, String> {
         match self {
             Served::Polygon(replay) => Ok(replay),
-            Served::ThetaData(_) => Err("only the Polygon server (--polygon) has this op".into()),
+            _ => Err("only the Polygon server (--polygon) has this op".into()),
+        }
+    }
+
+    fn binance(&self) -> Result<&BinanceReplay, String> {
+        match self {
+            Served::Binance(replay) => Ok(replay),
+            _ => Err("only the Binance server (--binance) has this op".into()),
         }
     }
 }
@@ -210,6 +238,46 @@ fn command_answer(served: &Served, command: &Value) -> Result<Value, String> {
             let results = number("results").ok_or("the command needs \"results\" (a number)")?;
             served.polygon()?.set_page_size(results as usize);
             Ok(Value::Null)
+        }
+        "now" => {
+            let replay = served.binance()?;
+            match command.get("ms").and_then(Value::as_i64) {
+                Some(ms) => replay.set_now(ms),
+                None => replay.use_system_clock(),
+            }
+            Ok(Value::Null)
+        }
+        "weight_budget" => {
+            let budget = number("budget").ok_or("the command needs \"budget\" (a number)")?;
+            let budget =
+                u32::try_from(budget).map_err(|_| format!("budget {budget} is too large"))?;
+            let window = number("window_ms").unwrap_or(60_000);
+            served
+                .binance()?
+                .set_weight_budget(budget, Duration::from_millis(window));
+            Ok(Value::Null)
+        }
+        "drop_ids" => {
+            let symbol = text("symbol").ok_or("the command needs a \"symbol\"")?;
+            let id = |name: &str| {
+                command
+                    .get(name)
+                    .and_then(Value::as_i64)
+                    .ok_or(format!("the command needs \"{name}\" (an id)"))
+            };
+            served.binance()?.drop_ids(symbol, id("from")?..=id("to")?);
+            Ok(Value::Null)
+        }
+        "overlap_pages" => {
+            let ids = command.get("ids").and_then(Value::as_i64);
+            served
+                .binance()?
+                .overlap_pages(ids.ok_or("the command needs \"ids\" (a number)")?);
+            Ok(Value::Null)
+        }
+        "weight" => {
+            let replay = served.binance()?;
+            Ok(json!({ "max_used_weight": replay.max_used_weight(), "banned": replay.banned() }))
         }
         other => Err(format!("unknown op {other:?}")),
     }
