@@ -28,16 +28,24 @@ pub enum Provider {
     Polygon,
     /// Deterministic generated data for demos, load tests and benchmarks (not market data).
     Synthetic,
+    /// Binance spot: aggregate trades only ([`crate::trades`]), no bars.
+    Binance,
 }
 
 impl Provider {
-    pub const ALL: [Provider; 3] = [Provider::ThetaData, Provider::Polygon, Provider::Synthetic];
+    pub const ALL: [Provider; 4] = [
+        Provider::ThetaData,
+        Provider::Polygon,
+        Provider::Synthetic,
+        Provider::Binance,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Provider::ThetaData => "thetadata",
             Provider::Polygon => "polygon",
             Provider::Synthetic => "synthetic",
+            Provider::Binance => "binance",
         }
     }
 
@@ -47,7 +55,7 @@ impl Provider {
             return Ok(*provider);
         }
         let supported = Provider::ALL.map(Provider::as_str).join(", ");
-        if ["binance", "databento"].contains(&lowered.as_str()) {
+        if lowered == "databento" {
             return Err(bad(format!(
                 "provider '{text}' is not supported yet (supported: {supported})"
             )));
@@ -627,6 +635,11 @@ impl Dataset {
         }
         if provider == Provider::Polygon {
             check_polygon(&symbol, &timespan, &datastyle)?;
+        }
+        if provider == Provider::Binance {
+            return Err(bad(
+                "provider 'binance' has no bars: ask for asset_type 'crypto', timespan 'tick', datastyle 'aggtrades'",
+            ));
         }
         Ok(Dataset {
             provider,

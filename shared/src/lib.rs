@@ -14,6 +14,7 @@
 //! | [`validate`] | the rules every cached object must pass |
 //! | [`reference`] | corporate events and option chains lumibot reads in a backtest |
 //! | [`others`] | the other objects lumibot keeps beside the datasets |
+//! | [`trades`] | Binance aggregate trades, one file per UTC day |
 pub mod atomic_file;
 pub mod calendar;
 pub mod clock;
@@ -33,4 +34,5 @@ pub mod rules;
 pub mod runtime;
 pub mod settings;
 pub mod storage;
+pub mod trades;
 pub mod validate;

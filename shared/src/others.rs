@@ -13,6 +13,7 @@
 //! | `shared_bars` | `bars/v<N>/<provider>/…` (lumibot's shared bar cache) |
 //! | `polygon_splits` | `polygon/<file>_splits.parquet` (the splits `polygon_helper` keeps beside a price file) |
 //! | `polygon_chain` | `polygon/option_chains/<SYM>_<YYYY-MM-DD>[_max<N>d].parquet` |
+//! | `aggtrades` | `binance/crypto/tick/aggtrades/<SYMBOL>/<YYYY-MM-DD>.parquet` (cachefill's own trade days, [`crate::trades`]; judged by their rules like events and chains) |
 
 use std::fmt;
 
@@ -45,10 +46,11 @@ pub enum OtherKind {
     SharedBars,
     PolygonSplits,
     PolygonChain,
+    AggTrades,
 }
 
 impl OtherKind {
-    pub const ALL: [OtherKind; 9] = [
+    pub const ALL: [OtherKind; 10] = [
         OtherKind::OptionChain,
         OtherKind::Events,
         OtherKind::EventRanges,
@@ -58,6 +60,7 @@ impl OtherKind {
         OtherKind::SharedBars,
         OtherKind::PolygonSplits,
         OtherKind::PolygonChain,
+        OtherKind::AggTrades,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -71,6 +74,7 @@ impl OtherKind {
             OtherKind::SharedBars => "shared_bars",
             OtherKind::PolygonSplits => "polygon_splits",
             OtherKind::PolygonChain => "polygon_chain",
+            OtherKind::AggTrades => "aggtrades",
         }
     }
 
@@ -82,6 +86,9 @@ impl OtherKind {
             .any(|s| s.is_empty() || *s == "." || *s == "..")
         {
             return None;
+        }
+        if crate::trades::TradeDay::parse_relative(relative).is_some() {
+            return Some(OtherKind::AggTrades);
         }
         let thetadata = Provider::ThetaData.as_str();
         let polygon = Provider::Polygon.as_str();

@@ -66,6 +66,8 @@ pub enum Rule {
     Ranges,
     /// An option-chain parquet lumibot would ignore or misread (layout, version, strikes).
     Chain,
+    /// A trade day whose columns, ids, times or claimed coverage are wrong.
+    Trades,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -178,6 +180,27 @@ pub fn check_reference(
         return (vec![violation], None);
     }
     match reference {
+        Reference::TradeDay(day) => match crate::trades::file::check(day, bytes.clone()) {
+            Ok((problems, facts)) => (
+                problems
+                    .into_iter()
+                    .map(|p| Violation::new(Rule::Trades, p))
+                    .collect(),
+                Some(ReferenceFacts {
+                    rows: facts.rows,
+                    min: Some(day.date),
+                    max: Some(day.date),
+                    ignored: None,
+                }),
+            ),
+            Err(e) => (
+                vec![Violation::new(
+                    Rule::Unreadable,
+                    format!("does not decode: {e}"),
+                )],
+                None,
+            ),
+        },
         Reference::Events { set, .. } => {
             let decoded = match codec::decode(bytes.clone()) {
                 Ok(decoded) => decoded,

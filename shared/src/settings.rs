@@ -36,10 +36,12 @@
 //! | `CACHE_PREFIX` | both | empty | key prefix, trimmed like `LUMIBOT_CACHE_S3_PREFIX` |
 //! | `CACHE_VERSION` | both | `v1` | namespace under the prefix, trimmed like `LUMIBOT_CACHE_S3_VERSION` |
 //! | `AWS_ENDPOINT_URL_S3`, then `AWS_ENDPOINT_URL` | both | AWS | S3-compatible endpoint, addressed path-style (ignored when `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true`) |
-//! | `CACHE_PROVIDERS` | miss-handler | `thetadata` | providers this deployment serves, comma-separated (`thetadata`, `polygon`, `synthetic`); the embedded default serves all (polygon only when `POLYGON_API_KEY` is set) |
+//! | `CACHE_PROVIDERS` | miss-handler | `thetadata` | providers this deployment serves, comma-separated (`thetadata`, `polygon`, `synthetic`, `binance`); the embedded default serves all (polygon only when `POLYGON_API_KEY` is set) |
 //! | `THETADATA_BASE_URL` | miss-handler | `http://127.0.0.1:25503` | ThetaData terminal; a trailing `/` or `/v3` is dropped |
 //! | `POLYGON_API_KEY` | miss-handler | — | Polygon API key, sent as `Authorization: Bearer`; required when `CACHE_PROVIDERS` names `polygon` (never logged) |
 //! | `POLYGON_BASE_URL` | miss-handler | `https://api.polygon.io` | Polygon REST API; a trailing `/` is dropped |
+//! | `BINANCE_BASE_URL` | miss-handler | `https://data-api.binance.vision` | Binance spot REST API (the market-data-only host, or a mirror); a trailing `/` is dropped |
+//! | `BINANCE_WEIGHT_BUDGET` | miss-handler | `6000` | request weight per minute the Binance provider of one function instance stays within (4–1000000) |
 //! | `CACHE_PROVIDER_SECRET_ID` | miss-handler | none | Secrets Manager secret (name or ARN) read once at start: a JSON object of provider credentials by variable name (`{"POLYGON_API_KEY": "..."}`, [`PROVIDER_CREDENTIALS`]); each fills its variable when the environment leaves it unset or blank, so the environment wins |
 //! | `AWS_ENDPOINT_URL_SECRETS_MANAGER`, then `AWS_ENDPOINT_URL` | miss-handler | AWS | Secrets Manager-compatible endpoint of that secret (ignored like the S3 one) |
 //! | `CACHE_LEASE_TTL_SECONDS` | miss-handler | `960` | lifetime of a fill lease: the 900 s function timeout plus 60 s margin (1–86400) |
@@ -85,6 +87,8 @@ pub const CACHE_VERSION: &str = "CACHE_VERSION";
 pub const THETADATA_BASE_URL: &str = "THETADATA_BASE_URL";
 pub const POLYGON_API_KEY: &str = "POLYGON_API_KEY";
 pub const POLYGON_BASE_URL: &str = "POLYGON_BASE_URL";
+pub const BINANCE_BASE_URL: &str = "BINANCE_BASE_URL";
+pub const BINANCE_WEIGHT_BUDGET: &str = "BINANCE_WEIGHT_BUDGET";
 pub const CACHE_PROVIDER_SECRET_ID: &str = "CACHE_PROVIDER_SECRET_ID";
 pub const AWS_ENDPOINT_URL_SECRETS_MANAGER: &str = "AWS_ENDPOINT_URL_SECRETS_MANAGER";
 pub const CACHE_LEASE_TTL_SECONDS: &str = "CACHE_LEASE_TTL_SECONDS";
@@ -99,6 +103,11 @@ pub const PROVIDER_CREDENTIALS: &[&str] = &[POLYGON_API_KEY];
 pub const DEFAULT_THETADATA_BASE_URL: &str = "http://127.0.0.1:25503";
 /// Polygon's REST API.
 pub const DEFAULT_POLYGON_BASE_URL: &str = "https://api.polygon.io";
+/// Binance's market-data-only host.
+pub const DEFAULT_BINANCE_BASE_URL: &str = "https://data-api.binance.vision";
+/// Binance's request weight per minute for one IP.
+pub const DEFAULT_BINANCE_WEIGHT_BUDGET: u64 = 6_000;
+const BINANCE_WEIGHT_BUDGET_RANGE: RangeInclusive<u64> = 4..=1_000_000;
 /// Default namespace under the prefix, as in lumibot.
 pub const DEFAULT_VERSION: &str = "v1";
 
@@ -432,6 +441,10 @@ pub struct ProviderSettings {
     pub polygon_base_url: String,
     /// Set whenever polygon is served.
     pub polygon_api_key: Option<Secret>,
+    /// Without a trailing `/`; callers append `/api/v3/...`.
+    pub binance_base_url: String,
+    /// Request weight per minute the Binance provider stays within.
+    pub binance_weight_budget: u32,
     /// Upstream requests in flight per fill.
     pub fetch_concurrency: usize,
     /// Timeout of one upstream request, body included.
@@ -464,6 +477,15 @@ impl ProviderSettings {
             thetadata_base_url: thetadata_base_url(&get)?,
             polygon_base_url: polygon_base_url(&get)?,
             polygon_api_key,
+            binance_base_url: http_base_url(&get, BINANCE_BASE_URL, DEFAULT_BINANCE_BASE_URL)?,
+            binance_weight_budget: u32::try_from(whole_number(
+                &get,
+                BINANCE_WEIGHT_BUDGET,
+                DEFAULT_BINANCE_WEIGHT_BUDGET,
+                BINANCE_WEIGHT_BUDGET_RANGE,
+                " of request weight",
+            )?)
+            .expect("the weight range fits in u32"),
             fetch_concurrency: usize::try_from(fetch_concurrency)
                 .expect("the concurrency range fits in usize"),
             upstream_timeout: Duration::from_secs(whole_number(
@@ -834,15 +856,24 @@ fn polygon_api_key(
 }
 
 fn polygon_base_url(get: &impl Fn(&str) -> Option<String>) -> Result<String, SettingsError> {
-    let Some(raw) = stripped(get, POLYGON_BASE_URL) else {
-        return Ok(DEFAULT_POLYGON_BASE_URL.to_owned());
+    http_base_url(get, POLYGON_BASE_URL, DEFAULT_POLYGON_BASE_URL)
+}
+
+/// An `http://` or `https://` base URL from `name`, without a trailing `/`.
+fn http_base_url(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: &str,
+) -> Result<String, SettingsError> {
+    let Some(raw) = stripped(get, name) else {
+        return Ok(default.to_owned());
     };
     let base = raw.trim_end_matches('/');
     if has_http_host(base) {
         Ok(base.to_owned())
     } else {
         Err(SettingsError::Invalid {
-            name: POLYGON_BASE_URL.to_owned(),
+            name: name.to_owned(),
             expected: "an http:// or https:// URL".to_owned(),
             value: raw,
         })
@@ -1294,6 +1325,8 @@ mod tests {
                     thetadata_base_url: "http://127.0.0.1:25503".to_owned(),
                     polygon_base_url: "https://api.polygon.io".to_owned(),
                     polygon_api_key: None,
+                    binance_base_url: "https://data-api.binance.vision".to_owned(),
+                    binance_weight_budget: 6_000,
                     fetch_concurrency: 4,
                     upstream_timeout: Duration::from_secs(30),
                 },
@@ -1377,7 +1410,11 @@ mod tests {
         // Every provider but polygon, which needs its key.
         assert_eq!(
             ProviderSettings::defaults(ProviderSettings::EMBEDDED).served,
-            [ProviderName::ThetaData, ProviderName::Synthetic]
+            [
+                ProviderName::ThetaData,
+                ProviderName::Synthetic,
+                ProviderName::Binance
+            ]
         );
         let error = function(&[(CACHE_PROVIDERS, "thetadata,polygonx")]).unwrap_err();
         assert!(

@@ -3,7 +3,7 @@
 
 mod validator_support;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
@@ -759,7 +759,6 @@ async fn events_ranges_and_chains_are_validated_recorded_and_restored() {
     use cachefill_core::dataset::{AssetType, Provider};
     use cachefill_core::reference::chain::{self, Chain};
     use cachefill_core::reference::events::{self, Event, EventSet, EventType};
-    use std::collections::BTreeMap;
 
     let bucket = Bucket::new();
     let layout = layout();
@@ -893,4 +892,138 @@ async fn events_ranges_and_chains_are_validated_recorded_and_restored() {
             .count(),
         3
     );
+}
+
+/// Trade days: a valid day is recorded; one whose footer claims ids it lacks, or rows out
+/// of order, is quarantined with the last valid version restored; a torn first version is
+/// deleted, and the next fill writes the whole day again.
+#[tokio::test]
+async fn trade_days_are_validated_and_a_corrupt_one_is_filled_again() {
+    use cachefill_core::fill::MissRequest;
+    use cachefill_core::providers::binance::{BinanceConfig, BinanceProvider};
+    use cachefill_core::trades::coverage::DayCoverage;
+    use cachefill_core::trades::{AggTrade, TradeDay, TradesRequest, file};
+    use cachefill_testing::binance::{BinanceReplay, first_id_at};
+
+    let bucket = Bucket::new();
+    let layout = layout();
+    let day = TradeDay::new("ETHUSDT", date("2025-11-07")).unwrap();
+    let key = layout.key_for_relative(&day.relative_path());
+    let trade = |id: i64, offset: i64| AggTrade {
+        time: day.start_ms() + offset,
+        id,
+        price: 3_000.5,
+        qty: 0.25,
+        first_trade: id * 2,
+        last_trade: id * 2 + 1,
+        buyer_maker: id % 2 == 0,
+        best_match: true,
+    };
+    let trades: Vec<AggTrade> = (100..110).map(|id| trade(id, id * 1_000)).collect();
+    let complete = DayCoverage {
+        start_id: Some(100),
+        end_id: Some(110),
+    };
+    let (good, facts) = file::encode(&trades, complete, &BTreeMap::new()).unwrap();
+    assert!(facts.complete);
+    let put = bucket.put(&key, good.clone()).await;
+    let verdict = bucket
+        .validator
+        .judge(&bucket.event(&key, &put))
+        .await
+        .unwrap();
+    assert_eq!(verdict.outcome, Outcome::Valid);
+    assert_eq!(verdict.rows, Some(10));
+
+    let mut gappy = trades.clone();
+    gappy.remove(4);
+    // A footer that claims the gap-free day's facts over rows with a gap.
+    let lying = codec::encode(
+        &file::to_batch(&gappy).unwrap(),
+        &BTreeMap::from([(
+            cachefill_core::format::FACT_COVERAGE.to_string(),
+            facts.to_json(),
+        )]),
+    )
+    .unwrap();
+    let mut reversed = trades.clone();
+    reversed.swap(2, 3);
+    let open = DayCoverage {
+        end_id: None,
+        ..complete
+    };
+    let (unsorted, _) = file::encode(&reversed, open, &BTreeMap::new()).unwrap();
+    let (other_day, _) =
+        file::encode(&[trade(100, -1)], DayCoverage::default(), &BTreeMap::new()).unwrap();
+    for (body, needle) in [
+        (lying, "claims"),
+        (unsorted, "not strictly ascending"),
+        (other_day, "outside the file's day"),
+    ] {
+        let put = bucket.put(&key, body).await;
+        let verdict = bucket
+            .validator
+            .judge(&bucket.event(&key, &put))
+            .await
+            .unwrap();
+        let Outcome::Quarantined { restore } = &verdict.outcome else {
+            panic!("{needle}: {:?}", verdict.outcome);
+        };
+        assert_eq!(restore.action(), "restored", "{needle}");
+        assert!(
+            verdict
+                .violations
+                .iter()
+                .any(|v| v.message.contains(needle)),
+            "{needle}: {:?}",
+            verdict.violations
+        );
+        assert_eq!(bucket.bytes(&key).await, Some(good.clone()), "{needle}");
+    }
+
+    // A torn day with no valid version before it: deleted, then filled whole.
+    let torn_day = TradeDay::new("ETHUSDT", date("2025-11-06")).unwrap();
+    let torn_key = layout.key_for_relative(&torn_day.relative_path());
+    let put = bucket
+        .put(&torn_key, Bytes::from_static(b"PAR1 torn"))
+        .await;
+    let verdict = bucket
+        .validator
+        .judge(&bucket.event(&torn_key, &put))
+        .await
+        .unwrap();
+    let Outcome::Quarantined { restore } = &verdict.outcome else {
+        panic!("{:?}", verdict.outcome);
+    };
+    assert_eq!(restore.action(), "deleted");
+    assert_eq!(bucket.bytes(&torn_key).await, None);
+    let replay = BinanceReplay::start().await.unwrap();
+    replay.set_now(day.end_ms() + 3_600_000);
+    let engine = FillEngine::new(
+        bucket.store().clone(),
+        BinanceProvider::new(BinanceConfig::new(&replay.base_url())).unwrap(),
+        EngineConfig::new(BUCKET, layout.clone()),
+    );
+    let answer = engine
+        .fill_any(&MissRequest::Trades(
+            TradesRequest::new("ETHUSDT", torn_day.start_ms(), torn_day.end_ms()).unwrap(),
+        ))
+        .await
+        .unwrap();
+    assert!(answer.parts[0].complete);
+    let refilled = file::decode(bucket.bytes(&torn_key).await.unwrap()).unwrap();
+    assert_eq!(
+        refilled.trades.len() as i64,
+        first_id_at("ETHUSDT", torn_day.end_ms()) - first_id_at("ETHUSDT", torn_day.start_ms())
+    );
+    let put_meta = bucket.store().head(&torn_key, None).await.unwrap();
+    let verdict = bucket
+        .validator
+        .judge(
+            &EventRecord::new(BUCKET, &torn_key)
+                .with_version(put_meta.version_id.clone(), Some(put_meta.etag.clone())),
+        )
+        .await
+        .unwrap();
+    assert_eq!(verdict.outcome, Outcome::Valid, "the refilled day is valid");
 }

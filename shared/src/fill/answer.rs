@@ -49,6 +49,24 @@ pub struct FillAnswer {
     pub sessions_fetched: u64,
     pub upstream_requests: u64,
     pub elapsed_ms: u64,
+    /// The files of a day-partitioned answer (aggregate trades), one per day in order;
+    /// `key` and the fields above then describe the first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<PartAnswer>,
+}
+
+/// One day's file of a day-partitioned answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartAnswer {
+    pub key: String,
+    pub version_id: Option<String>,
+    pub etag: Option<String>,
+    pub sha256: Option<String>,
+    pub rows: u64,
+    pub first_id: Option<i64>,
+    pub last_id: Option<i64>,
+    /// Every trade of the day is in the file ([`crate::trades::coverage`]).
+    pub complete: bool,
 }
 
 /// Why a fill failed. Nothing is written when a fill fails.

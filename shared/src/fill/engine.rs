@@ -935,6 +935,7 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
             sessions_fetched: 0,
             upstream_requests: upstream_requests.unwrap_or(0),
             elapsed_ms: started.elapsed().as_millis() as u64,
+            parts: Vec::new(),
         })
     }
 }

@@ -6,7 +6,8 @@ pub mod lease;
 pub mod merge;
 mod reference;
 pub mod request;
+mod trades;
 
-pub use answer::{FillAnswer, FillError, FillStatus};
+pub use answer::{FillAnswer, FillError, FillStatus, PartAnswer};
 pub use engine::{EngineConfig, FillEngine, Progress};
 pub use request::{FillRequest, MissRequest};

@@ -55,14 +55,14 @@ struct EventsState {
 }
 
 #[derive(Debug, Clone)]
-struct Written {
-    etag: String,
-    version_id: Option<String>,
-    sha256: String,
+pub(super) struct Written {
+    pub(super) etag: String,
+    pub(super) version_id: Option<String>,
+    pub(super) sha256: String,
 }
 
 impl Written {
-    fn of(meta: &ObjectMeta, bytes: &[u8]) -> Self {
+    pub(super) fn of(meta: &ObjectMeta, bytes: &[u8]) -> Self {
         Written {
             etag: meta.etag.clone(),
             version_id: meta.version_id.clone(),
@@ -89,6 +89,7 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
             MissRequest::Bars(r) => self.fill(r).await,
             MissRequest::Events(r) => self.fill_events(r).await,
             MissRequest::Chain(r) => self.fill_chain(r).await,
+            MissRequest::Trades(r) => self.fill_trades(r).await,
         }
     }
 
@@ -127,6 +128,7 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
             sessions_fetched: 0,
             upstream_requests: state.requests,
             elapsed_ms: started.elapsed().as_millis() as u64,
+            parts: Vec::new(),
         })
     }
 
@@ -377,6 +379,7 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
             sessions_fetched: 0,
             upstream_requests: requests,
             elapsed_ms: started.elapsed().as_millis() as u64,
+            parts: Vec::new(),
         };
         let (current, outdated) = self.read_chain(&key).await?;
         if let Some(current) = &current {
@@ -501,7 +504,7 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
     }
 
     /// Our footer facts on a reference file.
-    fn reference_facts(&self, relative: &str) -> BTreeMap<String, String> {
+    pub(super) fn reference_facts(&self, relative: &str) -> BTreeMap<String, String> {
         [
             (
                 format::FACT_SCHEMA_VERSION,
@@ -519,7 +522,7 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
         .collect()
     }
 
-    async fn put_object(
+    pub(super) async fn put_object(
         &self,
         key: &str,
         bytes: Bytes,
@@ -542,7 +545,11 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
 
     /// Take the lease at `lease_key`, or wait (bounded by the lease's expiry) until `done`
     /// says a peer finished the work. `None`: done by a peer.
-    async fn hold<F, Fut>(&self, lease_key: &str, mut done: F) -> Result<Option<Lease>, FillError>
+    pub(super) async fn hold<F, Fut>(
+        &self,
+        lease_key: &str,
+        mut done: F,
+    ) -> Result<Option<Lease>, FillError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<bool, FillError>>,
@@ -567,7 +574,7 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
         }
     }
 
-    async fn release(&self, lease: &Lease) {
+    pub(super) async fn release(&self, lease: &Lease) {
         if let Err(e) = lease::release(self.store(), lease, self.now()).await {
             tracing::warn!(lease = %lease.key, error = %e, "could not release the lease; it will expire");
         }

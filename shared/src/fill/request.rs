@@ -9,6 +9,7 @@ use crate::dataset::{
 };
 use crate::reference::events::EventType;
 use crate::reference::{CHAINS_DATASTYLE, ChainRequest, EventsRequest};
+use crate::trades::{AGGTRADES_DATASTYLE, TradesRequest};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FillRequest {
@@ -129,6 +130,8 @@ pub enum MissRequest {
     Bars(FillRequest),
     Events(EventsRequest),
     Chain(ChainRequest),
+    /// Aggregate trades of a time range: one file per UTC day.
+    Trades(TradesRequest),
 }
 
 impl MissRequest {
@@ -141,9 +144,12 @@ impl MissRequest {
         if datastyle.trim().eq_ignore_ascii_case(CHAINS_DATASTYLE) {
             return ChainRequest::from_fields(&fields).map(MissRequest::Chain);
         }
+        if datastyle.trim().eq_ignore_ascii_case(AGGTRADES_DATASTYLE) {
+            return TradesRequest::from_fields(&fields).map(MissRequest::Trades);
+        }
         Datastyle::parse(&datastyle).map_err(|e| {
             bad(format!(
-                "{e}; corporate events are 'splits' or 'dividends', option chains '{CHAINS_DATASTYLE}'"
+                "{e}; corporate events are 'splits' or 'dividends', option chains '{CHAINS_DATASTYLE}', trades '{AGGTRADES_DATASTYLE}'"
             ))
         })?;
         FillRequest::from_json(json).map(MissRequest::Bars)
@@ -155,15 +161,18 @@ impl MissRequest {
             MissRequest::Bars(r) => r.to_json(),
             MissRequest::Events(r) => r.to_json(),
             MissRequest::Chain(r) => r.to_json(),
+            MissRequest::Trades(r) => r.to_json(),
         }
     }
 
-    /// The path, relative to the cache root, of the object the request fills.
+    /// The path, relative to the cache root, of the object the request fills (the first
+    /// day's, for trades).
     pub fn relative_path(&self) -> String {
         match self {
             MissRequest::Bars(r) => crate::keys::relative_path(&r.dataset),
             MissRequest::Events(r) => r.set.relative_path(),
             MissRequest::Chain(r) => r.set.relative_path(),
+            MissRequest::Trades(r) => r.days()[0].relative_path(),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! units of work (each one upstream request, or one per session), then runs the units with
 //! bounded concurrency and merges what they return.
 
+pub mod binance;
 pub mod http;
 pub mod polygon;
 pub mod retry;
@@ -21,6 +22,7 @@ use crate::reference::ChainSet;
 use crate::reference::chain::Chain;
 use crate::reference::events::{Event, EventSet};
 use crate::settings::ProviderSettings;
+use crate::trades::{FetchedTrades, TradeSpan};
 
 /// What one unit of work asks for.
 #[derive(Debug, Clone, Copy)]
@@ -151,6 +153,17 @@ pub trait Provider: Send + Sync + Debug {
             set.provider
         )))
     }
+
+    /// The aggregate trades of `symbol` within `span`. Providers without trades refuse.
+    async fn agg_trades(
+        &self,
+        symbol: &str,
+        _span: TradeSpan,
+    ) -> Result<FetchedTrades, ProviderError> {
+        Err(ProviderError::Unsupported(format!(
+            "this provider has no aggregate trades (asked for {symbol})"
+        )))
+    }
 }
 
 /// One unit per session: the shape of intraday endpoints that take a single `date`.
@@ -211,6 +224,8 @@ pub enum SetupError {
     ThetaData(#[from] thetadata::SetupError),
     #[error(transparent)]
     Polygon(#[from] polygon::SetupError),
+    #[error(transparent)]
+    Binance(#[from] binance::SetupError),
 }
 
 /// Providers by name: the miss-handler serves every provider a dataset may name.
@@ -237,6 +252,10 @@ impl ProviderSet {
                     ))?,
                 ),
                 ProviderName::Synthetic => set.with(*name, synthetic::SyntheticProvider::new()),
+                ProviderName::Binance => set.with(
+                    *name,
+                    binance::BinanceProvider::new(binance::BinanceConfig::from_settings(settings))?,
+                ),
                 ProviderName::Polygon => set.with(
                     *name,
                     polygon::PolygonConfig::from_settings(settings)
@@ -332,6 +351,16 @@ impl Provider for ProviderSet {
     async fn chain(&self, set: &ChainSet) -> Result<Option<FetchedChain>, ProviderError> {
         self.named(set.provider)?.chain(set).await
     }
+
+    async fn agg_trades(
+        &self,
+        symbol: &str,
+        span: TradeSpan,
+    ) -> Result<FetchedTrades, ProviderError> {
+        self.named(ProviderName::Binance)?
+            .agg_trades(symbol, span)
+            .await
+    }
 }
 
 #[async_trait]
@@ -368,6 +397,13 @@ impl<P: Provider + ?Sized> Provider for std::sync::Arc<P> {
     }
     async fn chain(&self, set: &ChainSet) -> Result<Option<FetchedChain>, ProviderError> {
         (**self).chain(set).await
+    }
+    async fn agg_trades(
+        &self,
+        symbol: &str,
+        span: TradeSpan,
+    ) -> Result<FetchedTrades, ProviderError> {
+        (**self).agg_trades(symbol, span).await
     }
 }
 

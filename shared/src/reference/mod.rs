@@ -94,6 +94,8 @@ pub enum Reference {
         ranges: bool,
     },
     Chain(ChainSet),
+    /// A day of aggregate trades ([`crate::trades`]).
+    TradeDay(crate::trades::TradeDay),
 }
 
 impl Reference {
@@ -101,6 +103,9 @@ impl Reference {
     pub fn of(relative: &str) -> Option<Reference> {
         if let Some((set, ranges)) = EventSet::parse_relative(relative) {
             return Some(Reference::Events { set, ranges });
+        }
+        if let Some(day) = crate::trades::TradeDay::parse_relative(relative) {
+            return Some(Reference::TradeDay(day));
         }
         ChainSet::parse_relative(relative).map(Reference::Chain)
     }
