@@ -134,6 +134,10 @@ pub struct LocalFile {
     pub version_id: Option<String>,
     pub sha256: String,
     pub source: Source,
+    /// The day files of a day-partitioned answer (aggregate trades), in order; `path` and
+    /// `key` are then the first day's.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<crate::trades::LocalDay>,
 }
 
 /// What a client has done since it was built.
@@ -197,6 +201,7 @@ fn local_file(key: &str, entry: &Entry, facts: crate::local_cache::FileFacts) ->
         version_id: entry.receipt.as_ref().and_then(|r| r.version_id.clone()),
         sha256: entry.sha256.clone(),
         source: Source::LocalHit,
+        paths: Vec::new(),
     }
 }
 
@@ -278,6 +283,11 @@ impl CacheClient {
                 counters: Counters::default(),
             }),
         })
+    }
+
+    /// The time on the client's clock.
+    pub fn now(&self) -> chrono::DateTime<Utc> {
+        self.inner.config.clock.now()
     }
 
     pub fn mode(&self) -> CacheMode {
@@ -760,6 +770,7 @@ impl CacheClient {
             version_id: pair.meta.version_id,
             sha256: pair.sha256,
             source,
+            paths: Vec::new(),
         })
     }
 

@@ -49,6 +49,7 @@ pub mod reference;
 pub mod remote;
 pub mod request;
 pub mod single_flight;
+pub mod trades;
 pub mod widen;
 
 pub use client::{CacheClient, ClientConfig, LocalFile, PollPolicy, RetryPolicy, Source, Stats};

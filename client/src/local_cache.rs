@@ -741,6 +741,53 @@ impl LocalCache {
         Ok(stale)
     }
 
+    /// Remove the trade-day files (`binance/crypto/tick/aggtrades/<SYMBOL>/<DAY>.parquet`)
+    /// of days before `cutoff`, with their markers: the keep-N-days cleanup. Returns each
+    /// file's path relative to the root and its size, in path order.
+    pub fn clear_trade_days_before(
+        &self,
+        cutoff: NaiveDate,
+        dry_run: bool,
+    ) -> Result<Vec<(String, u64)>, ClientError> {
+        let folder = self.path_of(cachefill_core::trades::TRADES_FOLDER);
+        let mut out = Vec::new();
+        let symbols = match fs::read_dir(&folder) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(io_error(&folder)(e)),
+        };
+        for symbol in symbols {
+            let symbol = symbol.map_err(io_error(&folder))?;
+            let dir = symbol.path();
+            if !dir.is_dir() {
+                continue;
+            }
+            for file in fs::read_dir(&dir).map_err(io_error(&dir))? {
+                let file = file.map_err(io_error(&dir))?;
+                let relative = format!(
+                    "{}/{}/{}",
+                    cachefill_core::trades::TRADES_FOLDER,
+                    symbol.file_name().to_string_lossy(),
+                    file.file_name().to_string_lossy()
+                );
+                let Some(day) = cachefill_core::trades::TradeDay::parse_relative(&relative) else {
+                    continue;
+                };
+                if day.date < cutoff {
+                    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+                    out.push((relative, size));
+                }
+            }
+        }
+        out.sort();
+        if !dry_run {
+            for (relative, _) in &out {
+                self.remove_file(relative)?;
+            }
+        }
+        Ok(out)
+    }
+
     /// Remove the datasets `matches` picks. Returns what was removed.
     pub fn invalidate(
         &self,

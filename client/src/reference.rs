@@ -105,6 +105,7 @@ impl CacheClient {
             MissRequest::Bars(r) => self.get(&DataRequest::from(r.clone())).await,
             MissRequest::Events(r) => self.get_events(r).await,
             MissRequest::Chain(r) => self.get_chain(r).await,
+            MissRequest::Trades(r) => self.get_trades(r).await,
         }
     }
 
@@ -264,6 +265,7 @@ impl CacheClient {
             version_id: None,
             sha256: codec::sha256_hex(&bytes),
             source,
+            paths: Vec::new(),
         })
     }
 }

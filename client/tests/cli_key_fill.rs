@@ -128,10 +128,15 @@ fn fill_with_a_bad_range_exits_2_and_writes_nothing() {
 fn fill_of_a_provider_not_served_here_is_an_invalid_request() {
     let dir = tempfile::tempdir().unwrap();
     let mut args = FILL.to_vec();
-    args[2] = "binance";
+    args[2] = "databento";
     let out = cachefill(&args, dir.path());
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not supported yet"));
+    // Binance serves trades, not bars: the message says what to ask for.
+    args[2] = "binance";
+    let out = cachefill(&args, dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("datastyle 'aggtrades'"));
 }
 
 #[test]

@@ -14,6 +14,7 @@ use cachefill_core::keys::KeyLayout;
 use cachefill_core::reference::CHAINS_DATASTYLE;
 use cachefill_core::reference::events::EventType;
 use cachefill_core::settings::{CacheMode, ClientSettings, ProviderSettings};
+use cachefill_core::trades::AGGTRADES_DATASTYLE;
 use chrono::NaiveDate;
 use clap::Args;
 
@@ -22,19 +23,21 @@ use super::output::Failure;
 /// Which dataset (lumibot's payload as flags).
 #[derive(Debug, Clone, Args)]
 pub(super) struct DatasetArgs {
-    /// Upstream provider: thetadata, polygon, or synthetic (generated data, not market data).
+    /// Upstream provider: thetadata, polygon, binance (aggregate trades), or synthetic
+    /// (generated data, not market data).
     #[arg(long)]
     pub provider: String,
-    /// stock, option or index.
+    /// stock, option or index; crypto for binance.
     #[arg(long)]
     pub asset_type: String,
     #[arg(long)]
     pub symbol: String,
-    /// minute, hour, day, 1m, 5m, 1h, 1D … (bars only).
+    /// minute, hour, day, 1m, 5m, 1h, 1D … (bars); tick (aggregate trades).
     #[arg(long)]
     pub timespan: Option<String>,
     /// Bars: ohlc or quote. Corporate events: splits or dividends. Option chains:
-    /// option_chains (of the underlying `--symbol`, on `--start`).
+    /// option_chains (of the underlying `--symbol`, on `--start`). Binance: aggtrades (one file
+    /// per UTC day; `--start`/`--end` are instants, `--end now` the present).
     #[arg(long)]
     pub datastyle: String,
     /// Option expiration, YYYY-MM-DD.
@@ -120,7 +123,15 @@ impl RangeArgs {
             .trim()
             .eq_ignore_ascii_case(CHAINS_DATASTYLE);
         let events = EventType::parse(&dataset.datastyle).is_some();
+        let trades = dataset
+            .datastyle
+            .trim()
+            .eq_ignore_ascii_case(AGGTRADES_DATASTYLE);
         let end = match (&self.end, chains) {
+            // Trades run to the instant of the call.
+            (Some(end), _) if trades && end.trim().eq_ignore_ascii_case("now") => {
+                chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            }
             (Some(end), _) => end.clone(),
             (None, true) => self.start.clone(),
             (None, false) => return Err(Failure::invalid("--end is required")),
@@ -154,7 +165,7 @@ impl RangeArgs {
         }
         fields.insert("start".into(), Value::String(self.start.clone()));
         fields.insert("end".into(), Value::String(end));
-        if !events {
+        if !events && !trades {
             fields.insert(
                 "include_after_hours".into(),
                 Value::Bool(!self.no_after_hours),

@@ -12,8 +12,16 @@ use super::output::{Failure, print_json};
 #[derive(Debug, Args)]
 pub(super) struct ClearArgs {
     /// Remove files not modified for this many days (0: every dataset file).
-    #[arg(long)]
-    pub max_age_days: u32,
+    #[arg(
+        long,
+        required_unless_present = "keep_days",
+        conflicts_with = "keep_days"
+    )]
+    pub max_age_days: Option<u32>,
+    /// Keep the trade-day files (aggregate trades) of the last N UTC days, today included,
+    /// and remove older ones.
+    #[arg(long, value_name = "N")]
+    pub keep_days: Option<u32>,
     /// Only list what would be removed.
     #[arg(long)]
     pub dry_run: bool,
@@ -40,15 +48,26 @@ pub(super) struct RemovedFile {
 
 impl Removed {
     pub(super) fn new(cache: &LocalCache, dry_run: bool, found: Vec<Found>) -> Self {
+        Self::of_files(
+            cache,
+            dry_run,
+            found
+                .into_iter()
+                .map(|f| (f.relative_path, f.size))
+                .collect(),
+        )
+    }
+
+    fn of_files(cache: &LocalCache, dry_run: bool, files: Vec<(String, u64)>) -> Self {
         Removed {
             cache_dir: cache.root().display().to_string(),
             dry_run,
-            bytes: found.iter().map(|f| f.size).sum(),
-            removed: found
+            bytes: files.iter().map(|f| f.1).sum(),
+            removed: files
                 .into_iter()
-                .map(|f| RemovedFile {
-                    relative_path: f.relative_path,
-                    size: f.size,
+                .map(|(relative_path, size)| RemovedFile {
+                    relative_path,
+                    size,
                 })
                 .collect(),
         }
@@ -78,7 +97,18 @@ impl Removed {
 
 pub(super) fn run(args: ClearArgs) -> Result<(), Failure> {
     let cache = LocalCache::new(args.cache.cache_root()?);
-    let max_age = Duration::from_secs(u64::from(args.max_age_days) * 86_400);
+    if let Some(keep) = args.keep_days {
+        if keep == 0 {
+            return Err(Failure::invalid(
+                "--keep-days must be at least 1 (today's file is kept)",
+            ));
+        }
+        let today = chrono::Utc::now().date_naive();
+        let cutoff = today - chrono::Days::new(u64::from(keep - 1));
+        let removed = cache.clear_trade_days_before(cutoff, args.dry_run)?;
+        return Removed::of_files(&cache, args.dry_run, removed).print(args.json);
+    }
+    let max_age = Duration::from_secs(u64::from(args.max_age_days.unwrap_or(0)) * 86_400);
     let removed = cache.clear_older_than(max_age, args.dry_run)?;
     Removed::new(&cache, args.dry_run, removed).print(args.json)
 }
