@@ -15,7 +15,10 @@ use cachefill_core::providers::binance::{BinanceConfig, BinanceProvider};
 use cachefill_core::storage::local::LocalStore;
 use cachefill_core::storage::{ObjectStore, PutOptions};
 use cachefill_core::trades::{TradeDay, TradesRequest, file};
-use cachefill_testing::binance::{BinanceReplay, binance_error, first_id_at};
+use cachefill_testing::binance::{
+    AGG_TRADES_PATH, BinanceReplay, first_id_at, internal_error, ip_banned, rate_limited,
+    restricted_location,
+};
 use cachefill_testing::doubles::RacingStore;
 use cachefill_testing::thetadata::Fault;
 
@@ -275,21 +278,61 @@ async fn overlapping_pages_and_a_lost_race_keep_every_id_once() {
 async fn a_failed_fill_leaves_the_bucket_unchanged() {
     let s = setup("2025-11-09T00:00:00Z").await;
     let store = s.store();
-    let wanted = request("2025-11-07T00:00:00Z", "2025-11-08T00:00:00Z");
-    let restricted = binance_error(
-        451,
-        0,
-        "Service unavailable from a restricted location according to 'b. Eligibility' in https://www.binance.com/en/terms.",
-    );
-    s.replay.server().inject_next(1, Fault::Reply(restricted));
-    let err = engine(s.store(), &s.replay, &s.clock)
-        .fill_any(&wanted)
+    let d = day("2025-11-07");
+    let key = format!("v1/{}", d.relative_path());
+    // A partial day is already there: a failed fill must leave it exactly as it was.
+    s.set_now("2025-11-07T01:00:00Z");
+    engine(s.store(), &s.replay, &s.clock)
+        .fill_any(&request("2025-11-07T00:00:00Z", "2025-11-07T01:00:00Z"))
         .await
-        .unwrap_err();
-    assert_eq!(err.error_type(), ErrorType::UpstreamNoPermission);
-    assert!(err.to_string().contains("region"), "{err}");
-    let data = store.list("v1/binance/").await.unwrap();
-    assert!(data.is_empty(), "nothing written: {data:?}");
+        .unwrap();
+    s.set_now("2025-11-09T00:00:00Z");
+    let before = store.head(&key, None).await.unwrap();
+    let wanted = request("2025-11-07T00:00:00Z", "2025-11-08T00:00:00Z");
+    // (fault, how many requests it answers, the error type, a word of its message)
+    let cases = [
+        (
+            restricted_location(),
+            1,
+            ErrorType::UpstreamNoPermission,
+            "region",
+        ),
+        (
+            internal_error(503),
+            100,
+            ErrorType::UpstreamUnavailable,
+            "503",
+        ),
+        (Fault::CutJson, 100, ErrorType::UpstreamUnavailable, ""),
+        (rate_limited(0), 100, ErrorType::UpstreamRateLimited, ""),
+        (ip_banned(3_600), 1, ErrorType::UpstreamRateLimited, ""),
+    ];
+    // The page 5,000 ids into the resume fails: the failure comes in the middle of the walk.
+    let held = day_file(&store, &d).await;
+    let page = (held.trades.last().unwrap().id + 1 + 5_000).to_string();
+    let query = [
+        ("symbol", SYMBOL),
+        ("fromId", page.as_str()),
+        ("limit", "1000"),
+    ];
+    for (fault, times, error_type, needle) in cases {
+        s.replay.server().clear_faults();
+        s.replay
+            .server()
+            .inject_route(AGG_TRADES_PATH, Some(&query), Some(times), fault);
+        let err = engine(s.store(), &s.replay, &s.clock)
+            .fill_any(&wanted)
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type(), error_type, "{err}");
+        assert!(err.to_string().contains(needle), "{err}");
+        let after = store.head(&key, None).await.unwrap();
+        assert_eq!(
+            after.etag, before.etag,
+            "{error_type:?}: the day is unchanged"
+        );
+        assert_eq!(store.list("v1/binance/").await.unwrap().len(), 1);
+    }
 }
 
 #[tokio::test]
@@ -340,5 +383,36 @@ async fn two_days_in_one_request_share_their_midnight() {
         &day_file(e.store(), &d2).await,
         midnight,
         first_id_at(SYMBOL, d2.end_ms()),
+    );
+}
+
+#[tokio::test]
+async fn a_day_ends_where_the_next_days_file_begins() {
+    let s = setup("2025-11-09T01:00:00Z").await;
+    let e = engine(s.store(), &s.replay, &s.clock);
+    let (d1, d2) = (day("2025-11-07"), day("2025-11-08"));
+    e.fill_any(&request("2025-11-08T00:00:00Z", "2025-11-09T00:00:00Z"))
+        .await
+        .unwrap();
+    s.replay.server().reset_log();
+    let answer = e
+        .fill_any(&request("2025-11-07T00:00:00Z", "2025-11-08T00:00:00Z"))
+        .await
+        .unwrap();
+    let midnight = first_id_at(SYMBOL, d1.end_ms());
+    assert!(answer.parts[0].complete);
+    assert_eq!(
+        day_file(e.store(), &d1).await.coverage.end_id,
+        Some(midnight)
+    );
+    assert_eq!(
+        day_file(e.store(), &d2).await.coverage.start_id,
+        Some(midnight)
+    );
+    let pages = (midnight - first_id_at(SYMBOL, d1.start_ms())).div_euclid(1_000) as usize;
+    assert_eq!(
+        s.replay.agg_requests().len(),
+        1 + pages,
+        "the start lookup and the pages; the end came from the next day's file"
     );
 }

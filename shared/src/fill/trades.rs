@@ -169,6 +169,20 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
         })
     }
 
+    /// The `start_id` a day's file records in its object metadata (a HEAD), if any.
+    async fn known_start(&self, day: &TradeDay) -> Result<Option<i64>, FillError> {
+        let key = self.config().layout.key_for_relative(&day.relative_path());
+        match self.store().head(&key, None).await {
+            Ok(meta) => Ok(meta
+                .metadata
+                .get(COVERAGE_METADATA)
+                .and_then(|text| DayFacts::parse(text))
+                .and_then(|f| f.coverage.start_id)),
+            Err(StorageError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// What a day's file holds now (after a fill, or a peer's).
     async fn outcome_of(&self, day: &TradeDay) -> Result<DayOutcome, FillError> {
         let key = self.config().layout.key_for_relative(&day.relative_path());
@@ -205,11 +219,15 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
             let held = self.read_day(&key).await?;
             let mut known = held.as_ref().map(|h| h.coverage).unwrap_or_default();
             known.start_id = known.start_id.or(carried);
+            if known.end_id.is_none() {
+                // The next day's first id, when its file knows it, is where this day ends.
+                known.end_id = self.known_start(&day.next()).await?;
+            }
             let spans = coverage::join(coverage::needs(
                 day,
                 match &held {
                     Some(h) => Some((&known, h.trades.as_slice())),
-                    None if known.start_id.is_some() => Some((&known, &[])),
+                    None if known != DayCoverage::default() => Some((&known, &[])),
                     None => None,
                 },
             ));

@@ -105,7 +105,8 @@ pub fn needs(day: &TradeDay, file: Option<(&DayCoverage, &[AggTrade])>) -> Vec<T
             (Some(start), Some(end)) if start == end => Vec::new(),
             (Some(start), Some(end)) => vec![span(TradeBound::Id(start), TradeBound::Id(end))],
             (Some(start), None) => vec![span(TradeBound::Id(start), day_end)],
-            (None, _) => vec![span(day_start, day_end)],
+            (None, Some(end)) => vec![span(day_start, TradeBound::Id(end))],
+            (None, None) => vec![span(day_start, day_end)],
         };
     };
     match coverage.start_id {
