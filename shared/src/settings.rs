@@ -41,6 +41,7 @@
 //! | `POLYGON_API_KEY` | miss-handler | — | Polygon API key, sent as `Authorization: Bearer`; required when `CACHE_PROVIDERS` names `polygon` (never logged) |
 //! | `POLYGON_BASE_URL` | miss-handler | `https://api.polygon.io` | Polygon REST API; a trailing `/` is dropped |
 //! | `BINANCE_BASE_URL` | miss-handler | `https://data-api.binance.vision` | Binance spot REST API (the market-data-only host, or a mirror); a trailing `/` is dropped |
+//! | `BINANCE_ARCHIVE_URL` | miss-handler | `https://data.binance.vision` | Binance's public daily archives, read for whole days that ended more than a day ago (REST when a day's archive is missing or bad); a trailing `/` is dropped; set but blank turns archives off (the one variable where blank is not unset) |
 //! | `BINANCE_WEIGHT_BUDGET` | miss-handler | `6000` | request weight per minute the Binance provider of one function instance stays within (4–1000000) |
 //! | `CACHE_PROVIDER_SECRET_ID` | miss-handler | none | Secrets Manager secret (name or ARN) read once at start: a JSON object of provider credentials by variable name (`{"POLYGON_API_KEY": "..."}`, [`PROVIDER_CREDENTIALS`]); each fills its variable when the environment leaves it unset or blank, so the environment wins |
 //! | `AWS_ENDPOINT_URL_SECRETS_MANAGER`, then `AWS_ENDPOINT_URL` | miss-handler | AWS | Secrets Manager-compatible endpoint of that secret (ignored like the S3 one) |
@@ -88,6 +89,7 @@ pub const THETADATA_BASE_URL: &str = "THETADATA_BASE_URL";
 pub const POLYGON_API_KEY: &str = "POLYGON_API_KEY";
 pub const POLYGON_BASE_URL: &str = "POLYGON_BASE_URL";
 pub const BINANCE_BASE_URL: &str = "BINANCE_BASE_URL";
+pub const BINANCE_ARCHIVE_URL: &str = "BINANCE_ARCHIVE_URL";
 pub const BINANCE_WEIGHT_BUDGET: &str = "BINANCE_WEIGHT_BUDGET";
 pub const CACHE_PROVIDER_SECRET_ID: &str = "CACHE_PROVIDER_SECRET_ID";
 pub const AWS_ENDPOINT_URL_SECRETS_MANAGER: &str = "AWS_ENDPOINT_URL_SECRETS_MANAGER";
@@ -105,6 +107,8 @@ pub const DEFAULT_THETADATA_BASE_URL: &str = "http://127.0.0.1:25503";
 pub const DEFAULT_POLYGON_BASE_URL: &str = "https://api.polygon.io";
 /// Binance's market-data-only host.
 pub const DEFAULT_BINANCE_BASE_URL: &str = "https://data-api.binance.vision";
+/// Binance's public archive of daily files.
+pub const DEFAULT_BINANCE_ARCHIVE_URL: &str = "https://data.binance.vision";
 /// Binance's request weight per minute for one IP.
 pub const DEFAULT_BINANCE_WEIGHT_BUDGET: u64 = 6_000;
 const BINANCE_WEIGHT_BUDGET_RANGE: RangeInclusive<u64> = 4..=1_000_000;
@@ -443,6 +447,8 @@ pub struct ProviderSettings {
     pub polygon_api_key: Option<Secret>,
     /// Without a trailing `/`; callers append `/api/v3/...`.
     pub binance_base_url: String,
+    /// Without a trailing `/`; `None`: archives are off, every day comes from the REST API.
+    pub binance_archive_url: Option<String>,
     /// Request weight per minute the Binance provider stays within.
     pub binance_weight_budget: u32,
     /// Upstream requests in flight per fill.
@@ -478,6 +484,7 @@ impl ProviderSettings {
             polygon_base_url: polygon_base_url(&get)?,
             polygon_api_key,
             binance_base_url: http_base_url(&get, BINANCE_BASE_URL, DEFAULT_BINANCE_BASE_URL)?,
+            binance_archive_url: binance_archive_url(&get)?,
             binance_weight_budget: u32::try_from(whole_number(
                 &get,
                 BINANCE_WEIGHT_BUDGET,
@@ -853,6 +860,16 @@ fn polygon_api_key(
         served.retain(|p| *p != ProviderName::Polygon);
     }
     Ok(key)
+}
+
+/// `BINANCE_ARCHIVE_URL`: set but blank turns archives off, which unset cannot say.
+fn binance_archive_url(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<String>, SettingsError> {
+    if get(BINANCE_ARCHIVE_URL).is_some_and(|value| py_strip(&value).is_empty()) {
+        return Ok(None);
+    }
+    http_base_url(get, BINANCE_ARCHIVE_URL, DEFAULT_BINANCE_ARCHIVE_URL).map(Some)
 }
 
 fn polygon_base_url(get: &impl Fn(&str) -> Option<String>) -> Result<String, SettingsError> {
@@ -1326,6 +1343,7 @@ mod tests {
                     polygon_base_url: "https://api.polygon.io".to_owned(),
                     polygon_api_key: None,
                     binance_base_url: "https://data-api.binance.vision".to_owned(),
+                    binance_archive_url: Some("https://data.binance.vision".to_owned()),
                     binance_weight_budget: 6_000,
                     fetch_concurrency: 4,
                     upstream_timeout: Duration::from_secs(30),

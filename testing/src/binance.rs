@@ -22,12 +22,19 @@
 //!   answer reports the window's use in `X-MBX-USED-WEIGHT-1M`. A request over the budget
 //!   gets a 429 with `Retry-After` (seconds to the window's end); one that comes back before
 //!   that has elapsed gets a 418 (Binance's IP ban). Neither counts weight.
+//! - **Daily archives** under [`ARCHIVE_PATH`], as `data.binance.vision` serves them:
+//!   `<SYMBOL>/<SYMBOL>-aggTrades-<YYYY-MM-DD>.zip` (one deflated CSV of the day's generated
+//!   trades, no header, times in microseconds from 2025-01-01 on and milliseconds before,
+//!   booleans `True`/`False`) and `….zip.CHECKSUM` (`<sha256>  <zip name>`), for every day
+//!   that has ended by "now"; later days, and days [`BinanceReplay::archive_missing`] names,
+//!   are a 404. [`BinanceReplay::archive_corrupt_checksum`] makes a day's CHECKSUM name other
+//!   bytes. Dropped ids are left out of archives too. Archives weigh nothing.
 //! - **Faults**: [`BinanceReplay::server`]'s `inject_next`/`inject_route` with [`rate_limited`],
 //!   [`ip_banned`], [`restricted_location`], [`internal_error`] or the transport faults
 //!   (`ShortBody`, `CutJson`, `Reset`). An injected fault replaces the answer after the
 //!   weight is counted, and only the server's own 429s lead to 418s.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::ops::RangeInclusive;
 use std::path::Path;
@@ -35,6 +42,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use cachefill_core::trades::{day_of, day_start_ms};
+use chrono::NaiveDate;
 use serde_json::{Value, json};
 
 use crate::fixtures;
@@ -42,6 +51,10 @@ use crate::thetadata::{Fault, Received, ReplayError, ReplayServer, Reply};
 
 /// Where aggregate trades are served.
 pub const AGG_TRADES_PATH: &str = "/api/v3/aggTrades";
+/// Where the daily archives of aggregate trades are served.
+pub const ARCHIVE_PATH: &str = "/data/spot/daily/aggTrades/";
+/// The first day Binance writes archive times in microseconds.
+pub const ARCHIVE_MICROS_FROM: NaiveDate = NaiveDate::from_ymd_opt(2025, 1, 1).expect("a date");
 /// The request weight Binance gives `GET /api/v3/aggTrades`.
 pub const REQUEST_WEIGHT: u32 = 4;
 /// The header that reports the weight used in the current window.
@@ -160,6 +173,7 @@ const SALT_TRADES: u64 = 0x5452_4144_4553_0001;
 const SALT_PRICE: u64 = 0x5052_4943_4500_0002;
 const SALT_QTY: u64 = 0x5155_414e_5400_0003;
 const SALT_FLAGS: u64 = 0x464c_4147_5300_0004;
+const SALT_MICROS: u64 = 0x4d49_4352_4f53_0005;
 
 const PERMUTATIONS: [[i64; 3]; 6] = [
     [1, 2, 3],
@@ -351,6 +365,14 @@ fn whole_secs(wait: Duration) -> u64 {
     wait.as_millis().div_ceil(1_000).max(1) as u64
 }
 
+/// The daily archives: built once per symbol and day, and the days made to fail.
+#[derive(Debug, Default)]
+struct Archives {
+    built: HashMap<(String, NaiveDate), Bytes>,
+    missing: HashSet<NaiveDate>,
+    corrupt: HashSet<NaiveDate>,
+}
+
 #[derive(Debug)]
 struct Market {
     /// `None`: the system clock.
@@ -359,6 +381,7 @@ struct Market {
     overlap: i64,
     recordings: Vec<Recording>,
     limiter: Limiter,
+    archives: Archives,
 }
 
 impl Market {
@@ -396,6 +419,91 @@ impl Market {
             Err(refusal) => refusal,
         };
         reply.with_header(USED_WEIGHT_HEADER, &used.to_string())
+    }
+
+    /// An archive request: the zip or CHECKSUM of a day that has ended, else a 404.
+    fn archive(&mut self, path: &str) -> Reply {
+        let Some((symbol, date, checksum)) = archive_file(path) else {
+            return no_such_key(path);
+        };
+        let ended = day_start_ms(date) + 86_400_000 <= self.now_ms();
+        if !ended || date < day_of(ORIGIN_MS) || self.archives.missing.contains(&date) {
+            return no_such_key(path);
+        }
+        let zip = match self.archive_zip(&symbol, date) {
+            Ok(zip) => zip,
+            Err(e) => return Reply::text(500, format!("replay server: cannot build {path}: {e}")),
+        };
+        if !checksum {
+            return Reply {
+                status: 200,
+                content_type: "application/zip".into(),
+                headers: Vec::new(),
+                body: zip,
+            };
+        }
+        let summed = if self.archives.corrupt.contains(&date) {
+            [zip.as_ref(), b"other bytes"].concat()
+        } else {
+            zip.to_vec()
+        };
+        let name = format!("{symbol}-aggTrades-{date}.zip");
+        Reply::text(
+            200,
+            format!("{}  {name}\n", cachefill_core::codec::sha256_hex(&summed)),
+        )
+    }
+
+    /// The day's zip, built on first use.
+    fn archive_zip(&mut self, symbol: &str, date: NaiveDate) -> Result<Bytes, String> {
+        let key = (symbol.to_string(), date);
+        if let Some(zip) = self.archives.built.get(&key) {
+            return Ok(zip.clone());
+        }
+        let csv = self.archive_csv(symbol, date);
+        let zip = deflated_zip(&format!("{symbol}-aggTrades-{date}.csv"), csv.as_bytes())?;
+        self.archives.built.insert(key, zip.clone());
+        Ok(zip)
+    }
+
+    /// The day's trades as Binance's archive CSV writes them.
+    fn archive_csv(&self, symbol: &str, date: NaiveDate) -> String {
+        let start = day_start_ms(date);
+        let (first, end) = (
+            first_id_at(symbol, start),
+            first_id_at(symbol, start + 86_400_000),
+        );
+        let seed = fnv1a(symbol.as_bytes());
+        let micros = date >= ARCHIVE_MICROS_FROM;
+        let mut out = String::with_capacity(usize::try_from(end - first).unwrap_or(0) * 96);
+        let mut id = first;
+        while id < end {
+            if let Some(through) = self.dropped_through(symbol, id) {
+                id = through.saturating_add(1);
+                continue;
+            }
+            let trade = generated_trade(symbol, id);
+            let time = if micros {
+                // Binance's microseconds: the millisecond REST reports, and a fraction of it.
+                trade.time_ms * 1_000 + (mix(seed ^ SALT_MICROS, id) % 1_000) as i64
+            } else {
+                trade.time_ms
+            };
+            let flag = |b: bool| if b { "True" } else { "False" };
+            let _ = writeln!(
+                out,
+                "{},{},{},{},{},{time},{},{}",
+                trade.id,
+                trade.price,
+                trade.qty,
+                trade.first_trade_id,
+                trade.last_trade_id,
+                flag(trade.buyer_is_maker),
+                flag(trade.best_match)
+            );
+            id += 1;
+        }
+        out
     }
 
     fn body(&self, asked: &AggTrades) -> Bytes {
@@ -582,6 +690,7 @@ impl BinanceReplay {
             overlap: 0,
             recordings,
             limiter: Limiter::new(DEFAULT_WEIGHT_BUDGET, DEFAULT_WEIGHT_WINDOW),
+            archives: Archives::default(),
         }));
         let serving = market.clone();
         server.respond_under(AGG_TRADES_PATH, move |request| {
@@ -590,12 +699,41 @@ impl BinanceReplay {
             }
             Some(lock(&serving).answer(request))
         });
+        let archiving = market.clone();
+        server.respond_under(ARCHIVE_PATH, move |request| {
+            (request.method == "GET").then(|| lock(&archiving).archive(&request.path))
+        });
         Ok(BinanceReplay { server, market })
     }
 
     /// `http://127.0.0.1:<port>`: the API's base URL (paths start with `/api/v3`).
     pub fn base_url(&self) -> String {
         self.server.base_url()
+    }
+
+    /// The base URL of the daily archives (this same server): what
+    /// `BinanceConfig::archive_base_url` is set to.
+    pub fn archive_base_url(&self) -> String {
+        self.server.base_url()
+    }
+
+    /// Answer a 404 for every symbol's archive of `date`, as for a day not archived yet.
+    pub fn archive_missing(&self, date: NaiveDate) {
+        self.market().archives.missing.insert(date);
+    }
+
+    /// Make `date`'s CHECKSUM files name the sha256 of other bytes than the zip.
+    pub fn archive_corrupt_checksum(&self, date: NaiveDate) {
+        self.market().archives.corrupt.insert(date);
+    }
+
+    /// The archive requests received so far (zips and CHECKSUMs, faulted ones too).
+    pub fn archive_requests(&self) -> Vec<Received> {
+        self.server
+            .requests()
+            .into_iter()
+            .filter(|r| r.path.starts_with(ARCHIVE_PATH))
+            .collect()
     }
 
     /// The replay server underneath: faults, the request log, counts.
@@ -624,13 +762,18 @@ impl BinanceReplay {
         };
     }
 
-    /// Never serve these aggregate ids of `symbol`: a gap in the ids.
+    /// Never serve these aggregate ids of `symbol`, in pages or archives: a gap in the ids.
     pub fn drop_ids(&self, symbol: &str, ids: RangeInclusive<i64>) {
-        self.market()
+        let mut market = self.market();
+        market
             .dropped
             .entry(symbol.to_string())
             .or_default()
             .push(ids);
+        market
+            .archives
+            .built
+            .retain(|(built, _), _| built != symbol);
     }
 
     /// Start every `fromId` page `n` ids early, so consecutive pages repeat trades (0: off).
@@ -687,6 +830,51 @@ fn load_recordings(dir: &Path) -> Result<Vec<Recording>, ReplayError> {
         recordings.push(Recording::load(&file, symbol)?);
     }
     Ok(recordings)
+}
+
+/// `(symbol, date, whether the CHECKSUM)` of `…/<SYMBOL>/<SYMBOL>-aggTrades-<YYYY-MM-DD>.zip`
+/// or `….zip.CHECKSUM`, spelled exactly so.
+fn archive_file(path: &str) -> Option<(String, NaiveDate, bool)> {
+    let (symbol, file) = path.strip_prefix(ARCHIVE_PATH)?.split_once('/')?;
+    let valid = (2..=20).contains(&symbol.len())
+        && symbol
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+    let rest = file.strip_prefix(symbol)?.strip_prefix("-aggTrades-")?;
+    let (date, checksum) = match rest.strip_suffix(".zip.CHECKSUM") {
+        Some(date) => (date, true),
+        None => (rest.strip_suffix(".zip")?, false),
+    };
+    let parsed = NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
+    (valid && parsed.to_string() == date).then(|| (symbol.to_string(), parsed, checksum))
+}
+
+/// S3's 404, as `data.binance.vision` sends it for a file it does not have.
+fn no_such_key(path: &str) -> Reply {
+    Reply::text(
+        404,
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>NoSuchKey</Code>\
+             <Message>The specified key does not exist.</Message><Key>{}</Key></Error>",
+            path.trim_start_matches('/')
+        ),
+    )
+    .with_content_type("application/xml")
+}
+
+/// A zip holding `name`, deflated (fast: tests build whole days).
+fn deflated_zip(name: &str, content: &[u8]) -> Result<Bytes, String> {
+    use std::io::Write as _;
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .compression_level(Some(1));
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    writer
+        .start_file(name, options)
+        .map_err(|e| e.to_string())?;
+    writer.write_all(content).map_err(|e| e.to_string())?;
+    let cursor = writer.finish().map_err(|e| e.to_string())?;
+    Ok(Bytes::from(cursor.into_inner()))
 }
 
 fn system_now_ms() -> i64 {

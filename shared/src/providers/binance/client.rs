@@ -277,7 +277,7 @@ impl Client {
 }
 
 /// The base URL parsed, without a trailing `/`; http or https only.
-fn base(base_url: &str) -> Result<Url, ClientError> {
+pub(super) fn base(base_url: &str) -> Result<Url, ClientError> {
     let trimmed = base_url.trim().trim_end_matches('/');
     let bad = |reason: String| ClientError::BaseUrl {
         url: trimmed.to_string(),

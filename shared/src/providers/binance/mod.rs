@@ -23,7 +23,15 @@
 //! Every request waits for its weight in the provider's one [`limit::WeightLimiter`];
 //! statuses map to [`ProviderError`] in [`client`], and retries follow the shared
 //! [`RetryPolicy`].
+//!
+//! # Archives
+//!
+//! With [`BinanceConfig::archive_base_url`] set, a span that ends at a midnight at least a
+//! day past and covers that day from its 00:00 (or from an id) is read from Binance's daily
+//! archive ([`archive`]) in two requests and no weight; a day the archive lacks or gets
+//! wrong goes the REST way above.
 
+pub mod archive;
 pub mod client;
 pub mod limit;
 pub mod parse;
@@ -40,9 +48,11 @@ use crate::clock::{Clock, SystemClock};
 use crate::dataset::Dataset;
 pub use crate::providers::retry::RetryPolicy;
 use crate::settings::{
-    BINANCE_BASE_URL, DEFAULT_BINANCE_BASE_URL, DEFAULT_BINANCE_WEIGHT_BUDGET, ProviderSettings,
+    BINANCE_ARCHIVE_URL, BINANCE_BASE_URL, DEFAULT_BINANCE_BASE_URL, DEFAULT_BINANCE_WEIGHT_BUDGET,
+    ProviderSettings,
 };
 use crate::trades::{AggTrade, FetchedTrades, TradeBound, TradeSpan};
+use archive::Archive;
 use client::{Client, ClientError, MAX_WINDOW_MS, PAGE_LIMIT, Query};
 
 /// How to reach Binance and how much of its request weight to use.
@@ -50,6 +60,9 @@ use client::{Client, ClientError, MAX_WINDOW_MS, PAGE_LIMIT, Query};
 pub struct BinanceConfig {
     /// Without a trailing `/`, e.g. `https://data-api.binance.vision`.
     pub base_url: String,
+    /// Binance's daily archives (`https://data.binance.vision`), read for whole past days;
+    /// `None`: every day from the REST API.
+    pub archive_base_url: Option<String>,
     /// Request weight this provider spends per `weight_window` (Binance counts per minute).
     pub weight_budget: u32,
     /// The window the budget is counted over: a minute, except in tests.
@@ -63,10 +76,11 @@ pub struct BinanceConfig {
 }
 
 impl BinanceConfig {
-    /// Defaults at another base URL (a trailing `/` is dropped).
+    /// Defaults at another base URL (a trailing `/` is dropped), archives off.
     pub fn new(base_url: &str) -> Self {
         BinanceConfig {
             base_url: base_url.trim().trim_end_matches('/').to_string(),
+            archive_base_url: None,
             weight_budget: u32::try_from(DEFAULT_BINANCE_WEIGHT_BUDGET).unwrap_or(u32::MAX),
             weight_window: Duration::from_secs(60),
             concurrency: 4,
@@ -78,6 +92,7 @@ impl BinanceConfig {
 
     pub fn from_settings(settings: &ProviderSettings) -> Self {
         BinanceConfig {
+            archive_base_url: settings.binance_archive_url.clone(),
             weight_budget: settings.binance_weight_budget,
             concurrency: settings.fetch_concurrency,
             request_timeout: settings.upstream_timeout,
@@ -98,6 +113,8 @@ impl Default for BinanceConfig {
 pub enum SetupError {
     #[error("{BINANCE_BASE_URL}: {0}")]
     BaseUrl(ClientError),
+    #[error("{BINANCE_ARCHIVE_URL}: {0}")]
+    ArchiveUrl(ClientError),
     #[error("{0}")]
     Client(ClientError),
 }
@@ -115,6 +132,7 @@ impl From<ClientError> for SetupError {
 pub struct BinanceProvider {
     config: BinanceConfig,
     client: Client,
+    archive: Option<Archive>,
     clock: Arc<dyn Clock>,
 }
 
@@ -122,6 +140,7 @@ impl std::fmt::Debug for BinanceProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BinanceProvider")
             .field("base_url", &self.config.base_url)
+            .field("archive_base_url", &self.config.archive_base_url)
             .field("weight_budget", &self.config.weight_budget)
             .field("concurrency", &self.config.concurrency)
             .finish_non_exhaustive()
@@ -130,8 +149,13 @@ impl std::fmt::Debug for BinanceProvider {
 
 impl BinanceProvider {
     pub fn new(config: BinanceConfig) -> Result<Self, SetupError> {
+        let archive = Archive::new(&config).map_err(|e| match e {
+            ClientError::BaseUrl { .. } => SetupError::ArchiveUrl(e),
+            ClientError::Http(_) => SetupError::Client(e),
+        })?;
         Ok(BinanceProvider {
             client: Client::new(&config)?,
+            archive,
             config,
             clock: Arc::new(SystemClock),
         })
@@ -305,6 +329,70 @@ impl Provider for BinanceProvider {
         symbol: &str,
         span: TradeSpan,
     ) -> Result<FetchedTrades, ProviderError> {
+        let mut archive_requests = 0;
+        if let Some(archive) = &self.archive
+            && let Some(date) = archive::archived_day(&span, self.clock.now().timestamp_millis())
+        {
+            match from_archive(archive, symbol, date, span, &mut archive_requests).await {
+                Ok(mut got) => {
+                    got.requests = archive_requests;
+                    return Ok(got);
+                }
+                Err(error) => tracing::warn!(
+                    symbol,
+                    %date,
+                    %error,
+                    "binance archive unusable; asking the REST API"
+                ),
+            }
+        }
+        let mut got = self.rest_agg_trades(symbol, span).await?;
+        got.requests += archive_requests;
+        Ok(got)
+    }
+}
+
+/// A day's archive as the answer to `span` (its trades from `span.from` on); `requests`
+/// counts every attempt.
+async fn from_archive(
+    archive: &Archive,
+    symbol: &str,
+    date: NaiveDate,
+    span: TradeSpan,
+    requests: &mut u32,
+) -> Result<FetchedTrades, archive::ArchiveError> {
+    let mut trades = archive.day(symbol, date, requests).await?;
+    let invalid = |reason: String| archive::ArchiveError::Invalid {
+        file: archive::ArchiveFiles::of(symbol, date).zip,
+        reason,
+    };
+    let (Some(first), Some(last)) = (trades.first().map(|t| t.id), trades.last().map(|t| t.id))
+    else {
+        return Err(invalid("no trades".into()));
+    };
+    if let TradeBound::Id(from) = span.from {
+        if from < first {
+            return Err(invalid(format!(
+                "the span starts at id {from}, before the day's first {first}"
+            )));
+        }
+        trades.retain(|t| t.id >= from);
+    }
+    Ok(FetchedTrades {
+        trades,
+        // Ids are consecutive: the next day begins right after the day's last trade.
+        next_id: Some(last + 1),
+        requests: *requests,
+    })
+}
+
+impl BinanceProvider {
+    /// `span` from the REST API (see the module docs).
+    async fn rest_agg_trades(
+        &self,
+        symbol: &str,
+        span: TradeSpan,
+    ) -> Result<FetchedTrades, ProviderError> {
         let mut resolve = Resolve {
             client: &self.client,
             symbol,
@@ -408,7 +496,25 @@ mod tests {
         assert_eq!(config.weight_window, Duration::from_secs(60));
         assert_eq!(config.concurrency, 2);
         assert_eq!(config.request_timeout, Duration::from_secs(7));
+        assert_eq!(
+            config.archive_base_url.as_deref(),
+            Some(crate::settings::DEFAULT_BINANCE_ARCHIVE_URL)
+        );
+        let archive = |value: &str| {
+            let settings = ProviderSettings::from_lookup(
+                |name| (name == BINANCE_ARCHIVE_URL).then(|| value.to_string()),
+                ProviderSettings::DEPLOYED,
+            );
+            settings.map(|s| BinanceConfig::from_settings(&s).archive_base_url)
+        };
+        assert_eq!(
+            archive("http://127.0.0.1:9/"),
+            Ok(Some("http://127.0.0.1:9".into()))
+        );
+        assert_eq!(archive(" "), Ok(None), "set but blank turns archives off");
+        assert!(archive("data.binance.vision").is_err());
         let defaults = BinanceConfig::default();
+        assert_eq!(defaults.archive_base_url, None);
         assert_eq!(defaults.base_url, DEFAULT_BINANCE_BASE_URL);
         assert_eq!(
             u64::from(defaults.weight_budget),
@@ -425,7 +531,16 @@ mod tests {
         let debug = format!("{provider:?}");
         assert_eq!(
             debug,
-            "BinanceProvider { base_url: \"http://127.0.0.1:9\", weight_budget: 6000, concurrency: 4, .. }"
+            "BinanceProvider { base_url: \"http://127.0.0.1:9\", archive_base_url: None, weight_budget: 6000, concurrency: 4, .. }"
+        );
+        let error = BinanceProvider::new(BinanceConfig {
+            archive_base_url: Some("ftp://x".into()),
+            ..BinanceConfig::new("http://127.0.0.1:9")
+        })
+        .unwrap_err();
+        assert!(
+            error.to_string().starts_with(BINANCE_ARCHIVE_URL),
+            "{error}"
         );
     }
 }

@@ -133,7 +133,7 @@ impl Field<'_> {
 
 /// Digits with at most one `.` between digits: what Binance sends, and not the `1e5`, `inf`
 /// or `-1` that `f64::from_str` would also take.
-fn is_decimal(text: &str) -> bool {
+pub(super) fn is_decimal(text: &str) -> bool {
     let (whole, fraction) = text.split_once('.').unwrap_or((text, "0"));
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     digits(whole) && digits(fraction)
