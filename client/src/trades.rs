@@ -36,11 +36,7 @@ impl CacheClient {
     pub async fn get_trades(&self, request: &TradesRequest) -> Result<LocalFile, ClientError> {
         self.count_request();
         let now = self.now().timestamp_millis();
-        let days: Vec<TradeDay> = request
-            .days()
-            .into_iter()
-            .filter(|d| d.start_ms() <= now)
-            .collect();
+        let days = request.days_begun(now);
         let mut sources: Vec<Option<Source>> = days
             .iter()
             .map(|d| self.local_day_complete(d).then_some(Source::LocalHit))
@@ -211,7 +207,7 @@ impl CacheClient {
             key: self.layout().key_for_relative(&first),
             rows: parts.iter().map(|p| p.rows).sum(),
             min: iso(request.start),
-            max: iso(request.end),
+            max: iso(request.reach(self.now().timestamp_millis())),
             version_id: None,
             sha256: String::new(),
             source,

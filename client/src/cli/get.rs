@@ -45,6 +45,10 @@ pub(super) async fn run(args: GetArgs) -> Result<(), Failure> {
         });
     }
     println!("{:<10} {}", file.source.as_str(), file.path.display());
+    // Trade days: one line per day after the first.
+    for day in file.paths.iter().skip(1) {
+        println!("{:<10} {}", day.source.as_str(), day.path.display());
+    }
     println!("  key      {}", file.key);
     println!(
         "  rows     {}  {} .. {}",

@@ -19,17 +19,18 @@ pub(super) struct WarmArgs {
     /// Symbols, comma-separated: AAPL,GOOGL,MSFT.
     #[arg(long, value_delimiter = ',', required = true, num_args = 1..)]
     pub symbols: Vec<String>,
-    /// Upstream provider: thetadata, polygon, or synthetic (generated data, not market data).
+    /// Upstream provider: thetadata, polygon, binance (aggregate trades), or synthetic
+    /// (generated data, not market data).
     #[arg(long)]
     pub provider: String,
-    /// stock or index.
+    /// stock or index; crypto for binance.
     #[arg(long)]
     pub asset_type: String,
-    /// minute, hour, day, 1m, 5m, 1h, 1D … (bars only).
+    /// minute, hour, day, 1m, 5m, 1h, 1D … (bars); tick (aggregate trades).
     #[arg(long)]
     pub timespan: Option<String>,
     /// Comma-separated: ohlc or quote (bars), splits, dividends (corporate events),
-    /// option_chains.
+    /// option_chains, aggtrades (Binance trade days).
     #[arg(long, value_delimiter = ',', required = true, num_args = 1..)]
     pub datastyle: Vec<String>,
     /// Quote asset of polygon stocks and indices, as lumibot names their files (USD).

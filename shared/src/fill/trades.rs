@@ -40,11 +40,7 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
     pub async fn fill_trades(&self, request: &TradesRequest) -> Result<FillAnswer, FillError> {
         let started = Instant::now();
         let now = self.now().timestamp_millis();
-        let days: Vec<TradeDay> = request
-            .days()
-            .into_iter()
-            .filter(|d| d.start_ms() <= now)
-            .collect();
+        let days = request.days_begun(now);
         let mut outcomes = Vec::with_capacity(days.len());
         let mut requests = 0u64;
         let mut fetched_any = false;
@@ -135,7 +131,7 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
             real_rows: rows,
             placeholders: 0,
             min: iso(request.start),
-            max: iso(request.end.min(now)),
+            max: iso(request.reach(now)),
             sessions_fetched: 0,
             upstream_requests: requests,
             elapsed_ms: started.elapsed().as_millis() as u64,

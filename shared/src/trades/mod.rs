@@ -275,6 +275,21 @@ impl TradesRequest {
         .to_string()
     }
 
+    /// The days of the range that have begun at `now` (ms): the days a fill fills and an
+    /// answer lists (a day after the present has no trades to keep yet).
+    pub fn days_begun(&self, now: i64) -> Vec<TradeDay> {
+        self.days()
+            .into_iter()
+            .filter(|d| d.start_ms() <= now)
+            .collect()
+    }
+
+    /// Where the range's trades can end at `now`: its end, or the present when that is
+    /// earlier.
+    pub fn reach(&self, now: i64) -> i64 {
+        self.end.min(now)
+    }
+
     /// The days the range touches, in order.
     pub fn days(&self) -> Vec<TradeDay> {
         let mut out = Vec::new();
