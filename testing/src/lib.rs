@@ -15,3 +15,4 @@ pub mod doubles;
 pub mod fixtures;
 pub mod polygon;
 pub mod thetadata;
+pub mod thetadata_gen;

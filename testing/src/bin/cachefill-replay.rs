@@ -6,6 +6,7 @@
 //! cachefill-replay [FIXTURES_FOLDER]      # ThetaData: the recorded exchanges of a folder
 //! cachefill-replay --polygon API_KEY      # Polygon: cachefill_testing::polygon::PolygonReplay
 //! cachefill-replay --binance              # Binance: cachefill_testing::binance::BinanceReplay
+//! cachefill-replay --thetadata-generated  # ThetaData: cachefill_testing::thetadata_gen, any stock and session
 //! ```
 //!
 //! The first form serves the recorded exchanges of the folder named (relative to the
@@ -16,7 +17,9 @@
 //! without splits: lumibot's `polygon_helper` lists a ticker's splits once a day when its
 //! file exists. The third serves [`BinanceReplay`]: `GET /api/v3/aggTrades` for any symbol
 //! (generated trades and the recordings of `tests/fixtures/binance/`), with Binance's request
-//! weight, 429s and 418s.
+//! weight, 429s and 418s. The fourth serves [`thetadata_gen`]: generated minute OHLC for any
+//! stock and session (`/v3/stock/history/ohlc`, by `date` or `start_date`/`end_date`), the
+//! corporate-action lookups answered "no events"; `scripts/bench-vs-lumibot` drives it.
 //!
 //! Either way it serves on a free loopback port, prints
 //! `{"base_url": "http://127.0.0.1:PORT"}` as its first line, then reads one JSON command a
@@ -52,6 +55,7 @@ use cachefill_testing::binance::BinanceReplay;
 use cachefill_testing::fixtures;
 use cachefill_testing::polygon::PolygonReplay;
 use cachefill_testing::thetadata::{Fault, ReplayServer, Reply};
+use cachefill_testing::thetadata_gen;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -98,13 +102,22 @@ impl Served {
             [flag, ..] if flag == "--binance" => {
                 return Err("--binance takes no argument".into());
             }
+            [flag] if flag == "--thetadata-generated" => {
+                let server = ReplayServer::empty().await.map_err(|e| e.to_string())?;
+                thetadata_gen::serve(&server);
+                Served::ThetaData(server)
+            }
+            [flag, ..] if flag == "--thetadata-generated" => {
+                return Err("--thetadata-generated takes no argument".into());
+            }
             [folder] => {
                 let dir = fixtures::dir(folder).map_err(|e| e.to_string())?;
                 Served::ThetaData(ReplayServer::start(dir).await.map_err(|e| e.to_string())?)
             }
             _ => {
                 return Err(
-                    "give at most one fixtures folder, --polygon API_KEY or --binance".into(),
+                    "give at most one fixtures folder, --polygon API_KEY, --binance or --thetadata-generated"
+                        .into(),
                 );
             }
         })
