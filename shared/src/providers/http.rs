@@ -154,3 +154,28 @@ mod tests {
         assert!(cut.ends_with('…'));
     }
 }
+
+/// Why a provider's base URL cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadBaseUrl {
+    pub url: String,
+    pub reason: String,
+}
+
+/// A provider's base URL parsed, without a trailing `/`; http or https only, no query or
+/// fragment.
+pub fn parse_base(base_url: &str) -> Result<Url, BadBaseUrl> {
+    let trimmed = base_url.trim().trim_end_matches('/');
+    let bad = |reason: String| BadBaseUrl {
+        url: trimmed.to_string(),
+        reason,
+    };
+    let url = Url::parse(trimmed).map_err(|e| bad(e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() {
+        return Err(bad("not an http:// or https:// URL".into()));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("a base URL has no query or fragment".into()));
+    }
+    Ok(url)
+}

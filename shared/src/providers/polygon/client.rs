@@ -246,19 +246,10 @@ fn judge<T: DeserializeOwned>(what: &str, answer: Answer) -> Result<Page<T>, Fai
 
 /// The base URL parsed, without a trailing `/`; http or https only.
 fn base(base_url: &str) -> Result<Url, ClientError> {
-    let trimmed = base_url.trim().trim_end_matches('/');
-    let bad = |reason: String| ClientError::BaseUrl {
-        url: trimmed.to_string(),
-        reason,
-    };
-    let url = Url::parse(trimmed).map_err(|e| bad(e.to_string()))?;
-    if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() {
-        return Err(bad("not an http:// or https:// URL".into()));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(bad("a base URL has no query or fragment".into()));
-    }
-    Ok(url)
+    crate::providers::http::parse_base(base_url).map_err(|bad| ClientError::BaseUrl {
+        url: bad.url,
+        reason: bad.reason,
+    })
 }
 
 #[cfg(test)]
