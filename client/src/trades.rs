@@ -4,7 +4,6 @@
 //! [`cachefill_core::trades::coverage`]); the days that are not are asked of the
 //! miss-handler once per run of consecutive days, never once per day.
 
-use bytes::Bytes;
 use serde::Serialize;
 
 use cachefill_core::fill::{FillAnswer, MissRequest};
@@ -119,8 +118,7 @@ impl CacheClient {
 
     fn local_day_facts(&self, day: &TradeDay) -> Option<DayFacts> {
         let path = self.local_cache().path_of(&day.relative_path());
-        let bytes = std::fs::read(path).ok()?;
-        file::footer_facts(Bytes::from(bytes))
+        file::footer_facts(std::fs::File::open(path).ok()?)
     }
 
     fn local_day_complete(&self, day: &TradeDay) -> bool {

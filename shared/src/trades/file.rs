@@ -223,11 +223,13 @@ pub fn check(day: &TradeDay, bytes: Bytes) -> Result<(Vec<String>, DayFacts), Co
     Ok((problems, facts))
 }
 
-/// The facts a trade day's footer records, read without decoding its rows; `None` when the
-/// bytes are not such a file or record none.
-pub fn footer_facts(bytes: Bytes) -> Option<DayFacts> {
+/// The facts a trade day's footer records, read without decoding its rows (from a file,
+/// only its footer is read); `None` when it is not such a file or records none.
+pub fn footer_facts<R: parquet::file::reader::ChunkReader + 'static>(
+    reader: R,
+) -> Option<DayFacts> {
     let builder =
-        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes).ok()?;
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(reader).ok()?;
     let metadata = codec::footer_metadata(builder.metadata());
     metadata
         .get(FACT_COVERAGE)
