@@ -22,7 +22,7 @@ use chrono::NaiveDate;
 use crate::calendar::NyDates;
 use crate::codec::CodecError;
 use crate::codec::facts::{datetimes, placeholder_mask};
-use crate::codec::schema::Layout;
+use crate::codec::schema::{Layout, SPLIT_ADJUSTED};
 use crate::dataset::{AssetType, Dataset};
 
 /// A split: on `date`, each share became `ratio` shares (2.0 for 2-for-1).
@@ -127,7 +127,7 @@ pub fn adjust(
     let times = datetimes(batch)?;
     let missing = placeholder_mask(batch);
     let marked = batch
-        .column_by_name("_split_adjusted")
+        .column_by_name(SPLIT_ADJUSTED)
         .and_then(|c| c.as_boolean_opt().cloned());
     let mut dates = NyDates::new();
     let mut factors = Vec::with_capacity(n);
@@ -205,7 +205,7 @@ pub fn adjust(
     for (name, column) in [
         ("dividend", Arc::new(dividend) as ArrayRef),
         ("stock_splits", Arc::new(splits)),
-        ("_split_adjusted", Arc::new(adjusted)),
+        (SPLIT_ADJUSTED, Arc::new(adjusted)),
     ] {
         let data_type = column.data_type().clone();
         match schema.index_of(name) {

@@ -23,7 +23,10 @@ use crate::codec::facts::{datetimes, placeholder_mask};
 use crate::codec::schema::Layout;
 use crate::codec::{self, CodecError, Decoded, Sidecar};
 use crate::dataset::Dataset;
-use crate::format::{COVERAGE_METADATA, FACT_COVERAGE, FACT_PROVISIONAL, FACT_SCHEMA_VERSION};
+use crate::format::{
+    COVERAGE_METADATA, FACT_COVERAGE, FACT_PROVISIONAL, FACT_SCHEMA_VERSION, MAX_COVERAGE_METADATA,
+    PLACEHOLDERS_METADATA, SHA256_METADATA,
+};
 use crate::storage::ObjectMeta;
 
 /// The session a row at `time` (UTC nanoseconds) belongs to: a real row's New York date; a
@@ -240,6 +243,59 @@ fn young_placeholders(all: &Coverage, written: DateTime<Utc>) -> BTreeSet<NaiveD
 /// placeholders count as covered there, so a claim rules a file out but never in.
 pub fn claimed(meta: &ObjectMeta) -> Option<BTreeSet<NaiveDate>> {
     parse_ranges(meta.metadata.get(COVERAGE_METADATA)?)
+}
+
+/// User metadata of a parquet written with `coverage`: its checksum, and (when short
+/// enough) its sessions and which of them are placeholders, so that a HEAD tells readers
+/// what the object holds ([`claimed`], [`Claim::of`]).
+pub fn object_metadata(coverage: &Coverage, sha256: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::from([(SHA256_METADATA.to_string(), sha256.to_string())]);
+    let ranges = format_ranges(&coverage.all_sessions());
+    let placeholders = serde_json::json!({
+        "placeholders": format_ranges(&coverage.placeholders),
+        "provisional": format_dates(&coverage.provisional),
+    })
+    .to_string();
+    if ranges.len() + placeholders.len() <= MAX_COVERAGE_METADATA {
+        out.insert(COVERAGE_METADATA.to_string(), ranges);
+        out.insert(PLACEHOLDERS_METADATA.to_string(), placeholders);
+    }
+    out
+}
+
+/// What an object's HEAD says it holds, when it carries all of [`object_metadata`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub covered: Covered,
+    /// Covered sessions with only a placeholder.
+    pub placeholders: BTreeSet<NaiveDate>,
+    /// The body's sha256.
+    pub sha256: String,
+}
+
+impl Claim {
+    pub fn of(meta: &ObjectMeta) -> Option<Claim> {
+        let sessions = claimed(meta)?;
+        let extra: serde_json::Value =
+            serde_json::from_str(meta.metadata.get(PLACEHOLDERS_METADATA)?).ok()?;
+        let placeholders = parse_ranges(extra.get("placeholders")?.as_str()?)?;
+        let untrusted = parse_dates(extra.get("provisional")?.as_str()?);
+        Some(Claim {
+            covered: Covered {
+                sessions,
+                untrusted,
+            },
+            placeholders,
+            sha256: meta.metadata.get(SHA256_METADATA)?.clone(),
+        })
+    }
+
+    /// Whether some wanted session has real rows.
+    pub fn has_data(&self, wanted: &[NaiveDate]) -> bool {
+        wanted
+            .iter()
+            .any(|d| self.covered.sessions.contains(d) && !self.placeholders.contains(d))
+    }
 }
 
 /// Whether every wanted session is in the claimed set.

@@ -64,7 +64,12 @@ pub const SCHEMA_VERSION: &str = "1";
 pub const COVERAGE_METADATA: &str = "cachefill-coverage";
 /// Object user metadata: sha256 of the body, so a HEAD recognises a version.
 pub const SHA256_METADATA: &str = "cachefill-sha256";
-/// Coverage longer than this stays only in the footer (S3 allows 2 KB of user metadata).
+/// Object user metadata, beside [`COVERAGE_METADATA`]: which covered sessions hold only a
+/// placeholder and which of those are provisional, as JSON
+/// (`{"placeholders":"<ranges>","provisional":"<dates>"}`), so that a HEAD decides a hit.
+pub const PLACEHOLDERS_METADATA: &str = "cachefill-placeholders";
+/// Coverage (with its placeholders) longer than this stays only in the footer (S3 allows
+/// 2 KB of user metadata).
 pub const MAX_COVERAGE_METADATA: usize = 1500;
 
 /// Object tag with the validator's verdict on a version.

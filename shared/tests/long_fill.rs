@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use cachefill_core::calendar::{self, NyDates};
-use cachefill_core::clock::FixedClock;
+use cachefill_core::clock::{Clock, FixedClock};
 use cachefill_core::codec::facts::datetimes;
 use cachefill_core::codec::rows::rows_to_batch;
 use cachefill_core::codec::{self, Rows, conform};
@@ -370,4 +370,196 @@ async fn a_long_fill_that_loses_its_write_merges_the_same_rows_into_the_newer_ob
     assert_eq!(answer.status, FillStatus::Filled);
     assert_eq!(answer.rows as usize, want.num_rows());
     assert_written(store.as_ref(), &dataset, &key, &want).await;
+}
+
+/// The row counts of a parquet's row groups.
+fn row_groups(bytes: &Bytes) -> Vec<i64> {
+    let footer = codec::read_footer(bytes).unwrap();
+    footer
+        .metadata()
+        .row_groups()
+        .iter()
+        .map(|g| g.num_rows())
+        .collect()
+}
+
+/// Where a parquet's last column chunk ends: its bytes before that are its row groups.
+fn data_end(bytes: &Bytes) -> usize {
+    let footer = codec::read_footer(bytes).unwrap();
+    footer
+        .metadata()
+        .row_groups()
+        .iter()
+        .flat_map(|g| g.columns())
+        .map(|c| {
+            let start = c.dictionary_page_offset().unwrap_or(c.data_page_offset());
+            (start + c.compressed_size()) as usize
+        })
+        .max()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_extension_after_the_last_session_copies_the_row_groups_and_appends_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::new(dir.path()).unwrap();
+    let dataset = Dataset::from_json(AAPL_MINUTE).unwrap();
+    let key = config().layout.data_key(&dataset);
+    let engine = FillEngine::new(store.clone(), Shaped::new(0, Units::PerSession), config())
+        .with_clock(clock());
+    engine
+        .fill(&request(AAPL_MINUTE, "2023-03-01", "2023-03-31"))
+        .await
+        .unwrap();
+    let (before, base, base_coverage) = conformed(&store, &dataset, &key).await;
+    let (want, _) = expected(
+        &dataset,
+        &Shaped::new(0, Units::PerSession),
+        Some((&base, &base_coverage)),
+        None,
+        "2023-03-01",
+        "2023-04-28",
+    );
+
+    let answer = engine
+        .fill(&request(AAPL_MINUTE, "2023-03-01", "2023-04-28"))
+        .await
+        .unwrap();
+    assert_eq!(answer.status, FillStatus::Filled);
+    assert_written(&store, &dataset, &key, &want).await;
+    // The file's row groups were copied as they were, and April's follow as one more.
+    let after = store.get(&key, None).await.unwrap().bytes;
+    let end = data_end(&before);
+    assert_eq!(
+        after[..end],
+        before[..end],
+        "the old row groups' bytes begin the file"
+    );
+    let mut groups = row_groups(&before);
+    groups.push((want.num_rows() - base.num_rows()) as i64);
+    assert_eq!(row_groups(&after), groups);
+
+    // Sessions before the file's last one are merged into it: the file is rewritten whole.
+    let (now, now_batch, now_coverage) = conformed(&store, &dataset, &key).await;
+    let (want, _) = expected(
+        &dataset,
+        &Shaped::new(0, Units::PerSession),
+        Some((&now_batch, &now_coverage)),
+        None,
+        "2023-02-01",
+        "2023-04-28",
+    );
+    engine
+        .fill(&request(AAPL_MINUTE, "2023-02-01", "2023-04-28"))
+        .await
+        .unwrap();
+    assert_written(&store, &dataset, &key, &want).await;
+    let rewritten = store.get(&key, None).await.unwrap().bytes;
+    assert_eq!(row_groups(&rewritten), [want.num_rows() as i64]);
+    assert_ne!(rewritten[..data_end(&now)], now[..data_end(&now)]);
+}
+
+#[tokio::test]
+async fn small_row_groups_are_merged_into_one_when_sixteen_have_been_appended() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::new(dir.path()).unwrap();
+    let dataset = Dataset::from_json(AAPL_MINUTE).unwrap();
+    let key = config().layout.data_key(&dataset);
+    let engine = FillEngine::new(store.clone(), Shaped::new(1, Units::PerSession), config())
+        .with_clock(clock());
+    engine
+        .fill(&request(AAPL_MINUTE, "2023-03-01", "2023-03-31"))
+        .await
+        .unwrap();
+    // A sliding window: one more session a day.
+    let sessions = calendar::sessions_between(d("2023-04-03"), d("2023-04-28")).unwrap();
+    let mut groups = Vec::new();
+    for session in &sessions[..17] {
+        let end = session.to_string();
+        engine
+            .fill(&request(AAPL_MINUTE, "2023-03-01", &end))
+            .await
+            .unwrap();
+        groups.push(row_groups(&store.get(&key, None).await.unwrap().bytes).len());
+    }
+    let appended: Vec<usize> = (2..=16).collect();
+    assert_eq!(
+        groups[..15],
+        appended[..],
+        "each extend appends a row group"
+    );
+    assert_eq!(
+        groups[15..],
+        [1, 2],
+        "the 16th small group's next extend rewrites the file"
+    );
+    let (_, batch, coverage) = conformed(&store, &dataset, &key).await;
+    let wanted = calendar::sessions_between(d("2023-03-01"), sessions[16]).unwrap();
+    assert!(coverage.missing(&wanted).is_empty());
+    assert!(cachefill_core::rules::check_batch(&dataset, &batch, clock().now()).is_empty());
+}
+
+#[tokio::test]
+async fn a_hit_is_decided_by_a_head_and_the_sidecar_without_reading_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(cachefill_testing::doubles::CountingStore::new(
+        LocalStore::new(dir.path()).unwrap(),
+    ));
+    let dataset = Dataset::from_json(AAPL_MINUTE).unwrap();
+    let key = config().layout.data_key(&dataset);
+    let engine = FillEngine::new(
+        Arc::clone(&store),
+        Shaped::new(0, Units::PerSession),
+        config(),
+    )
+    .with_clock(clock());
+    let filled = engine
+        .fill(&request(AAPL_MINUTE, "2023-03-01", "2023-03-31"))
+        .await
+        .unwrap();
+    store.take_calls();
+
+    let hit = engine
+        .fill(&request(AAPL_MINUTE, "2023-03-10", "2023-03-20"))
+        .await
+        .unwrap();
+    let sidecar = format!("{key}{}", format::SIDECAR_SUFFIX);
+    assert_eq!(
+        store.take_calls(),
+        [("head", key.clone()), ("get", sidecar.clone())]
+    );
+    assert_eq!(hit.status, FillStatus::Hit);
+    assert_eq!(hit.upstream_requests, 0);
+    for (what, got, want) in [
+        ("etag", &hit.etag, &filled.etag),
+        ("version", &hit.version_id, &filled.version_id),
+        ("sha256", &hit.sha256, &filled.sha256),
+        ("min", &hit.min, &filled.min),
+        ("max", &hit.max, &filled.max),
+    ] {
+        assert_eq!(got, want, "{what}");
+    }
+    assert_eq!(
+        (hit.rows, hit.real_rows, hit.placeholders),
+        (filled.rows, filled.real_rows, filled.placeholders)
+    );
+
+    // 2023-03-07 had no bars (a placeholder): no data, still from the HEAD.
+    let empty = engine
+        .fill(&request(AAPL_MINUTE, "2023-03-07", "2023-03-07"))
+        .await
+        .unwrap();
+    assert_eq!(empty.status, FillStatus::NoData);
+    assert_eq!(
+        store.take_calls(),
+        [("head", key.clone()), ("get", sidecar)]
+    );
+
+    // A session the file lacks: the body decides, and the fill fetches it.
+    let extended = engine
+        .fill(&request(AAPL_MINUTE, "2023-03-10", "2023-04-03"))
+        .await
+        .unwrap();
+    assert_eq!(extended.status, FillStatus::Filled);
+    assert!(store.take_calls().contains(&("get", key)));
 }

@@ -324,3 +324,72 @@ impl<S: ObjectStore> ObjectStore for RacingStore<S> {
         self.inner.put_tags(key, version, tags).await
     }
 }
+
+/// Wraps a real store and records every operation on it as `(operation, key)`, in order, so
+/// a test can say what a call cost in requests ("a hit is one HEAD and one small GET").
+#[derive(Debug, Default)]
+pub struct CountingStore<S> {
+    inner: S,
+    calls: Mutex<Vec<(&'static str, String)>>,
+}
+
+impl<S> CountingStore<S> {
+    pub fn new(inner: S) -> Self {
+        CountingStore {
+            inner,
+            calls: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The operations so far, and forget them.
+    pub fn take_calls(&self) -> Vec<(&'static str, String)> {
+        std::mem::take(&mut *self.calls.lock().expect("calls lock"))
+    }
+
+    fn record(&self, operation: &'static str, key: &str) {
+        self.calls
+            .lock()
+            .expect("calls lock")
+            .push((operation, key.to_string()));
+    }
+}
+
+#[async_trait]
+impl<S: ObjectStore> ObjectStore for CountingStore<S> {
+    async fn get(&self, key: &str, version: Option<&str>) -> Result<GetResult> {
+        self.record("get", key);
+        self.inner.get(key, version).await
+    }
+    async fn head(&self, key: &str, version: Option<&str>) -> Result<ObjectMeta> {
+        self.record("head", key);
+        self.inner.head(key, version).await
+    }
+    async fn put(&self, key: &str, body: Bytes, options: PutOptions) -> Result<PutResult> {
+        self.record("put", key);
+        self.inner.put(key, body, options).await
+    }
+    async fn copy(&self, from: &str, from_version: Option<&str>, to: &str) -> Result<PutResult> {
+        self.record("copy", to);
+        self.inner.copy(from, from_version, to).await
+    }
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.record("delete", key);
+        self.inner.delete(key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        self.record("list", prefix);
+        self.inner.list(prefix).await
+    }
+    async fn list_versions(&self, key: &str) -> Result<Vec<VersionInfo>> {
+        self.record("list_versions", key);
+        self.inner.list_versions(key).await
+    }
+    async fn get_tags(&self, key: &str, version: Option<&str>) -> Result<Tags> {
+        self.record("get_tags", key);
+        self.inner.get_tags(key, version).await
+    }
+    async fn put_tags(&self, key: &str, version: Option<&str>, tags: &Tags) -> Result<()> {
+        self.record("put_tags", key);
+        self.inner.put_tags(key, version, tags).await
+    }
+}

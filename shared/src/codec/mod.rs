@@ -9,14 +9,20 @@ pub mod sidecar;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow_array::RecordBatch;
+use arrow_array::{RecordBatch, RecordBatchReader};
 use arrow_schema::SchemaRef;
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
+use parquet::arrow::arrow_writer::{ArrowColumnWriter, ArrowRowGroupWriterFactory, compute_leaves};
 use parquet::basic::Compression;
-use parquet::file::metadata::KeyValue;
+use parquet::column::writer::ColumnCloseResult;
+use parquet::file::metadata::{KeyValue, PageIndexPolicy, ParquetMetaData};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::writer::SerializedFileWriter;
 
 pub use facts::BatchFacts;
 pub use rows::{EodBar, OhlcBar, QuoteBar, Rows};
@@ -73,46 +79,140 @@ pub fn encode(
 /// encoded as it is written (the row group in progress is held encoded), so a long file
 /// never has to be decoded in memory all at once. The footer's key-value metadata is given
 /// last, when what it says (coverage) is known.
+///
+/// [`Encoder::appending`] starts a file with the row groups of an earlier one copied as they
+/// are (their column chunks' bytes, statistics and page offsets; nothing decoded or encoded
+/// again), so that rows appended after an existing file's last row cost what they add.
 pub struct Encoder {
-    writer: ArrowWriter<Vec<u8>>,
+    writer: SerializedFileWriter<Vec<u8>>,
+    factory: ArrowRowGroupWriterFactory,
+    schema: SchemaRef,
+    /// The row group in progress: its column writers and rows so far.
+    columns: Option<Vec<ArrowColumnWriter>>,
+    in_progress_rows: usize,
+    /// Row groups in the file so far, copied and written.
+    row_groups: usize,
 }
 
 impl std::fmt::Debug for Encoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Encoder")
             .field("bytes_written", &self.writer.bytes_written())
-            .field("in_progress_rows", &self.writer.in_progress_rows())
+            .field("row_groups", &self.row_groups)
+            .field("in_progress_rows", &self.in_progress_rows)
             .finish()
     }
 }
 
 impl Encoder {
     pub fn new(schema: SchemaRef) -> Result<Self, CodecError> {
+        let writer =
+            ArrowWriter::try_new(Vec::new(), Arc::clone(&schema), Some(writer_properties()))?;
+        // Nothing is buffered yet: this only takes the writer apart (footer schema included).
+        let (writer, factory) = writer.into_serialized_writer()?;
         Ok(Encoder {
-            writer: ArrowWriter::try_new(Vec::new(), schema, Some(writer_properties()))?,
+            writer,
+            factory,
+            schema,
+            columns: None,
+            in_progress_rows: 0,
+            row_groups: 0,
         })
+    }
+
+    /// A file that starts with every row group of `file` (whose footer is `metadata`, read
+    /// with its offset index: [`read_footer`]), copied byte for byte. Fails when `file`'s columns are not
+    /// exactly those `schema` encodes.
+    pub fn appending(
+        schema: SchemaRef,
+        file: &Bytes,
+        metadata: &ParquetMetaData,
+    ) -> Result<Self, CodecError> {
+        let mut encoder = Encoder::new(schema)?;
+        if metadata.file_metadata().schema_descr() != encoder.writer.schema_descr() {
+            return Err(CodecError::Shape(
+                "the file's parquet schema is not the one its rows are encoded with".into(),
+            ));
+        }
+        for (index, group) in metadata.row_groups().iter().enumerate() {
+            let pages = metadata.page_index_for_row_group(index);
+            let mut copy = encoder.writer.next_row_group()?;
+            for (column, chunk) in group.columns().iter().enumerate() {
+                copy.append_column(
+                    file,
+                    ColumnCloseResult {
+                        bytes_written: u64::try_from(chunk.compressed_size()).unwrap_or(0),
+                        rows_written: u64::try_from(group.num_rows()).unwrap_or(0),
+                        metadata: chunk.clone(),
+                        bloom_filter: None,
+                        column_index: None,
+                        offset_index: pages.offset_index(column).cloned(),
+                    },
+                )?;
+            }
+            copy.close()?;
+            encoder.row_groups += 1;
+        }
+        Ok(encoder)
     }
 
     /// Append rows (of the schema given to [`Encoder::new`]).
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), CodecError> {
-        Ok(self.writer.write(batch)?)
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let room = MAX_ROW_GROUP_ROWS - self.in_progress_rows;
+            let take = room.min(batch.num_rows() - offset);
+            let part = batch.slice(offset, take);
+            if self.columns.is_none() {
+                self.columns = Some(self.factory.create_column_writers(self.row_groups)?);
+            }
+            let columns = self.columns.as_mut().expect("made above");
+            let mut writers = columns.iter_mut();
+            for (field, array) in self.schema.fields().iter().zip(part.columns()) {
+                for leaf in compute_leaves(field, array)? {
+                    writers
+                        .next()
+                        .ok_or_else(|| CodecError::Shape("more columns than the schema".into()))?
+                        .write(&leaf)?;
+                }
+            }
+            self.in_progress_rows += take;
+            offset += take;
+            if self.in_progress_rows == MAX_ROW_GROUP_ROWS {
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Close the row group in progress, if any.
+    fn flush(&mut self) -> Result<(), CodecError> {
+        let Some(columns) = self.columns.take() else {
+            return Ok(());
+        };
+        let mut group = self.writer.next_row_group()?;
+        for column in columns {
+            column.close()?.append_to_row_group(&mut group)?;
+        }
+        group.close()?;
+        self.row_groups += 1;
+        self.in_progress_rows = 0;
+        Ok(())
     }
 
     /// Write the footer with `metadata` and return the file.
     pub fn finish(mut self, metadata: &BTreeMap<String, String>) -> Result<Bytes, CodecError> {
+        self.flush()?;
         for (key, value) in metadata {
             self.writer
                 .append_key_value_metadata(KeyValue::new(key.clone(), value.clone()));
         }
-        // `into_inner` flushes the last row group and writes the footer.
         Ok(Bytes::from(self.writer.into_inner()?))
     }
 }
 
 /// The key-value metadata of a parquet footer (entries without a value left out).
-pub fn footer_metadata(
-    metadata: &parquet::file::metadata::ParquetMetaData,
-) -> BTreeMap<String, String> {
+pub fn footer_metadata(metadata: &ParquetMetaData) -> BTreeMap<String, String> {
     metadata
         .file_metadata()
         .key_value_metadata()
@@ -124,15 +224,46 @@ pub fn footer_metadata(
         .unwrap_or_default()
 }
 
+/// A parquet file's footer (with its offset index, for [`Encoder::appending`]), read once
+/// for the decodes of some of its columns and all of them.
+pub fn read_footer(file: &Bytes) -> Result<ArrowReaderMetadata, CodecError> {
+    let options = ArrowReaderOptions::new()
+        .with_column_index_policy(PageIndexPolicy::Skip)
+        .with_offset_index_policy(PageIndexPolicy::Optional);
+    Ok(ArrowReaderMetadata::load(file, options)?)
+}
+
 /// Decode a whole parquet file into one batch.
 pub fn decode(bytes: Bytes) -> Result<Decoded, CodecError> {
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
+    let footer = read_footer(&bytes)?;
+    decode_columns(bytes, &footer, None)
+}
+
+/// Decode the columns named `only` (those the file has, in file order), or all of them,
+/// into one batch.
+pub fn decode_columns(
+    bytes: Bytes,
+    footer: &ArrowReaderMetadata,
+    only: Option<&[&str]>,
+) -> Result<Decoded, CodecError> {
+    let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, footer.clone());
+    if let Some(only) = only {
+        let roots = footer
+            .schema()
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| only.contains(&f.name().as_str()))
+            .map(|(i, _)| i);
+        let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+        builder = builder.with_projection(mask);
+    }
     let metadata = footer_metadata(builder.metadata());
-    let schema = builder.schema().clone();
     // One batch for the whole file: reading in pieces and concatenating them would hold
     // the rows twice at the end.
     let rows = usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
     let reader = builder.with_batch_size(rows.max(1)).build()?;
+    let schema = reader.schema();
     let batches = reader.collect::<Result<Vec<_>, _>>()?;
     let batch = match batches.len() {
         0 => RecordBatch::new_empty(Arc::clone(&schema)),

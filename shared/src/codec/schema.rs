@@ -13,6 +13,8 @@ use crate::dataset::{AssetType, DataKind, Dataset, Provider};
 
 pub const DATETIME: &str = "datetime";
 pub const MISSING: &str = "missing";
+/// Day bars: the rows lumibot adjusted for splits.
+pub const SPLIT_ADJUSTED: &str = "_split_adjusted";
 pub const UTC: &str = "UTC";
 pub const NEW_YORK: &str = "America/New_York";
 

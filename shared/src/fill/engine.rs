@@ -13,6 +13,7 @@ use arrow_schema::SchemaRef;
 use bytes::Bytes;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use futures::{StreamExt, TryStreamExt};
+use parquet::arrow::arrow_reader::ArrowReaderMetadata;
 
 use super::answer::{FillAnswer, FillError, FillStatus};
 use super::lease::{self, Acquire, Lease};
@@ -24,15 +25,12 @@ use crate::calendar::NyDates;
 use crate::clock::{Clock, SystemClock};
 use crate::codec::facts::datetimes;
 use crate::codec::rows::rows_to_batch;
-use crate::codec::schema::{DATETIME, Layout, MISSING, UTC};
+use crate::codec::schema::{DATETIME, Layout, MISSING, SPLIT_ADJUSTED, UTC};
 use crate::codec::{self, BatchFacts, Rows, Sidecar, conform};
 use crate::corporate::{self, CorporateActions};
 use crate::coverage::{self, Coverage};
 use crate::dataset::{Dataset, Payload};
-use crate::format::{
-    self, COVERAGE_METADATA, JSON_CONTENT_TYPE, MAX_COVERAGE_METADATA, PARQUET_CONTENT_TYPE,
-    SHA256_METADATA, SIDECAR_SUFFIX,
-};
+use crate::format::{self, JSON_CONTENT_TYPE, PARQUET_CONTENT_TYPE, SIDECAR_SUFFIX};
 use crate::keys::KeyLayout;
 use crate::providers::{FetchRequest, Provider};
 use crate::pyfmt;
@@ -82,16 +80,24 @@ const MERGE_CHUNK_ROWS: usize = 64 * 1024;
 #[derive(Debug, Clone)]
 struct Stored {
     bytes: Bytes,
+    /// The bytes' sha256, once computed (a written object's always is).
+    sha256: Option<String>,
     meta: ObjectMeta,
     coverage: Coverage,
     facts: BatchFacts,
 }
 
-/// The object at a dataset's key as last read, decoded.
+/// The object at a dataset's key as last read: its footer and the columns coverage, facts
+/// and adjustment are decided by; the other columns are decoded only when rows are merged
+/// into them ([`Current::rows`]).
 #[derive(Debug, Clone)]
 struct Current {
     stored: Stored,
-    batch: RecordBatch,
+    footer: ArrowReaderMetadata,
+    /// [`OUTLINE_COLUMNS`] of every row, conformed.
+    outline: RecordBatch,
+    /// Written by cachefill (its footer facts are there).
+    ours: bool,
     /// Day bars: the date the rows marked `_split_adjusted` were adjusted as of, and
     /// whether some real rows are not adjusted at all.
     adjusted_as_of: Option<NaiveDate>,
@@ -114,6 +120,37 @@ struct Job<'a> {
     empty_sessions: Vec<NaiveDate>,
 }
 
+impl Current {
+    /// Every column of every row, conformed.
+    fn rows(&self, dataset: &Dataset, key: &str) -> Result<RecordBatch, FillError> {
+        let decoded = codec::decode_columns(self.stored.bytes.clone(), &self.footer, None)
+            .map_err(|source| FillError::Unreadable {
+                key: key.to_string(),
+                source,
+            })?;
+        conform::conform(dataset, &decoded.batch).map_err(|source| FillError::NotExtendable {
+            key: key.to_string(),
+            source,
+        })
+    }
+
+    /// The NY session of the file's last row.
+    fn last_session(&self) -> Option<NaiveDate> {
+        let times = datetimes(&self.outline).ok()?;
+        let last = times.iter().flatten().max()?;
+        let missing = codec::facts::placeholder_mask(&self.outline);
+        let index = times.iter().position(|t| t == Some(last))?;
+        Some(coverage::row_session(
+            &mut NyDates::new(),
+            last,
+            missing[index],
+        ))
+    }
+}
+
+/// The columns of a file a fill reads before it knows whether it merges into the file.
+const OUTLINE_COLUMNS: [&str; 3] = [DATETIME, MISSING, SPLIT_ADJUSTED];
+
 impl Job<'_> {
     fn adjustment(&self) -> Option<&Actions> {
         self.actions.as_ref().and_then(Option::as_ref)
@@ -127,6 +164,7 @@ impl Job<'_> {
 #[derive(Debug)]
 struct Draft {
     bytes: Bytes,
+    sha256: String,
     coverage: Coverage,
     facts: BatchFacts,
     /// Which rows of the file are fetched rows.
@@ -150,6 +188,25 @@ impl Encoding {
             times: Vec::new(),
             missing: BooleanBufferBuilder::new(0),
             fetched_rows: BooleanBufferBuilder::new(0),
+        })
+    }
+
+    /// A file that starts with `current`'s row groups, copied, and its outline.
+    fn appending(schema: SchemaRef, current: &Current) -> Result<Self, FillError> {
+        let encoder =
+            codec::Encoder::appending(schema, &current.stored.bytes, current.footer.metadata())
+                .map_err(FillError::codec("encoding"))?;
+        let times = datetimes(&current.outline).map_err(FillError::codec("merge"))?;
+        let rows = current.outline.num_rows();
+        let mut missing = BooleanBufferBuilder::new(rows);
+        missing.append_slice(&codec::facts::placeholder_mask(&current.outline));
+        let mut fetched_rows = BooleanBufferBuilder::new(rows);
+        fetched_rows.append_n(rows, false);
+        Ok(Encoding {
+            encoder,
+            times: times.values().to_vec(),
+            missing,
+            fetched_rows,
         })
     }
 
@@ -333,6 +390,9 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
         let key = self.config.layout.data_key(dataset);
         let wanted =
             coverage::wanted_sessions(dataset, request.start, request.end, self.clock.now())?;
+        if let Some(hit) = self.hit_from_head(dataset, &key, &wanted, started).await? {
+            return Ok(hit);
+        }
         let mut current = self.read_current(dataset, &key).await?;
         let mut actions = None;
         if missing_of(current.as_ref(), &wanted).is_empty() {
@@ -409,7 +469,7 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
             };
             let options = PutOptions {
                 mode,
-                metadata: object_metadata(&draft.coverage, &codec::sha256_hex(&draft.bytes)),
+                metadata: coverage::object_metadata(&draft.coverage, &draft.sha256),
                 content_type: Some(PARQUET_CONTENT_TYPE.into()),
             };
             match self.store.put(key, draft.bytes.clone(), options).await {
@@ -425,6 +485,7 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
                                 metadata: BTreeMap::new(),
                             },
                             bytes: draft.bytes,
+                            sha256: Some(draft.sha256),
                             coverage: draft.coverage,
                             facts: draft.facts,
                         },
@@ -647,7 +708,8 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
     }
 
     /// A merge into `current` (adjusted when the fill adjusts) and an empty file to encode
-    /// it into.
+    /// it into; or, when the fill [`appends`], a merge of the fetched sessions alone and a
+    /// file that starts with `current`'s row groups, copied.
     fn start_writing<'a>(
         &self,
         job: &Job<'a>,
@@ -659,13 +721,25 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
                 .map_err(FillError::codec("adjusting")),
             None => Ok(batch.clone()),
         };
-        let base = current
-            .map(|c| adjust(&c.batch, c.adjusted_as_of))
-            .transpose()?;
         // The layout fetched rows come in (a new file takes it), from no rows at all.
         let fresh = rows_to_batch(dataset, Rows::empty_for(Layout::of(dataset)))
             .map_err(FillError::codec("rows"))?;
         let fresh = adjust(&fresh, None)?;
+        if let Some(current) = current.filter(|c| appends(job, c)) {
+            // No rows of the file are merged: the merge takes its layout from an empty batch.
+            let base = RecordBatch::new_empty(current.footer.schema().clone());
+            let merger = Merger::new(dataset, Some(base), &fresh.schema(), &job.missing)
+                .map_err(FillError::codec("merge"))?;
+            match Encoding::appending(merger.schema().clone(), current) {
+                Ok(encoding) => return Ok((merger, encoding)),
+                // A file whose parquet schema is not the one its rows would be encoded with
+                // (another writer's) is rewritten whole.
+                Err(e) => tracing::debug!(key = job.key, error = %e, "not appending; merging"),
+            }
+        }
+        let base = current
+            .map(|c| adjust(&c.rows(dataset, job.key)?, c.adjusted_as_of))
+            .transpose()?;
         let merger = Merger::new(dataset, base, &fresh.schema(), &job.missing)
             .map_err(FillError::codec("merge"))?;
         let encoding = Encoding::new(merger.schema().clone())?;
@@ -697,11 +771,74 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
             .finish(&metadata)
             .map_err(FillError::codec("encoding"))?;
         Ok(Draft {
+            sha256: codec::sha256_hex(&bytes),
             bytes,
             coverage,
             facts,
             fetched_rows,
         })
+    }
+
+    /// A hit decided by the object's HEAD and its sidecar, without reading the body: the
+    /// metadata cachefill wrote with it ([`coverage::Claim`]) covers every wanted session
+    /// with trusted rows or placeholders, and the sidecar describes this very object (its
+    /// checksum is the object's). `None`: the body decides (day bars lumibot adjusts always
+    /// read it, for the adjustment they may need).
+    async fn hit_from_head(
+        &self,
+        dataset: &Dataset,
+        key: &str,
+        wanted: &[NaiveDate],
+        started: Instant,
+    ) -> Result<Option<FillAnswer>, FillError> {
+        if corporate::adjusts(dataset) {
+            return Ok(None);
+        }
+        let meta = match self.store.head(key, None).await {
+            Ok(meta) => meta,
+            Err(StorageError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let Some(claim) = coverage::Claim::of(&meta).filter(|c| c.covered.covers(wanted)) else {
+            return Ok(None);
+        };
+        let sidecar = match self
+            .store
+            .get(&format!("{key}{SIDECAR_SUFFIX}"), None)
+            .await
+        {
+            Ok(got) => got,
+            Err(StorageError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let Some(sidecar) = Sidecar::parse(&sidecar.bytes)
+            .ok()
+            .filter(|s| s.checksum.as_deref() == Some(claim.sha256.as_str()))
+        else {
+            return Ok(None);
+        };
+        let status = if claim.has_data(wanted) {
+            FillStatus::Hit
+        } else {
+            FillStatus::NoData
+        };
+        Ok(Some(FillAnswer {
+            status,
+            bucket: self.config.bucket.clone(),
+            key: key.to_string(),
+            version_id: meta.version_id,
+            etag: Some(meta.etag),
+            sha256: Some(claim.sha256),
+            rows: sidecar.rows,
+            real_rows: sidecar.real_rows,
+            placeholders: sidecar.placeholders,
+            min: sidecar.min,
+            max: sidecar.max,
+            sessions_fetched: 0,
+            upstream_requests: 0,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+            parts: Vec::new(),
+        }))
     }
 
     /// Take the lease, or wait until its holder has covered our range. `None`: covered.
@@ -743,7 +880,8 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
         }
     }
 
-    /// Read and decode the object at `key`; `None` when there is none.
+    /// Read the object at `key` and decode its [`OUTLINE_COLUMNS`]; `None` when there is
+    /// none. Every column's kind is checked against the dataset's here, before any merge.
     async fn read_current(
         &self,
         dataset: &Dataset,
@@ -754,34 +892,41 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
             Err(StorageError::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        let decoded = codec::decode(got.bytes.clone()).map_err(|source| FillError::Unreadable {
+        let unreadable = |source| FillError::Unreadable {
             key: key.to_string(),
             source,
-        })?;
-        let batch = conform::conform(dataset, &decoded.batch).map_err(|source| {
-            FillError::NotExtendable {
-                key: key.to_string(),
-                source,
-            }
-        })?;
-        let coverage = coverage::of_decoded(dataset, &decoded, &batch, got.meta.last_modified)
+        };
+        let not_extendable = |source| FillError::NotExtendable {
+            key: key.to_string(),
+            source,
+        };
+        let footer = codec::read_footer(&got.bytes).map_err(unreadable)?;
+        let decoded = codec::decode_columns(got.bytes.clone(), &footer, Some(&OUTLINE_COLUMNS))
+            .map_err(unreadable)?;
+        conform::conform(dataset, &RecordBatch::new_empty(footer.schema().clone()))
+            .map_err(not_extendable)?;
+        let outline = conform::conform(dataset, &decoded.batch).map_err(not_extendable)?;
+        let coverage = coverage::of_decoded(dataset, &decoded, &outline, got.meta.last_modified)
             .map_err(FillError::codec("coverage"))?;
-        let (marked, unadjusted) = adjustment_marks(&batch);
+        let (marked, unadjusted) = adjustment_marks(&outline);
         // A file marked adjusted without our record of when (lumibot's) was adjusted as of
         // its writing.
         let adjusted_as_of = decoded
             .fact(format::FACT_ADJUSTED_AS_OF)
             .and_then(|t| t.parse().ok())
             .or_else(|| marked.then(|| calendar::ny_date(got.meta.last_modified)));
-        let facts = BatchFacts::of(&batch).map_err(FillError::codec("answer"))?;
+        let facts = BatchFacts::of(&outline).map_err(FillError::codec("answer"))?;
         Ok(Some(Current {
             stored: Stored {
                 bytes: got.bytes,
+                sha256: None,
                 meta: got.meta,
                 coverage,
                 facts,
             },
-            batch,
+            footer,
+            outline,
+            ours: decoded.fact(format::FACT_SCHEMA_VERSION).is_some(),
             adjusted_as_of,
             unadjusted,
         }))
@@ -797,7 +942,7 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
         now: DateTime<Utc>,
     ) -> Result<(), FillError> {
         let sidecar_key = format!("{key}{SIDECAR_SUFFIX}");
-        let json = Sidecar::new(&written.facts, &codec::sha256_hex(&written.bytes), now)
+        let json = Sidecar::new(&written.facts, &sha256_of(written), now)
             .with_payload(payload)
             .to_json();
         for _ in 0..self.config.max_write_attempts {
@@ -926,7 +1071,7 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
             key: key.to_string(),
             version_id: current.and_then(|c| c.meta.version_id.clone()),
             etag: current.map(|c| c.meta.etag.clone()),
-            sha256: current.map(|c| codec::sha256_hex(&c.bytes)),
+            sha256: current.map(sha256_of),
             rows: facts.rows as u64,
             real_rows: facts.real_rows as u64,
             placeholders: facts.placeholders as u64,
@@ -940,11 +1085,58 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
     }
 }
 
+/// Row groups under this many rows are small; a file [`appends`] while it has fewer than
+/// [`MAX_SMALL_ROW_GROUPS`] of them, and the next extend merges and rewrites it whole, into
+/// row groups of up to [`codec::MAX_ROW_GROUP_ROWS`] (`docs/ARCHITECTURE.md` §6).
+const SMALL_ROW_GROUP_ROWS: i64 = MERGE_CHUNK_ROWS as i64;
+const MAX_SMALL_ROW_GROUPS: usize = 16;
+
+/// Whether a fill appends its rows to `current`'s row groups, copied as they are, instead of
+/// merging them into its decoded rows: the file is cachefill's, already in the layout the
+/// merge would give it, with no row lacking a `datetime`; no adjustment rewrites its rows;
+/// every missing session comes after the session of its last row (so no row of the file is
+/// replaced, and no placeholder or edge of it changes); and it has few small row groups.
+fn appends(job: &Job<'_>, current: &Current) -> bool {
+    let dataset = &job.request.dataset;
+    let schema = current.footer.schema();
+    let first_missing = job.missing.iter().min();
+    let small = current
+        .footer
+        .metadata()
+        .row_groups()
+        .iter()
+        .filter(|g| g.num_rows() < SMALL_ROW_GROUP_ROWS)
+        .count();
+    current.ours
+        && job.adjustment().is_none()
+        && conform::merged_schema(dataset, schema).fields() == schema.fields()
+        && schema.field_with_name(DATETIME).ok().map(|f| f.data_type())
+            == current
+                .outline
+                .schema()
+                .field_with_name(DATETIME)
+                .ok()
+                .map(|f| f.data_type())
+        && current
+            .outline
+            .column_by_name(DATETIME)
+            .is_some_and(|t| t.null_count() == 0)
+        && first_missing.is_some_and(|m| current.last_session().is_none_or(|l| *m > l))
+        && small < MAX_SMALL_ROW_GROUPS
+}
+
+fn sha256_of(stored: &Stored) -> String {
+    stored
+        .sha256
+        .clone()
+        .unwrap_or_else(|| codec::sha256_hex(&stored.bytes))
+}
+
 /// Whether some rows are marked `_split_adjusted`, and whether some real rows are not.
 fn adjustment_marks(batch: &RecordBatch) -> (bool, bool) {
     let missing = codec::facts::placeholder_mask(batch);
     let Some(marks) = batch
-        .column_by_name("_split_adjusted")
+        .column_by_name(SPLIT_ADJUSTED)
         .and_then(|c| c.as_boolean_opt())
     else {
         return (false, missing.iter().any(|m| !m));
@@ -1014,15 +1206,4 @@ fn only_sessions(
     let filtered = arrow_select::filter::filter_record_batch(batch, &keep)
         .map_err(|e| FillError::codec("rows")(e.into()))?;
     Ok((filtered, with_rows))
-}
-
-/// User metadata of a written parquet: its coverage (when short enough) and checksum, so a
-/// HEAD tells readers what the object holds.
-fn object_metadata(coverage: &Coverage, sha256: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::from([(SHA256_METADATA.to_string(), sha256.to_string())]);
-    let ranges = coverage::format_ranges(&coverage.all_sessions());
-    if ranges.len() <= MAX_COVERAGE_METADATA {
-        out.insert(COVERAGE_METADATA.to_string(), ranges);
-    }
-    out
 }
