@@ -94,6 +94,15 @@ pub fn pandas_utc_isoformat(nanos: i64) -> String {
     }
 }
 
+/// The UTC instant in nanoseconds that [`pandas_utc_isoformat`] writes as `text`, and only
+/// that spelling of it (`None` for any other text, even one naming the same instant).
+pub fn parse_pandas_utc_isoformat(text: &str) -> Option<i64> {
+    let nanos = chrono::DateTime::parse_from_rfc3339(text)
+        .ok()?
+        .timestamp_nanos_opt()?;
+    (pandas_utc_isoformat(nanos) == text).then_some(nanos)
+}
+
 /// `datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")`.
 pub fn python_utc_isoformat_z(at: chrono::DateTime<chrono::Utc>) -> String {
     let micros = at.timestamp_subsec_micros();
@@ -154,5 +163,27 @@ mod tests {
             pandas_utc_isoformat(1_726_493_400_000_000_001),
             "2024-09-16T13:30:00.000000001+00:00"
         );
+    }
+
+    #[test]
+    fn pandas_isoformat_parses_back_only_from_its_own_spelling() {
+        for nanos in [
+            1_726_493_400_000_000_000,
+            1_726_493_400_123_456_000,
+            1_726_493_400_000_000_001,
+            -1_500_000_000,
+        ] {
+            let text = pandas_utc_isoformat(nanos);
+            assert_eq!(parse_pandas_utc_isoformat(&text), Some(nanos), "{text}");
+        }
+        for other in [
+            "2024-09-16T13:30:00Z",
+            "2024-09-16T13:30:00.000+00:00",
+            "2024-09-16T09:30:00-04:00",
+            "2024-09-16 13:30:00+00:00",
+            "not a time",
+        ] {
+            assert_eq!(parse_pandas_utc_isoformat(other), None, "{other}");
+        }
     }
 }

@@ -5,9 +5,12 @@ use std::collections::HashSet;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float64Type;
-use arrow_array::{Array, RecordBatch};
+use arrow_array::{Array, RecordBatch, RecordBatchReader};
 use bytes::Bytes;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
+use parquet::file::metadata::ColumnChunkMetaData;
+use parquet::schema::types::ColumnPath;
 use serde::Serialize;
 
 use crate::calendar;
@@ -99,6 +102,8 @@ pub struct Report {
     pub bytes: usize,
     /// Present when the file decoded.
     pub facts: Option<BatchFacts>,
+    /// Every row, when the whole file was decoded ([`check_object`]); `None` from
+    /// [`check_extension`], which decodes only the appended row groups.
     pub decoded: Option<Decoded>,
 }
 
@@ -328,6 +333,197 @@ pub fn check_object(
     report
 }
 
+/// Judge a parquet object of `dataset` that may be `earlier` (a version judged valid, whose
+/// facts are `earlier_facts`) with row groups appended, reading only what was appended:
+/// the same [`Report`] as [`check_object`] without a sidecar (but for `decoded`, left
+/// `None`), or `None` when the object is not such an extension, or when its verdict needs
+/// more than the appended rows; [`check_object`] then judges it whole.
+///
+/// An extension has `earlier`'s columns, keeps each of its row groups first with the same
+/// column chunks and page locations, and holds the same bytes wherever those are read, so
+/// its first row groups decode to `earlier`'s rows, which passed every row rule: each rule
+/// but sortedness looks at one row at a time, and sortedness only at the boundary, given
+/// `earlier_facts.max` (`datetime` strictly increases in a valid file, so its max is its
+/// last row's).
+pub fn check_extension(
+    dataset: &Dataset,
+    bytes: &Bytes,
+    earlier: &Bytes,
+    earlier_facts: &BatchFacts,
+    now: DateTime<Utc>,
+) -> Option<Report> {
+    parquet_envelope(bytes).ok()?;
+    let footer = codec::read_footer(bytes).ok()?;
+    let earlier_footer = codec::read_footer(earlier).ok()?;
+    let kept = kept_row_groups(bytes, &footer, earlier, &earlier_footer)?;
+    if !describes(earlier_facts, &earlier_footer, now) {
+        return None;
+    }
+    let appended = (kept..footer.metadata().num_row_groups()).collect();
+    // A row group that does not decode, or columns that do not conform, are the whole
+    // check's to name.
+    let batch = conform(dataset, &decode_row_groups(bytes, &footer, appended).ok()?).ok()?;
+    let preceding = Preceding {
+        rows: earlier_facts.rows,
+        last: earlier_facts.max,
+    };
+    let violations = check_rows_after(dataset, &batch, now, preceding)?;
+    let added = BatchFacts::of(&batch).ok()?;
+    Some(Report {
+        violations,
+        sha256: codec::sha256_hex(bytes),
+        bytes: bytes.len(),
+        facts: Some(combined(earlier_facts, &added)),
+        decoded: None,
+    })
+}
+
+/// How many row groups `file` keeps of `earlier` exactly as they were: same arrow and
+/// parquet schema, `earlier`'s row groups first with the same rows, column chunks and page
+/// locations, and the same bytes up to the end of the last byte any of them reads. `None`
+/// when `file` is not `earlier` with row groups appended.
+fn kept_row_groups(
+    file: &Bytes,
+    footer: &ArrowReaderMetadata,
+    earlier: &Bytes,
+    earlier_footer: &ArrowReaderMetadata,
+) -> Option<usize> {
+    let (new, old) = (footer.metadata(), earlier_footer.metadata());
+    if footer.schema().fields() != earlier_footer.schema().fields()
+        || new.file_metadata().schema_descr() != old.file_metadata().schema_descr()
+    {
+        return None;
+    }
+    let kept = old.num_row_groups();
+    if new.num_row_groups() < kept {
+        return None;
+    }
+    let mut end = 0u64;
+    for group in 0..kept {
+        let (a, b) = (old.row_group(group), new.row_group(group));
+        if a.num_rows() != b.num_rows() || a.num_columns() != b.num_columns() {
+            return None;
+        }
+        let (pages_a, pages_b) = (
+            old.page_index_for_row_group(group),
+            new.page_index_for_row_group(group),
+        );
+        for (column, (x, y)) in a.columns().iter().zip(b.columns()).enumerate() {
+            if chunk_layout(x) != chunk_layout(y)
+                || pages_a.offset_index(column) != pages_b.offset_index(column)
+            {
+                return None;
+            }
+            // A reader reads the chunk, or with an offset index the pages it locates.
+            end = end.max(span_end(
+                x.dictionary_page_offset().unwrap_or(x.data_page_offset()),
+                x.compressed_size(),
+            )?);
+            for page in pages_a
+                .offset_index(column)
+                .map(|index| index.page_locations().as_slice())
+                .unwrap_or_default()
+            {
+                end = end.max(span_end(page.offset, page.compressed_page_size.into())?);
+            }
+        }
+    }
+    let end = usize::try_from(end).ok()?;
+    let same = end <= file.len() && end <= earlier.len() && file[..end] == earlier[..end];
+    same.then_some(kept)
+}
+
+/// What of a column chunk's footer entry decides how its bytes are found and decoded.
+#[allow(clippy::type_complexity)]
+fn chunk_layout(
+    chunk: &ColumnChunkMetaData,
+) -> (
+    &ColumnPath,
+    parquet::basic::Type,
+    parquet::basic::Compression,
+    Option<&str>,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    [i64; 3],
+) {
+    (
+        chunk.column_path(),
+        chunk.column_type(),
+        chunk.compression(),
+        chunk.file_path(),
+        chunk.data_page_offset(),
+        chunk.dictionary_page_offset(),
+        chunk.index_page_offset(),
+        [
+            chunk.compressed_size(),
+            chunk.uncompressed_size(),
+            chunk.num_values(),
+        ],
+    )
+}
+
+/// The end of `len` bytes at `offset`; `None` when either is negative.
+fn span_end(offset: i64, len: i64) -> Option<u64> {
+    u64::try_from(offset)
+        .ok()?
+        .checked_add(u64::try_from(len).ok()?)
+}
+
+/// Whether `facts` can be a valid file's with the footer `footer`: its rows are the
+/// footer's, placeholders and real rows add up, it has bounds exactly when it has rows, and
+/// none of its rows lies past the horizon of [`Rule::Future`] at `now`.
+fn describes(facts: &BatchFacts, footer: &ArrowReaderMetadata, now: DateTime<Utc>) -> bool {
+    let rows: i64 = footer
+        .metadata()
+        .row_groups()
+        .iter()
+        .map(|group| group.num_rows())
+        .sum();
+    let bounded = match (facts.min, facts.max) {
+        (Some(min), Some(max)) => facts.rows > 0 && min <= max && max <= future_horizon(now),
+        (None, None) => facts.rows == 0,
+        _ => false,
+    };
+    usize::try_from(rows).is_ok_and(|rows| rows == facts.rows)
+        && facts.real_rows.checked_add(facts.placeholders) == Some(facts.rows)
+        && bounded
+}
+
+/// The facts of a file made of the rows `a` describes followed by those `b` describes.
+fn combined(a: &BatchFacts, b: &BatchFacts) -> BatchFacts {
+    BatchFacts {
+        rows: a.rows + b.rows,
+        real_rows: a.real_rows + b.real_rows,
+        placeholders: a.placeholders + b.placeholders,
+        min: a.min.into_iter().chain(b.min).min(),
+        max: a.max.into_iter().chain(b.max).max(),
+    }
+}
+
+/// Some row groups of a parquet file, decoded into one batch.
+fn decode_row_groups(
+    bytes: &Bytes,
+    footer: &ArrowReaderMetadata,
+    groups: Vec<usize>,
+) -> Result<RecordBatch, codec::CodecError> {
+    let metadata = footer.metadata();
+    let rows: i64 = groups
+        .iter()
+        .map(|g| metadata.row_group(*g).num_rows())
+        .sum();
+    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes.clone(), footer.clone())
+        .with_row_groups(groups)
+        .with_batch_size(usize::try_from(rows).unwrap_or(0).max(1))
+        .build()?;
+    let schema = reader.schema();
+    let batches = reader.collect::<Result<Vec<_>, _>>()?;
+    Ok(match batches.len() {
+        1 => batches.into_iter().next().expect("one batch"),
+        _ => arrow_select::concat::concat_batches(&schema, &batches)?,
+    })
+}
+
 /// Compare a sidecar with the facts and checksum of the parquet it describes.
 pub fn check_sidecar(sidecar: &[u8], facts: &BatchFacts, sha256: &str) -> Vec<Violation> {
     match Sidecar::parse(sidecar) {
@@ -421,6 +617,13 @@ fn numbers(batch: &RecordBatch, name: &str) -> Option<arrow_array::Float64Array>
     cast.as_primitive_opt::<Float64Type>().cloned()
 }
 
+/// The latest `datetime` a row may have at `now` ([`Rule::Future`]): a day ahead.
+fn future_horizon(now: DateTime<Utc>) -> i64 {
+    (now + Duration::days(1))
+        .timestamp_nanos_opt()
+        .unwrap_or(i64::MAX)
+}
+
 /// Counts rows breaking one rule and remembers the first, for a readable message.
 struct Tally {
     count: usize,
@@ -467,45 +670,79 @@ pub fn check_batch(dataset: &Dataset, batch: &RecordBatch, now: DateTime<Utc>) -
 
 /// The row rules, on a conformed batch.
 fn check_rows(dataset: &Dataset, batch: &RecordBatch, now: DateTime<Utc>) -> Vec<Violation> {
+    check_rows_after(dataset, batch, now, Preceding::default())
+        .expect("with no preceding rows every rule is decided by the batch")
+}
+
+/// The valid rows a batch continues (an extended file's earlier row groups): how many there
+/// are and the last `datetime` among them, so that messages name rows of the whole file and
+/// sortedness is checked across the boundary.
+#[derive(Debug, Clone, Copy, Default)]
+struct Preceding {
+    rows: usize,
+    last: Option<i64>,
+}
+
+/// The row rules on a conformed batch that continues `preceding` valid rows, as
+/// [`check_rows`] would report them on the preceding rows and the batch together. `None`
+/// when that needs the preceding rows themselves: once rows go back in time, naming every
+/// repeated `datetime` needs each earlier one.
+fn check_rows_after(
+    dataset: &Dataset,
+    batch: &RecordBatch,
+    now: DateTime<Utc>,
+    preceding: Preceding,
+) -> Option<Vec<Violation>> {
     let mut out = Vec::new();
     let Some(times) = batch
         .column_by_name(DATETIME)
         .and_then(|c| c.as_primitive_opt::<arrow_array::types::TimestampNanosecondType>())
     else {
-        return out;
+        return Some(out);
     };
     let n = batch.num_rows();
     let missing = placeholder_mask(batch);
     let time_at = |i: usize| times.is_valid(i).then(|| times.value(i));
+    // Row numbers of the whole file, in messages.
+    let row = |i: usize| preceding.rows + i;
 
     let mut nulls = Tally::new();
     let mut unsorted = Tally::new();
     let mut duplicates = Tally::new();
-    let mut previous: Option<i64> = None;
+    let mut previous: Option<i64> = preceding.last;
     for i in 0..n {
         let Some(t) = time_at(i) else {
-            nulls.hit(|| format!("row {i}"));
+            nulls.hit(|| format!("row {}", row(i)));
             continue;
         };
         if let Some(p) = previous {
             if t < p {
-                unsorted
-                    .hit(|| format!("row {i} at {} after {}", describe_time(t), describe_time(p)));
+                unsorted.hit(|| {
+                    format!(
+                        "row {} at {} after {}",
+                        row(i),
+                        describe_time(t),
+                        describe_time(p)
+                    )
+                });
             } else if t == p {
-                duplicates.hit(|| format!("row {i} at {}", describe_time(t)));
+                duplicates.hit(|| format!("row {} at {}", row(i), describe_time(t)));
             }
         }
         previous = Some(t);
     }
     // In sorted rows every repeat is adjacent; only unsorted rows need the costlier set.
     if unsorted.count > 0 {
+        if preceding.rows > 0 {
+            return None;
+        }
         duplicates = Tally::new();
         let mut seen = HashSet::with_capacity(n);
         for i in 0..n {
             if let Some(t) = time_at(i)
                 && !seen.insert(t)
             {
-                duplicates.hit(|| format!("row {i} at {}", describe_time(t)));
+                duplicates.hit(|| format!("row {} at {}", row(i), describe_time(t)));
             }
         }
     }
@@ -515,7 +752,7 @@ fn check_rows(dataset: &Dataset, batch: &RecordBatch, now: DateTime<Utc>) -> Vec
 
     let layout = Layout::of(dataset);
     let real = |i: usize| !missing[i];
-    let when = |i: usize| time_at(i).map_or_else(|| format!("row {i}"), describe_time);
+    let when = |i: usize| time_at(i).map_or_else(|| format!("row {}", row(i)), describe_time);
 
     // Prices.
     let mut bad_price = Tally::new();
@@ -662,9 +899,7 @@ fn check_rows(dataset: &Dataset, batch: &RecordBatch, now: DateTime<Utc>) -> Vec
         );
     }
 
-    let horizon = (now + Duration::days(1))
-        .timestamp_nanos_opt()
-        .unwrap_or(i64::MAX);
+    let horizon = future_horizon(now);
     let mut future = Tally::new();
     for i in 0..n {
         if let Some(t) = time_at(i)
@@ -674,5 +909,5 @@ fn check_rows(dataset: &Dataset, batch: &RecordBatch, now: DateTime<Utc>) -> Vec
         }
     }
     out.extend(future.into_violation(Rule::Future, "lie more than a day in the future"));
-    out
+    Some(out)
 }

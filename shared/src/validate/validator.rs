@@ -228,6 +228,8 @@ pub struct Verdict {
     pub violations: Vec<Violation>,
     pub bytes: Option<u64>,
     pub rows: Option<u64>,
+    /// How much of a dataset parquet the rules read, when they were applied.
+    pub checked: Option<Checked>,
     pub elapsed_ms: u64,
     /// Where the audit record went.
     pub audit_key: Option<String>,
@@ -247,6 +249,7 @@ impl Verdict {
             violations: Vec::new(),
             bytes: None,
             rows: None,
+            checked: None,
             elapsed_ms: 0,
             audit_key: None,
         }
@@ -257,6 +260,16 @@ impl Verdict {
         self.etag = Some(got.meta.etag.clone());
         self.bytes = Some(got.bytes.len() as u64);
     }
+}
+
+/// How much of a dataset parquet its judgement read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checked {
+    /// Every row group ([`rules::check_object`]).
+    Whole,
+    /// Only the row groups appended to the version the manifest recorded as current, whose
+    /// row groups it keeps byte for byte ([`rules::check_extension`]).
+    Appended,
 }
 
 /// Why an event could not be judged; the event should be retried when retryable.
@@ -717,7 +730,10 @@ impl<S: ObjectStore> Validator<S> {
         }
 
         let now = self.clock.now();
-        let report = rules::check_object(dataset, &got.bytes, None, now);
+        let (report, checked) = self
+            .check_parquet(dataset, key, &got.bytes, manifest.current.as_ref(), now)
+            .await;
+        verdict.checked = Some(checked);
         verdict.rows = report.facts.map(|f| f.rows as u64);
         if !report.is_valid() {
             verdict.violations = report.violations;
@@ -757,6 +773,45 @@ impl<S: ObjectStore> Validator<S> {
             Recorded::Added { .. } => Outcome::Valid,
             Recorded::AlreadyThere => Outcome::Duplicate,
         })
+    }
+
+    /// The rules on a parquet's bytes: on its appended row groups alone when it extends the
+    /// version the manifest records as current ([`rules::check_extension`]), else on every
+    /// row. Reading that version is an optimisation: when it fails the whole object is
+    /// judged instead.
+    async fn check_parquet(
+        &self,
+        dataset: &Dataset,
+        key: &str,
+        bytes: &Bytes,
+        current: Option<&ManifestEntry>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> (rules::Report, Checked) {
+        if let Some(entry) = current
+            && let Some(id) = entry.version_id.as_deref()
+            && let Some(facts) = recorded_facts(entry)
+        {
+            match self.get_version(key, Some(id)).await {
+                Ok(Some(earlier)) if is_recorded(&earlier, entry) => {
+                    if let Some(report) =
+                        rules::check_extension(dataset, bytes, &earlier.bytes, &facts, now)
+                    {
+                        return (report, Checked::Appended);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(
+                    key,
+                    version_id = id,
+                    error = %e,
+                    "the validated version is unreadable; judging the whole object"
+                ),
+            }
+        }
+        (
+            rules::check_object(dataset, bytes, None, now),
+            Checked::Whole,
+        )
     }
 
     async fn version_order(&self, key: &str) -> Result<VersionOrder> {
@@ -1133,6 +1188,33 @@ impl<S: ObjectStore> Validator<S> {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// The facts a manifest entry records of its version, as [`BatchFacts`]; `None` when a
+/// bound does not read back.
+fn recorded_facts(entry: &ManifestEntry) -> Option<BatchFacts> {
+    let bound = |text: &Option<String>| match text {
+        None => Some(None),
+        Some(text) => pyfmt::parse_pandas_utc_isoformat(text).map(Some),
+    };
+    Some(BatchFacts {
+        rows: usize::try_from(entry.rows).ok()?,
+        real_rows: usize::try_from(entry.real_rows).ok()?,
+        placeholders: usize::try_from(entry.placeholders).ok()?,
+        min: bound(&entry.min)?,
+        max: bound(&entry.max)?,
+    })
+}
+
+/// Whether a version read from the store is the one the manifest entry recorded.
+fn is_recorded(got: &GetResult, entry: &ManifestEntry) -> bool {
+    got.bytes.len() as u64 == entry.bytes
+        && etags_equal(&got.meta.etag, &entry.etag)
+        && got
+            .meta
+            .metadata
+            .get(SHA256_METADATA)
+            .is_none_or(|sha256| *sha256 == entry.sha256)
 }
 
 /// Whether a sidecar's checksum is `sha256`.

@@ -1,0 +1,300 @@
+//! An extended parquet (an earlier validated version's row groups copied byte for byte, new
+//! row groups appended) is judged on its appended rows alone, with the verdict the whole
+//! check gives; anything else is judged whole.
+
+mod validator_support;
+
+use std::collections::BTreeMap;
+
+use arrow_array::RecordBatch;
+use bytes::Bytes;
+use cachefill_core::codec::{self, BatchFacts};
+use cachefill_core::dataset::Dataset;
+use cachefill_core::rules::{Report, Rule, check_extension, check_object};
+use cachefill_core::validate::Outcome;
+use cachefill_core::validate::validator::Checked;
+use chrono::Utc;
+use validator_support::*;
+
+const EARLIER: [&str; 4] = ["2024-01-02", "2024-01-03", "2024-01-04", "2024-01-05"];
+const LATER: [&str; 2] = ["2024-01-08", "2024-01-09"];
+
+/// `file` with `rows` appended as the fill engine extends a file: its row groups copied.
+fn extend(file: &Bytes, rows: &RecordBatch) -> Bytes {
+    let footer = codec::read_footer(file).unwrap();
+    let mut encoder = codec::Encoder::appending(rows.schema(), file, footer.metadata()).unwrap();
+    encoder.write(rows).unwrap();
+    encoder.finish(&BTreeMap::new()).unwrap()
+}
+
+fn facts_of(file: &Bytes) -> BatchFacts {
+    BatchFacts::of(&codec::decode(file.clone()).unwrap().batch).unwrap()
+}
+
+/// What a verdict is made of, comparable.
+fn verdict(report: &Report) -> (Vec<(Rule, String)>, String, usize, Option<BatchFacts>) {
+    (
+        report
+            .violations
+            .iter()
+            .map(|v| (v.rule, v.message.clone()))
+            .collect(),
+        report.sha256.clone(),
+        report.bytes,
+        report.facts,
+    )
+}
+
+fn last_time(file: &Bytes) -> i64 {
+    facts_of(file).max.unwrap()
+}
+
+/// The earlier file and rows to append: each case one way the appended part can be.
+fn cases(dataset: &Dataset, earlier: &Bytes) -> Vec<(&'static str, RecordBatch)> {
+    let later = batch(dataset, &LATER, &[]);
+    let last = last_time(earlier);
+    vec![
+        ("valid", later.clone()),
+        ("negative price", set_f64(&later, "open", 3, Some(-1.0))),
+        ("null close", set_f64(&later, "close", 7, None)),
+        ("negative volume", set_i64(&later, "volume", 5, Some(-10))),
+        (
+            "first at the earlier last row",
+            map_times(&later, |i, t| if i == 0 { Some(last) } else { t }),
+        ),
+        (
+            "first before the earlier last row",
+            map_times(&later, |i, t| {
+                if i == 0 {
+                    Some(last - 60_000_000_000)
+                } else {
+                    t
+                }
+            }),
+        ),
+        (
+            "back in time inside the appended rows",
+            map_times(&later, |i, t| if i == 10 { Some(last + 1) } else { t }),
+        ),
+        (
+            "no datetime",
+            map_times(&later, |i, t| (i != 4).then_some(t).flatten()),
+        ),
+    ]
+}
+
+#[test]
+fn an_extension_gets_the_report_the_whole_check_gives() {
+    let dataset = spy_minute();
+    let earlier = encode(&batch(&dataset, &EARLIER, &[]));
+    let earlier_facts = facts_of(&earlier);
+    let now = Utc::now();
+    let mut incremental = Vec::new();
+    for (case, rows) in cases(&dataset, &earlier) {
+        let extended = extend(&earlier, &rows);
+        let whole = check_object(&dataset, &extended, None, now);
+        match check_extension(&dataset, &extended, &earlier, &earlier_facts, now) {
+            Some(report) => {
+                assert_eq!(verdict(&report), verdict(&whole), "{case}");
+                incremental.push(case);
+            }
+            // Only rows going back in time need the earlier rows (to name every repeat).
+            None => assert!(
+                whole.violations.iter().any(|v| v.rule == Rule::Unsorted),
+                "{case}: {:?}",
+                whole.violations
+            ),
+        }
+        assert_eq!(
+            whole.is_valid(),
+            case == "valid",
+            "{case}: {:?}",
+            whole.violations
+        );
+    }
+    assert_eq!(
+        incremental,
+        [
+            "valid",
+            "negative price",
+            "null close",
+            "negative volume",
+            "first at the earlier last row",
+            "no datetime"
+        ]
+    );
+}
+
+#[test]
+fn an_extension_with_a_repeated_boundary_is_named_as_the_whole_check_names_it() {
+    let dataset = spy_minute();
+    let earlier = encode(&batch(&dataset, &EARLIER, &[]));
+    let last = last_time(&earlier);
+    let rows = map_times(&batch(&dataset, &LATER, &[]), |i, t| {
+        if i == 0 { Some(last) } else { t }
+    });
+    let extended = extend(&earlier, &rows);
+    let report = check_extension(
+        &dataset,
+        &extended,
+        &earlier,
+        &facts_of(&earlier),
+        Utc::now(),
+    )
+    .expect("an extension");
+    let rules: Vec<Rule> = report.violations.iter().map(|v| v.rule).collect();
+    assert_eq!(rules, [Rule::DuplicateTimestamp]);
+    let earlier_rows = facts_of(&earlier).rows;
+    assert!(
+        report.violations[0]
+            .message
+            .contains(&format!("row {earlier_rows} at")),
+        "{}",
+        report.violations[0].message
+    );
+}
+
+#[test]
+fn anything_but_an_extension_is_left_to_the_whole_check() {
+    let dataset = spy_minute();
+    let earlier = encode(&batch(&dataset, &EARLIER, &[]));
+    let facts = facts_of(&earlier);
+    let now = Utc::now();
+    let later = batch(&dataset, &LATER, &[]);
+    let extended = extend(&earlier, &later);
+
+    // Written afresh: the same rows, but not the earlier row groups kept.
+    let all = batch(&dataset, &[&EARLIER[..], &LATER[..]].concat(), &[]);
+    assert!(check_extension(&dataset, &encode(&all), &earlier, &facts, now).is_none());
+    // One byte of a kept column chunk differs.
+    assert!(check_extension(&dataset, &flip_kept_byte(&extended), &earlier, &facts, now).is_none());
+    // Facts that are not the earlier file's.
+    let wrong = BatchFacts {
+        rows: facts.rows + 1,
+        real_rows: facts.real_rows + 1,
+        ..facts
+    };
+    assert!(check_extension(&dataset, &extended, &earlier, &wrong, now).is_none());
+    // Fewer row groups than the earlier file.
+    assert!(check_extension(&dataset, &earlier, &extended, &facts_of(&extended), now).is_none());
+    // A truncated object.
+    let truncated = extended.slice(..extended.len() - 3);
+    assert!(check_extension(&dataset, &truncated, &earlier, &facts, now).is_none());
+    // The earlier file itself, untouched: nothing appended, still an extension of itself.
+    let same = check_extension(&dataset, &earlier, &earlier, &facts, now).unwrap();
+    assert_eq!(
+        verdict(&same),
+        verdict(&check_object(&dataset, &earlier, None, now))
+    );
+}
+
+/// `file` with one byte flipped in the middle of its first row group's first column chunk.
+fn flip_kept_byte(file: &Bytes) -> Bytes {
+    let footer = codec::read_footer(file).unwrap();
+    let chunk = footer.metadata().row_group(0).column(0);
+    let at = usize::try_from(chunk.data_page_offset() + chunk.compressed_size() / 2).unwrap();
+    let mut bytes = file.to_vec();
+    bytes[at] ^= 0x01;
+    Bytes::from(bytes)
+}
+
+/// Put the earlier file at the dataset's key and have it judged valid.
+async fn validated(bucket: &Bucket, dataset: &Dataset, earlier: &Bytes) {
+    let key = layout().data_key(dataset);
+    let put = bucket.put(&key, earlier.clone()).await;
+    let verdict = bucket
+        .validator
+        .judge(&bucket.event(&key, &put))
+        .await
+        .unwrap();
+    assert_eq!(verdict.outcome, Outcome::Valid, "{:?}", verdict.violations);
+    assert_eq!(verdict.checked, Some(Checked::Whole));
+}
+
+#[tokio::test]
+async fn the_validator_records_an_extension_judged_on_its_appended_rows() {
+    let bucket = Bucket::new();
+    let dataset = spy_minute();
+    let key = layout().data_key(&dataset);
+    let earlier = encode(&batch(&dataset, &EARLIER, &[]));
+    validated(&bucket, &dataset, &earlier).await;
+
+    let extended = extend(&earlier, &batch(&dataset, &LATER, &[]));
+    let put = bucket.put(&key, extended.clone()).await;
+    let verdict = bucket
+        .validator
+        .judge(&bucket.event(&key, &put))
+        .await
+        .unwrap();
+    assert_eq!(verdict.outcome, Outcome::Valid, "{:?}", verdict.violations);
+    assert_eq!(verdict.checked, Some(Checked::Appended));
+
+    let facts = facts_of(&extended);
+    assert_eq!(verdict.rows, Some(facts.rows as u64));
+    let current = &bucket.manifest(&dataset).await.unwrap()["current"];
+    assert_eq!(current["version_id"], put.version_id.unwrap().as_str());
+    assert_eq!(current["sha256"], codec::sha256_hex(&extended).as_str());
+    assert_eq!(current["rows"], facts.rows);
+    assert_eq!(current["real_rows"], facts.real_rows);
+    assert_eq!(current["placeholders"], facts.placeholders);
+    let min = cachefill_core::pyfmt::pandas_utc_isoformat(facts.min.unwrap());
+    let max = cachefill_core::pyfmt::pandas_utc_isoformat(facts.max.unwrap());
+    assert_eq!(current["min"], min.as_str());
+    assert_eq!(current["max"], max.as_str());
+    assert_eq!(current["bytes"], extended.len());
+}
+
+#[tokio::test]
+async fn a_bad_appended_row_is_quarantined_as_the_whole_check_would() {
+    let bucket = Bucket::new();
+    let dataset = spy_minute();
+    let key = layout().data_key(&dataset);
+    let earlier = encode(&batch(&dataset, &EARLIER, &[]));
+    validated(&bucket, &dataset, &earlier).await;
+
+    let bad = set_f64(&batch(&dataset, &LATER, &[]), "low", 12, Some(-3.5));
+    let extended = extend(&earlier, &bad);
+    let put = bucket.put(&key, extended.clone()).await;
+    let verdict = bucket
+        .validator
+        .judge(&bucket.event(&key, &put))
+        .await
+        .unwrap();
+    assert_eq!(verdict.checked, Some(Checked::Appended));
+    assert!(
+        matches!(verdict.outcome, Outcome::Quarantined { .. }),
+        "{:?}",
+        verdict.outcome
+    );
+    let whole = check_object(&dataset, &extended, None, Utc::now());
+    assert!(!whole.is_valid());
+    assert_eq!(verdict.violations, whole.violations);
+    // The validated version is back at the key.
+    assert_eq!(bucket.bytes(&key).await.unwrap(), earlier);
+}
+
+#[tokio::test]
+async fn an_object_whose_kept_bytes_differ_is_judged_whole() {
+    let bucket = Bucket::new();
+    let dataset = spy_minute();
+    let key = layout().data_key(&dataset);
+    let earlier = encode(&batch(&dataset, &EARLIER, &[]));
+    validated(&bucket, &dataset, &earlier).await;
+
+    let altered = flip_kept_byte(&extend(&earlier, &batch(&dataset, &LATER, &[])));
+    let put = bucket.put(&key, altered.clone()).await;
+    let verdict = bucket
+        .validator
+        .judge(&bucket.event(&key, &put))
+        .await
+        .unwrap();
+    assert_eq!(verdict.checked, Some(Checked::Whole));
+    let whole = check_object(&dataset, &altered, None, Utc::now());
+    assert_eq!(verdict.violations, whole.violations);
+    if whole.is_valid() {
+        assert_eq!(verdict.outcome, Outcome::Valid);
+    } else {
+        assert!(matches!(verdict.outcome, Outcome::Quarantined { .. }));
+        assert_eq!(bucket.bytes(&key).await.unwrap(), earlier);
+    }
+}
