@@ -11,8 +11,9 @@ use bytes::Bytes;
 use cachefill_core::codec::{self, BatchFacts};
 use cachefill_core::dataset::Dataset;
 use cachefill_core::rules::{Report, Rule, check_extension, check_object};
-use cachefill_core::validate::Outcome;
+use cachefill_core::storage::PutResult;
 use cachefill_core::validate::validator::Checked;
+use cachefill_core::validate::{Outcome, Verdict};
 use chrono::Utc;
 use validator_support::*;
 
@@ -198,15 +199,21 @@ fn flip_kept_byte(file: &Bytes) -> Bytes {
     Bytes::from(bytes)
 }
 
+/// Put `body` at `key` and have the validator judge its event.
+async fn put_and_judge(bucket: &Bucket, key: &str, body: &Bytes) -> (PutResult, Verdict) {
+    let put = bucket.put(key, body.clone()).await;
+    let verdict = bucket
+        .validator
+        .judge(&bucket.event(key, &put))
+        .await
+        .unwrap();
+    (put, verdict)
+}
+
 /// Put the earlier file at the dataset's key and have it judged valid.
 async fn validated(bucket: &Bucket, dataset: &Dataset, earlier: &Bytes) {
     let key = layout().data_key(dataset);
-    let put = bucket.put(&key, earlier.clone()).await;
-    let verdict = bucket
-        .validator
-        .judge(&bucket.event(&key, &put))
-        .await
-        .unwrap();
+    let (_, verdict) = put_and_judge(bucket, &key, earlier).await;
     assert_eq!(verdict.outcome, Outcome::Valid, "{:?}", verdict.violations);
     assert_eq!(verdict.checked, Some(Checked::Whole));
 }
@@ -220,12 +227,7 @@ async fn the_validator_records_an_extension_judged_on_its_appended_rows() {
     validated(&bucket, &dataset, &earlier).await;
 
     let extended = extend(&earlier, &batch(&dataset, &LATER, &[]));
-    let put = bucket.put(&key, extended.clone()).await;
-    let verdict = bucket
-        .validator
-        .judge(&bucket.event(&key, &put))
-        .await
-        .unwrap();
+    let (put, verdict) = put_and_judge(&bucket, &key, &extended).await;
     assert_eq!(verdict.outcome, Outcome::Valid, "{:?}", verdict.violations);
     assert_eq!(verdict.checked, Some(Checked::Appended));
 
@@ -254,12 +256,7 @@ async fn a_bad_appended_row_is_quarantined_as_the_whole_check_would() {
 
     let bad = set_f64(&batch(&dataset, &LATER, &[]), "low", 12, Some(-3.5));
     let extended = extend(&earlier, &bad);
-    let put = bucket.put(&key, extended.clone()).await;
-    let verdict = bucket
-        .validator
-        .judge(&bucket.event(&key, &put))
-        .await
-        .unwrap();
+    let (_, verdict) = put_and_judge(&bucket, &key, &extended).await;
     assert_eq!(verdict.checked, Some(Checked::Appended));
     assert!(
         matches!(verdict.outcome, Outcome::Quarantined { .. }),
@@ -282,12 +279,7 @@ async fn an_object_whose_kept_bytes_differ_is_judged_whole() {
     validated(&bucket, &dataset, &earlier).await;
 
     let altered = flip_kept_byte(&extend(&earlier, &batch(&dataset, &LATER, &[])));
-    let put = bucket.put(&key, altered.clone()).await;
-    let verdict = bucket
-        .validator
-        .judge(&bucket.event(&key, &put))
-        .await
-        .unwrap();
+    let (_, verdict) = put_and_judge(&bucket, &key, &altered).await;
     assert_eq!(verdict.checked, Some(Checked::Whole));
     let whole = check_object(&dataset, &altered, None, Utc::now());
     assert_eq!(verdict.violations, whole.violations);
