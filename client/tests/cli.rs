@@ -477,3 +477,17 @@ fn cachefill_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, Valu
     };
     (output.status.code().unwrap(), json, stderr)
 }
+
+/// The executable is linked at a fixed address on Linux (client/build.rs): an ELF `ET_EXEC`,
+/// with nothing for the loader to relocate at every start.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_executable_is_not_position_independent() {
+    let elf = std::fs::read(env!("CARGO_BIN_EXE_cachefill")).unwrap();
+    assert_eq!(&elf[..4], b"\x7fELF");
+    let e_type = u16::from_le_bytes([elf[16], elf[17]]);
+    assert_eq!(
+        e_type, 2,
+        "e_type {e_type}: 2 is ET_EXEC, 3 a position-independent ET_DYN"
+    );
+}

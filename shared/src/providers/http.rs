@@ -3,6 +3,7 @@
 //! answers. What a status code means stays with each provider.
 
 use std::error::Error as StdError;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -46,33 +47,66 @@ impl std::fmt::Display for TransportError {
 
 /// An HTTP client for one upstream. Every request holds one of `concurrency` permits while
 /// it is in flight, so a process never has more than that many requests open to it.
+///
+/// What TLS costs is paid only where it is used. An upstream reached over plain http (a
+/// ThetaData terminal, a replay server) gets a client without certificate roots. An https
+/// upstream's client, whose roots are the system's (read from disk and parsed, a few
+/// milliseconds), is built on its first request, so a process that never calls it never
+/// reads them.
 #[derive(Debug)]
 pub struct HttpClient {
-    client: reqwest::Client,
+    client: OnceLock<Result<reqwest::Client, String>>,
+    tls: bool,
     permits: Semaphore,
     timeout: Duration,
+    connect_timeout: Duration,
 }
 
 impl HttpClient {
-    /// `timeout` bounds one request, body included. `Err` says why the client cannot be
-    /// built.
+    /// A client for the upstream at `base`. `timeout` bounds one request, body included.
+    /// `Err` says why the client cannot be built.
     pub fn new(
+        base: &Url,
         timeout: Duration,
         connect_timeout: Duration,
         concurrency: usize,
     ) -> Result<Self, String> {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(connect_timeout)
-            // Environment proxies are ignored: the upstreams are reached directly.
-            .no_proxy()
-            .build()
-            .map_err(|e| with_causes(&e))?;
-        Ok(HttpClient {
-            client,
+        let client = HttpClient {
+            client: OnceLock::new(),
+            tls: base.scheme() != "http",
             permits: Semaphore::new(concurrency.max(1)),
             timeout,
-        })
+            connect_timeout,
+        };
+        if !client.tls {
+            // Cheap without roots: built now, so a bad build fails at start.
+            client.client().map_err(|e| e.to_string())?;
+        }
+        Ok(client)
+    }
+
+    /// Whether the reqwest client exists yet (an https one is built on first use).
+    pub fn is_built(&self) -> bool {
+        self.client.get().is_some()
+    }
+
+    fn client(&self) -> Result<&reqwest::Client, TransportError> {
+        self.client
+            .get_or_init(|| {
+                let builder = reqwest::Client::builder()
+                    .timeout(self.timeout)
+                    .connect_timeout(self.connect_timeout)
+                    // Environment proxies are ignored: the upstreams are reached directly.
+                    .no_proxy();
+                let builder = if self.tls {
+                    builder
+                } else {
+                    builder.tls_certs_only(Vec::new())
+                };
+                builder.build().map_err(|e| with_causes(&e))
+            })
+            .as_ref()
+            .map_err(|e| TransportError::Connect(format!("cannot set up the HTTP client: {e}")))
     }
 
     /// GET `url` with `headers` and read the whole answer.
@@ -83,7 +117,7 @@ impl HttpClient {
             .await
             .expect("the semaphore is never closed");
         let response = self
-            .client
+            .client()?
             .get(url.clone())
             .headers(headers.clone())
             .send()
@@ -152,6 +186,27 @@ mod tests {
         let cut = excerpt(long.as_bytes());
         assert_eq!(cut.chars().count(), 401);
         assert!(cut.ends_with('…'));
+    }
+
+    fn client_for(base: &str) -> HttpClient {
+        let base = parse_base(base).unwrap();
+        HttpClient::new(&base, Duration::from_secs(5), Duration::from_secs(1), 2).unwrap()
+    }
+
+    #[test]
+    fn an_https_client_reads_its_roots_on_its_first_request_not_before() {
+        assert!(!client_for("https://api.polygon.io").is_built());
+        // A plain-http upstream's client has no roots to read, and is built at once.
+        assert!(client_for("http://127.0.0.1:25503").is_built());
+    }
+
+    #[tokio::test]
+    async fn a_first_request_builds_the_https_client() {
+        let client = client_for("https://127.0.0.1:9");
+        let url = Url::parse("https://127.0.0.1:9/v1").unwrap();
+        let refused = client.get(&url, &HeaderMap::new()).await.unwrap_err();
+        assert!(matches!(refused, TransportError::Connect(_)), "{refused:?}");
+        assert!(client.is_built());
     }
 }
 

@@ -124,14 +124,16 @@ impl Archive {
         let Some(base_url) = &config.archive_base_url else {
             return Ok(None);
         };
+        let base = client::base(base_url)?;
         Ok(Some(Archive {
             http: HttpClient::new(
+                &base,
                 config.request_timeout.max(MIN_ARCHIVE_TIMEOUT),
                 config.connect_timeout,
                 config.concurrency,
             )
             .map_err(ClientError::Http)?,
-            base: client::base(base_url)?,
+            base,
             headers: HeaderMap::new(),
             retry: config.retry.clone(),
         }))

@@ -110,13 +110,19 @@ impl std::fmt::Debug for Client {
 impl Client {
     pub fn new(config: &BinanceConfig) -> Result<Self, ClientError> {
         let concurrency = config.concurrency.max(1);
+        let base = base(&config.base_url)?;
         Ok(Client {
             // Never the narrower gate: `permits` is.
-            http: HttpClient::new(config.request_timeout, config.connect_timeout, concurrency)
-                .map_err(ClientError::Http)?,
+            http: HttpClient::new(
+                &base,
+                config.request_timeout,
+                config.connect_timeout,
+                concurrency,
+            )
+            .map_err(ClientError::Http)?,
             permits: Semaphore::new(concurrency),
             limiter: WeightLimiter::new(config.weight_budget, config.weight_window),
-            base: base(&config.base_url)?,
+            base,
             headers: HeaderMap::from_iter([(ACCEPT, HeaderValue::from_static("application/json"))]),
             retry: config.retry.clone(),
         })

@@ -77,7 +77,7 @@ impl Client {
             (ACCEPT, HeaderValue::from_static("application/json")),
         ]);
         Ok(Client {
-            http: HttpClient::new(timeout, connect_timeout, concurrency)
+            http: HttpClient::new(&base, timeout, connect_timeout, concurrency)
                 .map_err(ClientError::Http)?,
             base,
             headers,

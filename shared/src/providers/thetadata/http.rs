@@ -60,9 +60,9 @@ impl Terminal {
         connect_timeout: Duration,
         retry: RetryPolicy,
     ) -> Result<Self, String> {
-        Url::parse(base_url).map_err(|e| format!("'{base_url}' is not a URL: {e}"))?;
+        let base = Url::parse(base_url).map_err(|e| format!("'{base_url}' is not a URL: {e}"))?;
         Ok(Terminal {
-            http: HttpClient::new(timeout, connect_timeout, concurrency)?,
+            http: HttpClient::new(&base, timeout, connect_timeout, concurrency)?,
             base_url: base_url.trim_end_matches('/').to_string(),
             retry,
         })
