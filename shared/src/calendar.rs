@@ -413,11 +413,20 @@ pub fn ny_date(instant: DateTime<Utc>) -> NaiveDate {
 }
 
 /// Maps UTC instants to New York session dates quickly: the offset is constant within a
-/// UTC hour (DST switches on the hour), so one conversion per hour of data suffices.
-#[derive(Debug, Default)]
+/// UTC hour (DST switches on the hour), so one conversion per hour of data suffices, and
+/// the date of the last day asked is kept (rows come in time order).
+#[derive(Debug)]
 pub struct NyDates {
     hour: i64,
     offset_ns: i64,
+    day: i64,
+    date: NaiveDate,
+}
+
+impl Default for NyDates {
+    fn default() -> Self {
+        NyDates::new()
+    }
 }
 
 impl NyDates {
@@ -428,6 +437,8 @@ impl NyDates {
         NyDates {
             hour: i64::MIN,
             offset_ns: 0,
+            day: i64::MIN,
+            date: NaiveDate::MIN,
         }
     }
 
@@ -441,8 +452,13 @@ impl NyDates {
                 .expect("offset fits");
             self.hour = hour;
         }
-        let days = (utc_ns + self.offset_ns).div_euclid(Self::DAY_NS);
-        NaiveDate::from_num_days_from_ce_opt(days as i32 + 719_163).expect("date in range")
+        let day = (utc_ns + self.offset_ns).div_euclid(Self::DAY_NS);
+        if day != self.day {
+            self.date =
+                NaiveDate::from_num_days_from_ce_opt(day as i32 + 719_163).expect("date in range");
+            self.day = day;
+        }
+        self.date
     }
 }
 

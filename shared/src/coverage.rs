@@ -82,19 +82,44 @@ impl Coverage {
         // First and last instant of each session, placeholders included (lumibot's check
         // counts them).
         let mut span: BTreeMap<NaiveDate, (i64, i64)> = BTreeMap::new();
+        // Rows come mostly in time order: a set or the span map is touched once per run of
+        // rows of one session, not once per row.
+        let (mut last_real, mut last_placeholder) = (None, None);
+        let mut run: Option<(NaiveDate, i64, i64)> = None;
+        let mut close_run = |run: (NaiveDate, i64, i64)| {
+            let (date, first, last) = run;
+            let entry = span.entry(date).or_insert((first, last));
+            entry.0 = entry.0.min(first);
+            entry.1 = entry.1.max(last);
+        };
         for (i, time) in times.iter().enumerate() {
             let Some(time) = time else { continue };
             let date = row_session(&mut dates, time, missing[i]);
-            if missing[i] {
-                placeholders.insert(date);
+            let (seen, set) = if missing[i] {
+                (&mut last_placeholder, &mut placeholders)
             } else {
-                real.insert(date);
+                (&mut last_real, &mut real)
+            };
+            if *seen != Some(date) {
+                set.insert(date);
+                *seen = Some(date);
             }
             if edges {
-                let entry = span.entry(date).or_insert((time, time));
-                entry.0 = entry.0.min(time);
-                entry.1 = entry.1.max(time);
+                match &mut run {
+                    Some((d, first, last)) if *d == date => {
+                        *first = (*first).min(time);
+                        *last = (*last).max(time);
+                    }
+                    _ => {
+                        if let Some(done) = run.replace((date, time, time)) {
+                            close_run(done);
+                        }
+                    }
+                }
             }
+        }
+        if let Some(done) = run {
+            close_run(done);
         }
         placeholders.retain(|d| !real.contains(d));
         let provisional = provisional
@@ -115,6 +140,28 @@ impl Coverage {
             provisional,
             short,
         })
+    }
+
+    /// Coverage of a file made of the rows `self` describes followed by those `later`
+    /// describes, when no session has rows in both (each session's span is then in one of
+    /// them); `provisional` as in [`Coverage::of_batch`].
+    pub fn followed_by(self, later: Coverage, provisional: BTreeSet<NaiveDate>) -> Coverage {
+        let mut real = self.real;
+        real.extend(later.real);
+        let mut placeholders = self.placeholders;
+        placeholders.extend(later.placeholders);
+        placeholders.retain(|d| !real.contains(d));
+        let mut short = self.short;
+        short.extend(later.short);
+        Coverage {
+            provisional: provisional
+                .into_iter()
+                .filter(|d| placeholders.contains(d))
+                .collect(),
+            real,
+            placeholders,
+            short,
+        }
     }
 
     /// The wanted sessions this file does not answer for (as [`Covered::missing`]).

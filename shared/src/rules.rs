@@ -373,7 +373,7 @@ pub fn check_extension(
         violations,
         sha256: codec::sha256_hex(bytes),
         bytes: bytes.len(),
-        facts: Some(combined(earlier_facts, &added)),
+        facts: Some(earlier_facts.followed_by(&added)),
         decoded: None,
     })
 }
@@ -488,17 +488,6 @@ fn describes(facts: &BatchFacts, footer: &ArrowReaderMetadata, now: DateTime<Utc
     usize::try_from(rows).is_ok_and(|rows| rows == facts.rows)
         && facts.real_rows.checked_add(facts.placeholders) == Some(facts.rows)
         && bounded
-}
-
-/// The facts of a file made of the rows `a` describes followed by those `b` describes.
-fn combined(a: &BatchFacts, b: &BatchFacts) -> BatchFacts {
-    BatchFacts {
-        rows: a.rows + b.rows,
-        real_rows: a.real_rows + b.real_rows,
-        placeholders: a.placeholders + b.placeholders,
-        min: a.min.into_iter().chain(b.min).min(),
-        max: a.max.into_iter().chain(b.max).max(),
-    }
 }
 
 /// Some row groups of a parquet file, decoded into one batch.

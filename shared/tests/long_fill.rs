@@ -24,6 +24,7 @@ use cachefill_core::providers::synthetic::generate;
 use cachefill_core::providers::{
     FetchRequest, Fetched, Provider, ProviderError, one_per_session, runs,
 };
+use cachefill_core::pyfmt;
 use cachefill_core::storage::ObjectStore;
 use cachefill_core::storage::local::LocalStore;
 use cachefill_testing::doubles::RacingStore;
@@ -476,11 +477,31 @@ async fn small_row_groups_are_merged_into_one_when_sixteen_have_been_appended() 
     let mut groups = Vec::new();
     for session in &sessions[..17] {
         let end = session.to_string();
-        engine
+        let answer = engine
             .fill(&request(AAPL_MINUTE, "2023-03-01", &end))
             .await
             .unwrap();
-        groups.push(row_groups(&store.get(&key, None).await.unwrap().bytes).len());
+        let (bytes, batch, _) = conformed(&store, &dataset, &key).await;
+        groups.push(row_groups(&bytes).len());
+        // The footer's coverage and the answer's facts, carried over from the copied row
+        // groups, are those of every row.
+        let all = Coverage::of_batch(&batch, BTreeSet::new(), true).unwrap();
+        assert_eq!(
+            codec::decode(bytes).unwrap().fact(format::FACT_COVERAGE),
+            Some(coverage::format_ranges(&all.all_sessions()).as_str()),
+            "the coverage after the extend to {session}"
+        );
+        let facts = codec::facts::BatchFacts::of(&batch).unwrap();
+        assert_eq!(
+            (answer.rows, answer.real_rows, answer.placeholders),
+            (
+                facts.rows as u64,
+                facts.real_rows as u64,
+                facts.placeholders as u64
+            )
+        );
+        assert_eq!(answer.min, facts.min.map(pyfmt::pandas_utc_isoformat));
+        assert_eq!(answer.max, facts.max.map(pyfmt::pandas_utc_isoformat));
     }
     let appended: Vec<usize> = (2..=16).collect();
     assert_eq!(

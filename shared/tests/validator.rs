@@ -13,13 +13,14 @@ use cachefill_core::codec;
 use cachefill_core::dataset::Dataset;
 use cachefill_core::fill::{EngineConfig, FillEngine, FillRequest};
 use cachefill_core::providers::synthetic::SyntheticProvider;
+use cachefill_core::storage::PutResult;
 use cachefill_core::storage::local::LocalStore;
 use cachefill_core::storage::{ObjectStore, PutOptions};
 use cachefill_core::validate::event::TEST_EVENT;
 use cachefill_core::validate::{
     EventRecord, Outcome, Restore, SkipReason, Validator, ValidatorConfig,
 };
-use cachefill_testing::doubles::FailingStore;
+use cachefill_testing::doubles::{CountingStore, FailingStore};
 use chrono::Utc;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
@@ -647,6 +648,63 @@ async fn a_parquet_judged_before_its_sidecar_arrives_is_valid_and_the_old_sideca
             .await
             .is_empty()
     );
+}
+
+#[tokio::test]
+async fn a_sidecar_of_the_validated_version_is_judged_on_the_manifest_without_reading_the_parquet()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(CountingStore::new(LocalStore::new(dir.path()).unwrap()));
+    let validator = Validator::new(Arc::clone(&store), ValidatorConfig::new(BUCKET, layout()));
+    let dataset = spy_minute();
+    let layout = layout();
+    let key = layout.data_key(&dataset);
+    let sidecar_key = layout.sidecar_key(&dataset);
+    let event = |key: &str, put: &PutResult| {
+        EventRecord::new(BUCKET, key)
+            .with_version(put.version_id.clone(), Some(put.etag.clone()))
+            .with_event("ObjectCreated:Put", Utc::now())
+    };
+    let parquet = encode(&batch(&dataset, &["2024-09-16", "2024-09-17"], &[]));
+    let put = store
+        .put(&key, parquet.clone(), PutOptions::default())
+        .await
+        .unwrap();
+    let verdict = validator.judge(&event(&key, &put)).await.unwrap();
+    assert_eq!(verdict.outcome, Outcome::Valid);
+    let reads_of_the_parquet = |calls: Vec<(&'static str, String)>| {
+        calls
+            .into_iter()
+            .filter(|(op, k)| *op == "get" && *k == key)
+            .count()
+    };
+
+    // The sidecar that agrees, and one whose row count is off by one.
+    let good = sidecar_of(&parquet);
+    let mut bad: serde_json::Value = serde_json::from_str(&good).unwrap();
+    bad["rows"] = serde_json::json!(bad["rows"].as_u64().unwrap() + 1);
+    for (sidecar, valid) in [(good, true), (bad.to_string(), false)] {
+        let put = store
+            .put(&sidecar_key, Bytes::from(sidecar), PutOptions::default())
+            .await
+            .unwrap();
+        store.take_calls();
+        let verdict = validator.judge(&event(&sidecar_key, &put)).await.unwrap();
+        assert_eq!(
+            reads_of_the_parquet(store.take_calls()),
+            0,
+            "the manifest's entry for the version at the key decides"
+        );
+        if valid {
+            assert_eq!(verdict.outcome, Outcome::Valid, "{:?}", verdict.violations);
+        } else {
+            assert!(
+                matches!(verdict.outcome, Outcome::Quarantined { .. }),
+                "{:?}",
+                verdict.outcome
+            );
+        }
+    }
 }
 
 /// An option chain as lumibot writes one: a single `data` struct column.

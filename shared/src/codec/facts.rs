@@ -103,4 +103,16 @@ impl BatchFacts {
             max: valid.max(),
         })
     }
+
+    /// The facts of a file made of the rows `self` describes followed by those `later`
+    /// describes.
+    pub fn followed_by(&self, later: &BatchFacts) -> BatchFacts {
+        BatchFacts {
+            rows: self.rows + later.rows,
+            real_rows: self.real_rows + later.real_rows,
+            placeholders: self.placeholders + later.placeholders,
+            min: self.min.into_iter().chain(later.min).min(),
+            max: self.max.into_iter().chain(later.max).max(),
+        }
+    }
 }

@@ -106,8 +106,13 @@ impl std::fmt::Debug for Encoder {
 
 impl Encoder {
     pub fn new(schema: SchemaRef) -> Result<Self, CodecError> {
-        let writer =
-            ArrowWriter::try_new(Vec::new(), Arc::clone(&schema), Some(writer_properties()))?;
+        Encoder::with_capacity(schema, 0)
+    }
+
+    /// An encoder whose file has room for `bytes` before it grows.
+    fn with_capacity(schema: SchemaRef, bytes: usize) -> Result<Self, CodecError> {
+        let file = Vec::with_capacity(bytes);
+        let writer = ArrowWriter::try_new(file, Arc::clone(&schema), Some(writer_properties()))?;
         // Nothing is buffered yet: this only takes the writer apart (footer schema included).
         let (writer, factory) = writer.into_serialized_writer()?;
         Ok(Encoder {
@@ -128,7 +133,9 @@ impl Encoder {
         file: &Bytes,
         metadata: &ParquetMetaData,
     ) -> Result<Self, CodecError> {
-        let mut encoder = Encoder::new(schema)?;
+        // Room for the copy and for what an extend usually adds, so that the copy is not
+        // moved as the file grows.
+        let mut encoder = Encoder::with_capacity(schema, file.len() + file.len() / 8 + (1 << 20))?;
         if metadata.file_metadata().schema_descr() != encoder.writer.schema_descr() {
             return Err(CodecError::Shape(
                 "the file's parquet schema is not the one its rows are encoded with".into(),

@@ -176,8 +176,13 @@ struct Draft {
 /// file (9 bytes a row, against some 90 for a decoded minute bar).
 struct Encoding {
     encoder: codec::Encoder,
+    /// The coverage and facts of the row groups copied from the file, when it appends: of
+    /// them, only the last `datetime` is kept ([`Encoding::last`]).
+    kept: Option<(Coverage, BatchFacts)>,
+    /// `datetime` and `missing` of the rows encoded (not the copied ones).
     times: Vec<i64>,
     missing: BooleanBufferBuilder,
+    /// Which rows of the whole file (copied ones included) are fetched rows.
     fetched_rows: BooleanBufferBuilder,
 }
 
@@ -185,29 +190,36 @@ impl Encoding {
     fn new(schema: SchemaRef) -> Result<Self, FillError> {
         Ok(Encoding {
             encoder: codec::Encoder::new(schema).map_err(FillError::codec("encoding"))?,
+            kept: None,
             times: Vec::new(),
             missing: BooleanBufferBuilder::new(0),
             fetched_rows: BooleanBufferBuilder::new(0),
         })
     }
 
-    /// A file that starts with `current`'s row groups, copied, and its outline.
+    /// A file that starts with `current`'s row groups, copied, and their coverage and facts.
     fn appending(schema: SchemaRef, current: &Current) -> Result<Self, FillError> {
         let encoder =
             codec::Encoder::appending(schema, &current.stored.bytes, current.footer.metadata())
                 .map_err(FillError::codec("encoding"))?;
-        let times = datetimes(&current.outline).map_err(FillError::codec("merge"))?;
         let rows = current.outline.num_rows();
-        let mut missing = BooleanBufferBuilder::new(rows);
-        missing.append_slice(&codec::facts::placeholder_mask(&current.outline));
         let mut fetched_rows = BooleanBufferBuilder::new(rows);
         fetched_rows.append_n(rows, false);
         Ok(Encoding {
             encoder,
-            times: times.values().to_vec(),
-            missing,
+            kept: Some((current.stored.coverage.clone(), current.stored.facts)),
+            times: Vec::new(),
+            missing: BooleanBufferBuilder::new(0),
             fetched_rows,
         })
+    }
+
+    /// The `datetime` of the last row in the file so far.
+    fn last(&self) -> Option<i64> {
+        self.times
+            .last()
+            .copied()
+            .or_else(|| self.kept.as_ref().and_then(|(_, facts)| facts.max))
     }
 
     /// Check the rows of `part` by the validator's row rules and encode them; a violation
@@ -222,7 +234,7 @@ impl Encoding {
         let mut violations = rules::check_batch(dataset, &part.batch, now);
         let times = datetimes(&part.batch).map_err(FillError::codec("merge"))?;
         // Within a part the rules see the order; across parts it is checked here.
-        if let (Some(last), Some(first)) = (self.times.last(), times.values().first())
+        if let (Some(last), Some(first)) = (self.last(), times.values().first().copied())
             && first <= last
         {
             let rule = if first == last {
@@ -234,8 +246,8 @@ impl Encoding {
                 rule,
                 format!(
                     "a merged part starts at {}, not after the row before it at {}",
-                    pyfmt::pandas_utc_isoformat(*first),
-                    pyfmt::pandas_utc_isoformat(*last)
+                    pyfmt::pandas_utc_isoformat(first),
+                    pyfmt::pandas_utc_isoformat(last)
                 ),
             ));
         }
@@ -256,9 +268,13 @@ impl Encoding {
         Ok(())
     }
 
-    /// The encoder (the footer still to write), the `datetime` and `missing` of every row
-    /// (all that coverage and facts read), and which rows are fetched rows.
-    fn into_parts(mut self) -> Result<(codec::Encoder, RecordBatch, BooleanBuffer), FillError> {
+    /// The encoder (the footer still to write), the coverage (`provisional` as in
+    /// [`Coverage::of_batch`]) and facts of the whole file, and which rows are fetched rows.
+    fn finish(
+        mut self,
+        dataset: &Dataset,
+        provisional: BTreeSet<NaiveDate>,
+    ) -> Result<(codec::Encoder, Coverage, BatchFacts, BooleanBuffer), FillError> {
         let times = TimestampNanosecondArray::from(self.times).with_timezone(UTC);
         let missing = BooleanArray::new(self.missing.finish(), None);
         let outline = RecordBatch::try_from_iter([
@@ -266,7 +282,25 @@ impl Encoding {
             (MISSING, Arc::new(missing) as ArrayRef),
         ])
         .map_err(|e| FillError::codec("coverage")(e.into()))?;
-        Ok((self.encoder, outline, self.fetched_rows.finish()))
+        let edges = coverage::checks_edges(dataset);
+        let facts = BatchFacts::of(&outline).map_err(FillError::codec("answer"))?;
+        // An appending file's new rows are all on sessions after its copied rows' sessions.
+        let (coverage, facts) = match self.kept {
+            Some((kept, kept_facts)) => (
+                kept.followed_by(
+                    Coverage::of_batch(&outline, BTreeSet::new(), edges)
+                        .map_err(FillError::codec("coverage"))?,
+                    provisional,
+                ),
+                kept_facts.followed_by(&facts),
+            ),
+            None => (
+                Coverage::of_batch(&outline, provisional, edges)
+                    .map_err(FillError::codec("coverage"))?,
+                facts,
+            ),
+        };
+        Ok((self.encoder, coverage, facts, self.fetched_rows.finish()))
     }
 }
 
@@ -754,13 +788,8 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
         encoding: Encoding,
     ) -> Result<Draft, FillError> {
         let dataset = &job.request.dataset;
-        let (encoder, outline, fetched_rows) = encoding.into_parts()?;
         let provisional = provisional_after(current, &job.empty_sessions, job.now);
-        let coverage = Coverage::of_batch(&outline, provisional, coverage::checks_edges(dataset))
-            .map_err(FillError::codec("coverage"))?;
-        let facts = BatchFacts::of(&outline).map_err(FillError::codec("answer"))?;
-        // Gone before the footer is written, when the whole file is briefly held twice.
-        drop(outline);
+        let (encoder, coverage, facts, fetched_rows) = encoding.finish(dataset, provisional)?;
         let metadata = self.file_metadata(
             dataset,
             &coverage,

@@ -792,7 +792,9 @@ impl<S: ObjectStore> Validator<S> {
             && let Some(facts) = recorded_facts(entry)
         {
             match self.get_version(key, Some(id)).await {
-                Ok(Some(earlier)) if is_recorded(&earlier, entry) => {
+                Ok(Some(earlier))
+                    if is_recorded(&earlier.meta, earlier.bytes.len() as u64, entry) =>
+                {
                     if let Some(report) =
                         rules::check_extension(dataset, bytes, &earlier.bytes, &facts, now)
                     {
@@ -962,6 +964,20 @@ impl<S: ObjectStore> Validator<S> {
             && same_version(&known.meta, &meta)
         {
             return Ok(Some(known));
+        }
+        let manifest = self.read_manifest(dataset).await?;
+        if let Some(entry) = manifest
+            .current
+            .as_ref()
+            .filter(|entry| is_recorded(&meta, meta.size, entry))
+            && let Some(facts) = recorded_facts(entry)
+        {
+            // The version the manifest validated: its checksum and facts as recorded.
+            return Ok(Some(AtKey {
+                meta,
+                sha256: entry.sha256.clone(),
+                facts: Some(facts),
+            }));
         }
         let Some(got) = self.get_version(&key, meta.version_id.as_deref()).await? else {
             return Ok(None);
@@ -1197,6 +1213,10 @@ fn recorded_facts(entry: &ManifestEntry) -> Option<BatchFacts> {
         None => Some(None),
         Some(text) => pyfmt::parse_pandas_utc_isoformat(text).map(Some),
     };
+    // Entries written before the counts were recorded read them as 0.
+    if entry.real_rows.checked_add(entry.placeholders) != Some(entry.rows) {
+        return None;
+    }
     Some(BatchFacts {
         rows: usize::try_from(entry.rows).ok()?,
         real_rows: usize::try_from(entry.real_rows).ok()?,
@@ -1206,12 +1226,15 @@ fn recorded_facts(entry: &ManifestEntry) -> Option<BatchFacts> {
     })
 }
 
-/// Whether a version read from the store is the one the manifest entry recorded.
-fn is_recorded(got: &GetResult, entry: &ManifestEntry) -> bool {
-    got.bytes.len() as u64 == entry.bytes
-        && etags_equal(&got.meta.etag, &entry.etag)
-        && got
-            .meta
+/// Whether a version of `size` bytes is the one the manifest entry recorded.
+fn is_recorded(meta: &ObjectMeta, size: u64, entry: &ManifestEntry) -> bool {
+    size == entry.bytes
+        && etags_equal(&meta.etag, &entry.etag)
+        && match (&meta.version_id, &entry.version_id) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        }
+        && meta
             .metadata
             .get(SHA256_METADATA)
             .is_none_or(|sha256| *sha256 == entry.sha256)
