@@ -78,8 +78,15 @@ fn bench(c: &mut Criterion) {
             codec::Encoder::appending(appended.schema(), &earlier, footer.metadata()).unwrap();
         encoder.write(&appended).unwrap();
         let extended = encoder.finish(&BTreeMap::new()).unwrap();
-        let report = check_extension(&dataset, &extended, &earlier, &earlier_facts, now)
-            .expect("an extension");
+        let report = check_extension(
+            &dataset,
+            &extended,
+            &codec::sha256_hex(&extended),
+            &earlier,
+            &earlier_facts,
+            now,
+        )
+        .expect("an extension");
         assert!(report.is_valid(), "{:?}", report.violations);
         eprintln!(
             "extension of {sessions} sessions ({} rows, {} bytes) by {} rows",
@@ -92,6 +99,7 @@ fn bench(c: &mut Criterion) {
                 black_box(check_extension(
                     &dataset,
                     &extended,
+                    &codec::sha256_hex(&extended),
                     &earlier,
                     &earlier_facts,
                     now,

@@ -344,10 +344,11 @@ pub fn check_object(
 /// its first row groups decode to `earlier`'s rows, which passed every row rule: each rule
 /// but sortedness looks at one row at a time, and sortedness only at the boundary, given
 /// `earlier_facts.max` (`datetime` strictly increases in a valid file, so its max is its
-/// last row's).
+/// last row's). `sha256` is the object's, as the caller hashed it to know it.
 pub fn check_extension(
     dataset: &Dataset,
     bytes: &Bytes,
+    sha256: &str,
     earlier: &Bytes,
     earlier_facts: &BatchFacts,
     now: DateTime<Utc>,
@@ -371,7 +372,7 @@ pub fn check_extension(
     let added = BatchFacts::of(&batch).ok()?;
     Some(Report {
         violations,
-        sha256: codec::sha256_hex(bytes),
+        sha256: sha256.to_string(),
         bytes: bytes.len(),
         facts: Some(earlier_facts.followed_by(&added)),
         decoded: None,

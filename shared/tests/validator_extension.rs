@@ -94,7 +94,14 @@ fn an_extension_gets_the_report_the_whole_check_gives() {
     for (case, rows) in cases(&dataset, &earlier) {
         let extended = extend(&earlier, &rows);
         let whole = check_object(&dataset, &extended, None, now);
-        match check_extension(&dataset, &extended, &earlier, &earlier_facts, now) {
+        match check_extension(
+            &dataset,
+            &extended,
+            &codec::sha256_hex(&extended),
+            &earlier,
+            &earlier_facts,
+            now,
+        ) {
             Some(report) => {
                 assert_eq!(verdict(&report), verdict(&whole), "{case}");
                 incremental.push(case);
@@ -138,6 +145,7 @@ fn an_extension_with_a_repeated_boundary_is_named_as_the_whole_check_names_it() 
     let report = check_extension(
         &dataset,
         &extended,
+        &codec::sha256_hex(&extended),
         &earlier,
         &facts_of(&earlier),
         Utc::now(),
@@ -166,23 +174,83 @@ fn anything_but_an_extension_is_left_to_the_whole_check() {
 
     // Written afresh: the same rows, but not the earlier row groups kept.
     let all = batch(&dataset, &[&EARLIER[..], &LATER[..]].concat(), &[]);
-    assert!(check_extension(&dataset, &encode(&all), &earlier, &facts, now).is_none());
+    let merged = encode(&all);
+    assert!(
+        check_extension(
+            &dataset,
+            &merged,
+            &codec::sha256_hex(&merged),
+            &earlier,
+            &facts,
+            now
+        )
+        .is_none()
+    );
     // One byte of a kept column chunk differs.
-    assert!(check_extension(&dataset, &flip_kept_byte(&extended), &earlier, &facts, now).is_none());
+    let flipped = flip_kept_byte(&extended);
+    assert!(
+        check_extension(
+            &dataset,
+            &flipped,
+            &codec::sha256_hex(&flipped),
+            &earlier,
+            &facts,
+            now
+        )
+        .is_none()
+    );
     // Facts that are not the earlier file's.
     let wrong = BatchFacts {
         rows: facts.rows + 1,
         real_rows: facts.real_rows + 1,
         ..facts
     };
-    assert!(check_extension(&dataset, &extended, &earlier, &wrong, now).is_none());
+    assert!(
+        check_extension(
+            &dataset,
+            &extended,
+            &codec::sha256_hex(&extended),
+            &earlier,
+            &wrong,
+            now
+        )
+        .is_none()
+    );
     // Fewer row groups than the earlier file.
-    assert!(check_extension(&dataset, &earlier, &extended, &facts_of(&extended), now).is_none());
+    assert!(
+        check_extension(
+            &dataset,
+            &earlier,
+            &codec::sha256_hex(&earlier),
+            &extended,
+            &facts_of(&extended),
+            now
+        )
+        .is_none()
+    );
     // A truncated object.
     let truncated = extended.slice(..extended.len() - 3);
-    assert!(check_extension(&dataset, &truncated, &earlier, &facts, now).is_none());
+    assert!(
+        check_extension(
+            &dataset,
+            &truncated,
+            &codec::sha256_hex(&truncated),
+            &earlier,
+            &facts,
+            now
+        )
+        .is_none()
+    );
     // The earlier file itself, untouched: nothing appended, still an extension of itself.
-    let same = check_extension(&dataset, &earlier, &earlier, &facts, now).unwrap();
+    let same = check_extension(
+        &dataset,
+        &earlier,
+        &codec::sha256_hex(&earlier),
+        &earlier,
+        &facts,
+        now,
+    )
+    .unwrap();
     assert_eq!(
         verdict(&same),
         verdict(&check_object(&dataset, &earlier, None, now))

@@ -1,7 +1,5 @@
 //! `cachefill fill`: the miss-handler's fill, run in this process.
 
-use std::time::Duration;
-
 use cachefill_core::fill::{EngineConfig, FillAnswer, FillEngine, Progress};
 use cachefill_core::runtime;
 use clap::Args;
@@ -30,7 +28,7 @@ fn progress_bar() -> ProgressBar {
             .expect("valid template")
             .progress_chars("=> "),
     );
-    bar.enable_steady_tick(Duration::from_millis(120));
+    super::progress::tick_steadily(&bar);
     bar
 }
 

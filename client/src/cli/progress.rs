@@ -14,6 +14,14 @@ fn target() -> ProgressDrawTarget {
     }
 }
 
+/// Redraw `bar` steadily (its spinner and elapsed time) when it is drawn at all: a hidden
+/// bar gets no ticker thread to start and stop.
+pub(super) fn tick_steadily(bar: &ProgressBar) {
+    if !bar.is_hidden() {
+        bar.enable_steady_tick(Duration::from_millis(120));
+    }
+}
+
 /// A bar over `len` items of work.
 pub(super) fn bar(len: u64, unit: &str) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(len), target());
@@ -24,7 +32,7 @@ pub(super) fn bar(len: u64, unit: &str) -> ProgressBar {
         .expect("valid template")
         .progress_chars("=> "),
     );
-    bar.enable_steady_tick(Duration::from_millis(120));
+    tick_steadily(&bar);
     bar
 }
 
@@ -35,7 +43,7 @@ pub(super) fn spinner(message: String) -> ProgressBar {
         ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"),
     );
     bar.set_message(message);
-    bar.enable_steady_tick(Duration::from_millis(120));
+    tick_steadily(&bar);
     bar
 }
 
@@ -57,7 +65,7 @@ pub(super) fn bars<'a>(
             let bar = multi.add(ProgressBar::new(len));
             bar.set_style(style.clone());
             bar.set_prefix(name.to_string());
-            bar.enable_steady_tick(Duration::from_millis(120));
+            tick_steadily(&bar);
             (name.to_string(), bar)
         })
         .collect()

@@ -731,7 +731,14 @@ impl<S: ObjectStore> Validator<S> {
 
         let now = self.clock.now();
         let (report, checked) = self
-            .check_parquet(dataset, key, &got.bytes, manifest.current.as_ref(), now)
+            .check_parquet(
+                dataset,
+                key,
+                &got.bytes,
+                &sha256,
+                manifest.current.as_ref(),
+                now,
+            )
             .await;
         verdict.checked = Some(checked);
         verdict.rows = report.facts.map(|f| f.rows as u64);
@@ -784,6 +791,7 @@ impl<S: ObjectStore> Validator<S> {
         dataset: &Dataset,
         key: &str,
         bytes: &Bytes,
+        sha256: &str,
         current: Option<&ManifestEntry>,
         now: chrono::DateTime<chrono::Utc>,
     ) -> (rules::Report, Checked) {
@@ -796,7 +804,7 @@ impl<S: ObjectStore> Validator<S> {
                     if is_recorded(&earlier.meta, earlier.bytes.len() as u64, entry) =>
                 {
                     if let Some(report) =
-                        rules::check_extension(dataset, bytes, &earlier.bytes, &facts, now)
+                        rules::check_extension(dataset, bytes, sha256, &earlier.bytes, &facts, now)
                     {
                         return (report, Checked::Appended);
                     }
