@@ -249,6 +249,18 @@ fn write_atomically(target: &Path, bytes: &[u8]) -> io::Result<()> {
     atomic_file::write(target, &temp_name(target), |file| file.write_all(bytes))
 }
 
+/// [`write_atomically`] for a record this cache checks before it trusts it (a receipt or a
+/// verification record must name the sha256 of the file it is about), so a power cut that
+/// loses or tears it costs a hash, nothing else: no fsync.
+fn write_record(target: &Path, bytes: &[u8]) -> io::Result<()> {
+    atomic_file::write_with(
+        target,
+        &temp_name(target),
+        atomic_file::Durability::Rebuildable,
+        |file| file.write_all(bytes),
+    )
+}
+
 fn write_temp(target: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
     atomic_file::write_temp(target, &temp_name(target), |file| file.write_all(bytes))
 }
@@ -505,17 +517,32 @@ impl LocalCache {
         let bytes = Bytes::from(fs::read(path).map_err(io_error(path))?);
         self.bytes_hashed
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        let sha256 = codec::sha256_hex(&bytes);
+        Ok(self.remember(relative, path, identity, modified, &bytes, sha256))
+    }
+
+    /// Remember that the file at `path` (now `identity`) is `bytes`, whose sha256 is
+    /// `sha256`, with the coverage they hold: in memory and in a record for the next process.
+    fn remember(
+        &self,
+        relative: &str,
+        path: &Path,
+        identity: Identity,
+        modified: SystemTime,
+        bytes: &Bytes,
+        sha256: String,
+    ) -> Verified {
         let covered = parse_relative_path(relative)
             .map_err(|e| e.0)
             .and_then(|dataset| {
-                coverage::of_parquet(&dataset, &bytes, modified.into()).map_err(|e| e.to_string())
+                coverage::of_parquet(&dataset, bytes, modified.into()).map_err(|e| e.to_string())
             })
             // An unreadable file covers nothing; it is replaced by the next download.
             .unwrap_or_default();
         let verified = Verified {
             relative: relative.to_string(),
             identity,
-            sha256: codec::sha256_hex(&bytes),
+            sha256,
             sessions: covered.sessions.into_iter().collect(),
             untrusted: covered.untrusted.into_iter().collect(),
         };
@@ -525,19 +552,14 @@ impl LocalCache {
             .insert(path.to_path_buf(), verified.clone());
         // The record only saves the next process a hash: failing to write it loses nothing.
         let record = self.internal(VERIFIED_DIR, relative, "json");
-        let written = record
-            .parent()
-            .map_or(Ok(()), fs::create_dir_all)
-            .and_then(|()| {
-                write_atomically(
-                    &record,
-                    &serde_json::to_vec(&verified).expect("a record serializes"),
-                )
-            });
+        let written = write_record(
+            &record,
+            &serde_json::to_vec(&verified).expect("a record serializes"),
+        );
         if let Err(e) = written {
             tracing::debug!(record = %record.display(), error = %e, "could not record a verified file");
         }
-        Ok(verified)
+        verified
     }
 
     /// Rows and bounds computed from a parquet's rows (for files without a sidecar).
@@ -554,11 +576,13 @@ impl LocalCache {
     }
 
     /// Publish a parquet, its sidecar, its receipt and lumibot's markers naming the remote
-    /// keys (`receipt.key` and its sidecar's) as one change.
+    /// keys (`receipt.key` and its sidecar's) as one change, and remember the parquet as
+    /// verified: its bytes are the ones whose sha256 the receipt names (the downloader hashed
+    /// them), so the next read, in this process or another, does not hash them again.
     pub fn publish(
         &self,
         relative: &str,
-        parquet: &[u8],
+        parquet: &Bytes,
         sidecar: &[u8],
         receipt: &Receipt,
     ) -> Result<PathBuf, ClientError> {
@@ -567,23 +591,47 @@ impl LocalCache {
         let sidecar_key = format!("{}{SIDECAR_SUFFIX}", receipt.key);
         let receipt_path = self.internal(RECEIPTS_DIR, relative, "json");
         let receipt_bytes = serde_json::to_vec(receipt).expect("a receipt serializes");
-        // Written before the lock so the lock is held only for the renames.
-        let temp_parquet = write_temp(&path, parquet).map_err(io_error(&path))?;
-        let temp_sidecar = write_temp(&side, sidecar).map_err(|e| {
-            let _ = fs::remove_file(&temp_parquet);
-            ClientError::local(&side, e)
-        })?;
+        // The parquet, its sidecar and lumibot's markers of both, all in one directory, are
+        // written before the lock (so the lock is held only for the renames) and published
+        // with one directory fsync; the receipt is a record this cache checks.
+        let files = [
+            (path.clone(), parquet.as_ref()),
+            (side.clone(), sidecar),
+            (marker_path(&path), receipt.key.as_bytes()),
+            (marker_path(&side), sidecar_key.as_bytes()),
+        ];
+        let mut temps: Vec<(PathBuf, &Path)> = Vec::with_capacity(files.len());
         let result = (|| {
+            for (target, bytes) in &files {
+                temps.push((write_temp(target, bytes).map_err(io_error(target))?, target));
+            }
             let _lock = self.lock(relative, true)?;
-            atomic_file::publish(&temp_parquet, &path).map_err(io_error(&path))?;
-            atomic_file::publish(&temp_sidecar, &side).map_err(io_error(&side))?;
-            write_atomically(&receipt_path, &receipt_bytes).map_err(io_error(&receipt_path))?;
-            write_marker(&path, &receipt.key)?;
-            write_marker(&side, &sidecar_key)
+            let renames: Vec<(&Path, &Path)> = temps
+                .iter()
+                .map(|(temp, target)| (temp.as_path(), *target))
+                .collect();
+            atomic_file::publish_together(&renames).map_err(io_error(&path))?;
+            write_record(&receipt_path, &receipt_bytes).map_err(io_error(&receipt_path))?;
+            debug_assert_eq!(
+                codec::sha256_hex(parquet),
+                receipt.sha256,
+                "the receipt's sha256"
+            );
+            let meta = fs::metadata(&path).map_err(io_error(&path))?;
+            self.remember(
+                relative,
+                &path,
+                Identity::of(&meta),
+                modified_of(&meta),
+                parquet,
+                receipt.sha256.clone(),
+            );
+            Ok(())
         })();
         if result.is_err() {
-            let _ = fs::remove_file(&temp_parquet);
-            let _ = fs::remove_file(&temp_sidecar);
+            for (temp, _) in &temps {
+                let _ = fs::remove_file(temp);
+            }
         }
         result.map(|()| path)
     }
@@ -838,7 +886,12 @@ mod tests {
         let body = b"not parquet, but hashed all the same";
         let sha = codec::sha256_hex(body);
         let path = cache
-            .publish(REL, body, &sidecar_for(body), &receipt(&sha))
+            .publish(
+                REL,
+                &Bytes::copy_from_slice(body),
+                &sidecar_for(body),
+                &receipt(&sha),
+            )
             .unwrap();
         assert_eq!(fs::read(&path).unwrap(), body);
         let entry = cache.read(REL).unwrap().unwrap();
@@ -859,7 +912,12 @@ mod tests {
         let body = b"first body";
         let sha = codec::sha256_hex(body);
         let path = cache
-            .publish(REL, body, &sidecar_for(body), &receipt(&sha))
+            .publish(
+                REL,
+                &Bytes::copy_from_slice(body),
+                &sidecar_for(body),
+                &receipt(&sha),
+            )
             .unwrap();
         assert!(cache.read(REL).unwrap().unwrap().is_consistent());
         // lumibot rewrites the parquet in place without touching the sidecar.
@@ -894,7 +952,7 @@ mod tests {
         cache
             .publish(
                 REL,
-                body,
+                &Bytes::copy_from_slice(body),
                 &sidecar_for(body),
                 &receipt(&codec::sha256_hex(body)),
             )

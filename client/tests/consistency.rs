@@ -222,7 +222,12 @@ fn concurrent_publishers_and_readers_always_see_a_matching_pair() {
                         fetched_at: chrono::Utc::now(),
                     };
                     cache
-                        .publish(&relative, body.as_bytes(), sidecar.as_bytes(), &receipt)
+                        .publish(
+                            &relative,
+                            &Bytes::from(body.clone()),
+                            sidecar.as_bytes(),
+                            &receipt,
+                        )
                         .unwrap();
                 }
             })

@@ -13,7 +13,11 @@
 //! A writer whose file need not survive a power cut (only a crash of the process) passes
 //! [`Durability::ProcessCrash`] to [`write_with`]: the temp file is still fsynced before the
 //! rename, so the target is never torn, but the directory is not, so after a power cut the
-//! target may be the old file again.
+//! target may be the old file again. A record that its reader checks and can do without
+//! (the client's receipts) passes [`Durability::Rebuildable`]: nothing is fsynced.
+//!
+//! Several files published into one directory as one change ([`publish_together`]) share
+//! one directory fsync.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -37,6 +41,10 @@ pub enum Durability {
     /// skips the directory fsync (a power cut may undo the rename, never tear the file);
     /// [`create_filled`] skips the file's fsync (a power cut may leave it torn or missing).
     ProcessCrash,
+    /// Nothing beyond the process: neither the file nor the rename is fsynced, so after a
+    /// power cut the target may be old, missing or torn. Only for records whose reader
+    /// checks them and treats one that fails its check as absent.
+    Rebuildable,
 }
 
 /// Fsyncs `file`'s bytes and metadata.
@@ -61,12 +69,16 @@ pub fn write_with(
     durability: Durability,
     fill: impl FnOnce(&mut File) -> io::Result<()>,
 ) -> io::Result<()> {
-    // The temp file is fsynced whatever the durability: renaming unsynced bytes into place
-    // could leave a torn target after a power cut, which no durability allows.
-    let temp = write_temp(target, temp_name, fill)?;
+    // The temp file is fsynced unless the target may be torn: renaming unsynced bytes into
+    // place could leave a torn target after a power cut.
+    let file_durability = match durability {
+        Durability::Rebuildable => Durability::Rebuildable,
+        Durability::PowerLoss | Durability::ProcessCrash => Durability::PowerLoss,
+    };
+    let temp = create_filled(&directory_of(target).join(temp_name), file_durability, fill)?;
     let renamed = fs::rename(&temp, target).and_then(|()| match durability {
         Durability::PowerLoss => sync_dir(directory_of(target)),
-        Durability::ProcessCrash => Ok(()),
+        Durability::ProcessCrash | Durability::Rebuildable => Ok(()),
     });
     renamed.inspect_err(|_| {
         let _ = fs::remove_file(&temp);
@@ -88,7 +100,7 @@ pub fn create_filled(
         fill(&mut file)?;
         match durability {
             Durability::PowerLoss => sync_file(&file),
-            Durability::ProcessCrash => Ok(()),
+            Durability::ProcessCrash | Durability::Rebuildable => Ok(()),
         }
     })();
     match written {
@@ -116,8 +128,25 @@ pub fn write_temp(
 
 /// Rename a temporary written by [`write_temp`] over `target` and make the rename durable.
 pub fn publish(temp: &Path, target: &Path) -> io::Result<()> {
-    fs::rename(temp, target)?;
-    sync_dir(directory_of(target))
+    publish_together(&[(temp, target)])
+}
+
+/// Rename each temporary written by [`write_temp`] over its target, in order, then make the
+/// renames durable with one fsync per directory. A power cut before it returns may keep some
+/// of the renames and not others (each target is the old file or the new one, never torn),
+/// as publishing them one by one would; readers of such a set check it (a sidecar names its
+/// parquet's checksum). A failed rename stops there: the earlier ones stay, the later
+/// temporaries are the caller's to remove.
+pub fn publish_together(files: &[(&Path, &Path)]) -> io::Result<()> {
+    let mut dirs: Vec<&Path> = Vec::new();
+    for (temp, target) in files {
+        fs::rename(temp, target)?;
+        let dir = directory_of(target);
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+    dirs.into_iter().try_for_each(sync_dir)
 }
 
 fn directory_of(target: &Path) -> &Path {
@@ -191,5 +220,29 @@ mod tests {
         fs::remove_file(&unsynced).unwrap();
         assert_eq!(fs::read(&target).unwrap(), b"two");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn rebuildable_writes_and_files_published_together_land_like_durable_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = dir.path().join("record");
+        write_with(&record, ".tmp-1", Durability::Rebuildable, |f| {
+            f.write_all(b"one")
+        })
+        .unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        let temp_a = write_temp(&a, ".tmp-a", |f| f.write_all(b"A")).unwrap();
+        let temp_b = write_temp(&b, ".tmp-b", |f| f.write_all(b"B")).unwrap();
+        publish_together(&[(&temp_a, &a), (&temp_b, &b)]).unwrap();
+        assert_eq!(fs::read(&record).unwrap(), b"one");
+        assert_eq!(
+            (fs::read(&a).unwrap(), fs::read(&b).unwrap()),
+            (b"A".to_vec(), b"B".to_vec())
+        );
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            3,
+            "no temporaries left"
+        );
     }
 }

@@ -505,6 +505,7 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
                 mode,
                 metadata: coverage::object_metadata(&draft.coverage, &draft.sha256),
                 content_type: Some(PARQUET_CONTENT_TYPE.into()),
+                sha256: Some(draft.sha256.clone()),
             };
             match self.store.put(key, draft.bytes.clone(), options).await {
                 Ok(put) => {

@@ -534,6 +534,7 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
             mode,
             metadata: BTreeMap::from([(SHA256_METADATA.to_string(), sha256.clone())]),
             content_type: Some(content_type.into()),
+            sha256: Some(sha256.clone()),
         };
         let put = self.store().put(key, bytes, options).await?;
         Ok(Written {

@@ -321,6 +321,7 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
                 (COVERAGE_METADATA.to_string(), facts.to_json()),
             ]),
             content_type: Some(PARQUET_CONTENT_TYPE.into()),
+            sha256: Some(sha256.clone()),
         };
         let put = self.store().put(key, bytes, options).await?;
         Ok(Written {

@@ -354,7 +354,17 @@ impl LocalStore {
 
     fn put_sync(&self, key: &str, body: Bytes, options: PutOptions) -> Result<PutResult> {
         let ctx = Ctx { op: "put", key };
-        let etag = etag_of(&body);
+        let etag = match options.sha256.as_deref() {
+            Some(sha256) => {
+                debug_assert_eq!(
+                    hex::encode(Sha256::digest(&body)),
+                    sha256,
+                    "PutOptions::sha256 is the body's"
+                );
+                etag_from_sha256(sha256)
+            }
+            None => etag_of(&body),
+        };
         let metadata = options
             .metadata
             .into_iter()
@@ -593,8 +603,11 @@ fn durability_of(key: &str) -> Durability {
 
 /// `"` + the first 32 hex digits of the sha256 of the bytes + `"`, shaped like an S3 etag.
 fn etag_of(bytes: &[u8]) -> String {
-    let digest = hex::encode(Sha256::digest(bytes));
-    format!("\"{}\"", &digest[..32])
+    etag_from_sha256(&hex::encode(Sha256::digest(bytes)))
+}
+
+fn etag_from_sha256(sha256: &str) -> String {
+    format!("\"{}\"", &sha256[..32.min(sha256.len())])
 }
 
 /// A unique version id that sorts by creation time: zero-padded nanoseconds since the epoch,

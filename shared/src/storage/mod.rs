@@ -144,6 +144,11 @@ pub struct PutOptions {
     pub mode: PutMode,
     pub metadata: Metadata,
     pub content_type: Option<String>,
+    /// The body's sha256 (lowercase hex), when the writer has already computed it from these
+    /// very bytes: a store that derives its etag from the content takes it instead of hashing
+    /// the body a second time (the local directory store). A store that computes nothing
+    /// from the body ignores it.
+    pub sha256: Option<String>,
 }
 
 impl PutOptions {

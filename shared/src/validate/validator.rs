@@ -938,6 +938,7 @@ impl<S: ObjectStore> Validator<S> {
                 mode: PutMode::IfMatch(current.etag.clone()),
                 metadata: good.meta.metadata.clone(),
                 content_type: Some(content_type.into()),
+                ..Default::default()
             };
             return match self.store.put(key, good.bytes, options).await {
                 Ok(put) => {
