@@ -33,6 +33,11 @@
 //! readers need no lock: they read one `head.json` snapshot and then immutable bytes. The OS
 //! releases a dead process's lock, so a crash never blocks the key.
 //!
+//! Since a version's bytes never change, a store and its clones keep the few largest
+//! versions they lately wrote or read in memory ([`Recent`]) and answer a later get of the
+//! same version from there: in one process, an extend's engine, the embedded validator and
+//! the client read the object just written, and the version it extends, from disk once.
+//!
 //! # Semantics beyond the trait
 //!
 //! Like a versioned S3 bucket: user metadata names are lower-cased; `copy` carries the
@@ -40,10 +45,11 @@
 //! directives); `IfAbsent` succeeds over a delete marker. Unlike S3, deleting a key that is
 //! missing or already deleted adds no marker, so repeated deletes do not pile up history.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -70,6 +76,45 @@ const TEMP_PREFIX: &str = ".tmp-";
 #[derive(Debug, Clone)]
 pub struct LocalStore {
     root: PathBuf,
+    recent: Arc<Mutex<Recent>>,
+}
+
+/// Versions lately written or read, by key and version id, newest last; bounded in count and
+/// bytes. Only bodies of at least [`Recent::MIN_BYTES`] are kept: smaller ones cost less to
+/// read again than to keep.
+#[derive(Debug, Default)]
+struct Recent {
+    versions: VecDeque<(String, String, Bytes)>,
+    bytes: usize,
+}
+
+impl Recent {
+    const MIN_BYTES: usize = 64 << 10;
+    const MAX_BYTES: usize = 128 << 20;
+    const MAX_VERSIONS: usize = 8;
+
+    fn get(&self, key: &str, version_id: &str) -> Option<Bytes> {
+        self.versions
+            .iter()
+            .find(|(k, v, _)| k == key && v == version_id)
+            .map(|(_, _, bytes)| bytes.clone())
+    }
+
+    fn keep(&mut self, key: &str, version_id: &str, bytes: &Bytes) {
+        if bytes.len() < Self::MIN_BYTES
+            || bytes.len() > Self::MAX_BYTES / 2
+            || self.get(key, version_id).is_some()
+        {
+            return;
+        }
+        self.versions
+            .push_back((key.to_string(), version_id.to_string(), bytes.clone()));
+        self.bytes += bytes.len();
+        while self.versions.len() > Self::MAX_VERSIONS || self.bytes > Self::MAX_BYTES {
+            let (_, _, dropped) = self.versions.pop_front().expect("not empty");
+            self.bytes -= dropped.len();
+        }
+    }
 }
 
 /// The `head.json` of one key: its whole version history, newest first.
@@ -206,12 +251,20 @@ impl LocalStore {
             key: String::new(),
             message: format!("{}: {err}", objects.display()),
         })?;
-        Ok(LocalStore { root })
+        Ok(LocalStore {
+            root,
+            recent: Arc::default(),
+        })
     }
 
     /// The directory this store lives in.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    fn recent(&self) -> std::sync::MutexGuard<'_, Recent> {
+        // A panic while holding it leaves the memo consistent (each step is one push or pop).
+        self.recent.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn objects_dir(&self) -> PathBuf {
@@ -289,8 +342,13 @@ impl LocalStore {
     fn get_sync(&self, key: &str, version: Option<&str>) -> Result<GetResult> {
         let ctx = Ctx { op: "get", key };
         let (paths, record) = self.read_object(ctx, version)?;
+        let meta = record.object_meta(key, true);
+        let recent = self.recent().get(key, &record.version_id);
+        if let Some(bytes) = recent.filter(|b| b.len() as u64 == record.size) {
+            return Ok(GetResult { bytes, meta });
+        }
         let path = paths.data(&record.version_id);
-        let bytes = fs::read(&path).map_err(ctx.io(&path))?;
+        let bytes = Bytes::from(fs::read(&path).map_err(ctx.io(&path))?);
         if bytes.len() as u64 != record.size {
             return Err(ctx.other(format!(
                 "{}: {} bytes on disk, {} recorded",
@@ -299,10 +357,8 @@ impl LocalStore {
                 record.size
             )));
         }
-        Ok(GetResult {
-            bytes: Bytes::from(bytes),
-            meta: record.object_meta(key, true),
-        })
+        self.recent().keep(key, &record.version_id, &bytes);
+        Ok(GetResult { bytes, meta })
     }
 
     /// Serializes a mutation of `key` with every other thread and process: takes the key's
@@ -396,7 +452,10 @@ impl LocalStore {
                 content_type: options.content_type,
                 tags: Tags::new(),
             };
-            self.commit(ctx, paths, head, record)
+            let version_id = record.version_id.clone();
+            let put = self.commit(ctx, paths, head, record)?;
+            self.recent().keep(key, &version_id, &body);
+            Ok(put)
         })
     }
 
@@ -1258,6 +1317,73 @@ mod tests {
                 .is_not_found()
         );
         assert!(store.get(key, put.version_id.as_deref()).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn versions_lately_written_or_read_are_served_from_memory_by_every_clone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_in(&dir);
+        let on_disk = |key: &str, version: &str| store.key_paths(key).data(version);
+        let large = Bytes::from(vec![7u8; Recent::MIN_BYTES]);
+        let small = Bytes::from_static(b"a lease or a manifest");
+        let mut versions = Vec::new();
+        for (key, body) in [("big/object.bin", &large), ("small/object.bin", &small)] {
+            let put = store
+                .put(key, body.clone(), PutOptions::default())
+                .await
+                .unwrap();
+            versions.push(put.version_id.unwrap());
+        }
+        // The bytes on disk changed behind the store's back (same size, so nothing else
+        // tells): only a version the memo keeps is answered without reading them.
+        for (key, version) in [
+            ("big/object.bin", &versions[0]),
+            ("small/object.bin", &versions[1]),
+        ] {
+            let path = on_disk(key, version);
+            let len = fs::metadata(&path).unwrap().len() as usize;
+            fs::write(&path, vec![b'x'; len]).unwrap();
+        }
+        let clone = store.clone();
+        assert_eq!(
+            clone.get("big/object.bin", None).await.unwrap().bytes,
+            large
+        );
+        assert_eq!(
+            store
+                .get("big/object.bin", Some(&versions[0]))
+                .await
+                .unwrap()
+                .bytes,
+            large
+        );
+        assert_ne!(
+            store.get("small/object.bin", None).await.unwrap().bytes,
+            small
+        );
+        // Another store (another process) reads the disk.
+        let other = store_in(&dir);
+        let read = other.get("big/object.bin", None).await.unwrap().bytes;
+        assert_ne!(read, large);
+        // What it read, it keeps: the next get is answered from memory.
+        let path = on_disk("big/object.bin", &versions[0]);
+        fs::write(&path, vec![b'y'; large.len()]).unwrap();
+        assert_eq!(other.get("big/object.bin", None).await.unwrap().bytes, read);
+        // A newer version is a new key in the memo; a delete hides every version.
+        let newer = Bytes::from(vec![8u8; Recent::MIN_BYTES]);
+        store
+            .put("big/object.bin", newer.clone(), PutOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get("big/object.bin", None).await.unwrap().bytes,
+            newer
+        );
+        store.delete("big/object.bin").await.unwrap();
+        assert!(matches!(
+            store.get("big/object.bin", None).await,
+            Err(StorageError::NotFound { .. })
+        ));
     }
 
     #[tokio::test]
