@@ -452,7 +452,12 @@ impl NyDates {
                 .expect("offset fits");
             self.hour = hour;
         }
-        let day = (utc_ns + self.offset_ns).div_euclid(Self::DAY_NS);
+        let Some(local_ns) = utc_ns.checked_add(self.offset_ns) else {
+            // Within hours of the ends of i64 nanoseconds (years 1677 and 2262): the plain
+            // conversion, which cannot overflow.
+            return ny_date(DateTime::from_timestamp_nanos(utc_ns));
+        };
+        let day = local_ns.div_euclid(Self::DAY_NS);
         if day != self.day {
             self.date =
                 NaiveDate::from_num_days_from_ce_opt(day as i32 + 719_163).expect("date in range");
@@ -661,6 +666,19 @@ mod tests {
         assert_eq!(m.date_of(1_710_054_000_000_000_000), d("2024-03-10"));
         // 2024-01-05 00:30Z is 19:30 New York on the 4th.
         assert_eq!(m.date_of(1_704_414_600_000_000_000), d("2024-01-04"));
+    }
+
+    #[test]
+    fn ny_dates_at_the_ends_of_i64_nanoseconds_do_not_overflow() {
+        // Found by the polygon_response fuzz target: t = -9223372036854 ms.
+        for ns in [i64::MIN, -9_223_372_036_854_000_000, i64::MAX] {
+            let mut m = NyDates::new();
+            assert_eq!(
+                m.date_of(ns),
+                ny_date(DateTime::from_timestamp_nanos(ns)),
+                "{ns}"
+            );
+        }
     }
 
     fn d(text: &str) -> NaiveDate {

@@ -6,6 +6,12 @@
 //! 00:00 UTC to the one before the next day's first. Files record the ids they hold, so a
 //! later fill resumes from the last id instead of refetching the day.
 
+/// The largest id or time (milliseconds, or an archive's microseconds) the parsers take:
+/// 2^53, the largest integer a JSON number holds exactly. Binance's ids are near 4·10^9 and
+/// its times near 2·10^15 µs; anything larger is refused as malformed, so arithmetic on ids
+/// and times (`id + 1`) never overflows.
+pub const MAX_WIRE_INTEGER: i64 = 1 << 53;
+
 /// One aggregate trade as Binance reports it (`GET /api/v3/aggTrades`), under its wire
 /// names in the parquet (`T`, `a`, `p`, `q`, `f`, `l`, `m`, `M`).
 #[derive(Debug, Clone, Copy, PartialEq)]

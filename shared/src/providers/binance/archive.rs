@@ -29,7 +29,7 @@ use super::parse::is_decimal;
 use crate::providers::ProviderError;
 use crate::providers::http::{HttpClient, excerpt};
 use crate::providers::retry::{Failure, RetryPolicy, Transient, retry_after};
-use crate::trades::{AggTrade, TradeBound, TradeSpan, day_of, day_start_ms};
+use crate::trades::{AggTrade, MAX_WIRE_INTEGER, TradeBound, TradeSpan, day_of, day_start_ms};
 
 /// Where the daily aggregate-trade archives of spot symbols live under the base URL.
 pub const ARCHIVE_FOLDER: &str = "data/spot/daily/aggTrades";
@@ -313,8 +313,8 @@ fn row(line: &str) -> Result<AggTrade, String> {
     let id = |name: &str, text: &str| {
         text.parse::<i64>()
             .ok()
-            .filter(|n| *n >= 0)
-            .ok_or_else(|| format!("{name} '{text}' is not a non-negative integer"))
+            .filter(|n| (0..=MAX_WIRE_INTEGER).contains(n))
+            .ok_or_else(|| format!("{name} '{text}' is not a non-negative integer up to 2^53"))
     };
     let decimal = |name: &str, text: &str| {
         Some(text)
@@ -461,6 +461,16 @@ mod tests {
             ("1,1.5,2,7,8,1704067200001,False\n", "no isBestMatch column"),
             ("x1,1.5,2,7,8,1704067200001,False,True\n", "no trades"),
             ("", "no trades"),
+            // Found by the binance_response fuzz target: the largest id, then the next id
+            // computed from it, overflowed.
+            (
+                "9223372036854775807,607,0.1,1,1,1634944096633,True,True\n",
+                "aggTradeId '9223372036854775807' is not a non-negative integer up to 2^53",
+            ),
+            (
+                "9007199254740993,1.5,2,7,8,1704067200001,False,True\n",
+                "aggTradeId '9007199254740993'",
+            ),
         ];
         for (csv, needle) in cases {
             let error = parse_day(csv.as_bytes(), day).unwrap_err();
