@@ -181,7 +181,13 @@ impl EventSet {
             .strip_suffix('_')
             .filter(|s| !s.is_empty())?;
         let set = EventSet::new(provider, AssetType::Stock, symbol, event_type).ok()?;
-        (symbol_component(&set.symbol) == symbol).then_some((set, ranges))
+        // Only the set's own spelling of the path names it (`thetadAta/…` is a foreign key).
+        let exact = if ranges {
+            set.ranges_path()
+        } else {
+            set.relative_path()
+        };
+        (exact == path).then_some((set, ranges))
     }
 }
 
@@ -575,6 +581,12 @@ mod tests {
         );
         assert_eq!(
             EventSet::parse_relative("thetadata/stock/events/splits/AAPL_dividends.parquet"),
+            None
+        );
+        // Found by the key_parser fuzz target: another spelling of the provider folder was
+        // taken for the set's own path.
+        assert_eq!(
+            EventSet::parse_relative("thetadAta/stock/events/dividends/K_dividends.meta.json"),
             None
         );
         assert!(
