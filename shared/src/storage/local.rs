@@ -37,6 +37,9 @@
 //! versions they lately wrote or read in memory ([`Recent`]) and answer a later get of the
 //! same version from there: in one process, an extend's engine, the embedded validator and
 //! the client read the object just written, and the version it extends, from disk once.
+//! The head is read every time, so a deleted version is never served; a data file rewritten
+//! in place by a foreign hand (no writer of this store ever rewrites one) is not seen by a
+//! process that already holds its version.
 //!
 //! # Semantics beyond the trait
 //!
