@@ -52,7 +52,7 @@ fn bench(c: &mut Criterion) {
     };
     let cache = LocalCache::new(dir.path());
     cache
-        .publish(&relative, &parquet.clone().into(), &sidecar, &receipt)
+        .publish(&relative, &parquet.clone().into(), None, &sidecar, &receipt)
         .unwrap();
     let first = cache.read(&relative).unwrap().unwrap();
     assert!(first.is_consistent(), "{:?}", first.sidecar_state);

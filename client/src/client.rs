@@ -590,7 +590,9 @@ impl CacheClient {
         if !covered.covers(wanted) {
             return Ok(Remote::Miss(covered.missing(wanted)));
         }
-        let file = self.publish(relative, key, pair, Source::RemoteHit).await?;
+        let file = self
+            .publish(relative, key, pair, Some(covered), Source::RemoteHit)
+            .await?;
         Ok(Remote::Hit(file))
     }
 
@@ -687,7 +689,8 @@ impl CacheClient {
                 ),
             });
         }
-        self.publish(relative, key, pair, Source::Filled).await
+        self.publish(relative, key, pair, None, Source::Filled)
+            .await
     }
 
     /// After a timed-out invocation: HEAD the key until it covers the range or the deadline
@@ -720,7 +723,9 @@ impl CacheClient {
                 && let Some(pair) =
                     remote::fetch_pair(store, key, None, &self.inner.config.download).await?
             {
-                return self.publish(relative, key, pair, Source::Filled).await;
+                return self
+                    .publish(relative, key, pair, None, Source::Filled)
+                    .await;
             }
             let waited = started.elapsed();
             if waited >= policy.deadline {
@@ -740,6 +745,7 @@ impl CacheClient {
         relative: &str,
         key: &str,
         pair: Pair,
+        covered: Option<Covered>,
         source: Source,
     ) -> Result<LocalFile, ClientError> {
         let sidecar = Sidecar::parse(&pair.sidecar).map_err(|e| ClientError::Inconsistent {
@@ -758,7 +764,7 @@ impl CacheClient {
         let (parquet, sidecar_bytes) = (pair.parquet.clone(), pair.sidecar.clone());
         let path = self
             .blocking(move |cache| {
-                cache.publish(&relative_owned, &parquet, &sidecar_bytes, &receipt)
+                cache.publish(&relative_owned, &parquet, covered, &sidecar_bytes, &receipt)
             })
             .await?;
         Ok(LocalFile {
@@ -821,7 +827,7 @@ impl CacheClient {
         let fetched = if is_dataset {
             match remote::fetch_pair(&*store, &key, None, &self.inner.config.download).await {
                 Ok(Some(pair)) => self
-                    .publish(&relative, &key, pair, Source::RemoteHit)
+                    .publish(&relative, &key, pair, None, Source::RemoteHit)
                     .await
                     .map(|_| true),
                 Ok(None) => Ok(false),

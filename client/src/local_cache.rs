@@ -226,6 +226,17 @@ pub struct LocalCache {
     bytes_hashed: AtomicU64,
 }
 
+/// What a parquet's bytes cover (its footer's facts when it has ours, else its rows); an
+/// unreadable file covers nothing, and is replaced by the next download.
+fn covered_of_bytes(relative: &str, bytes: &Bytes, modified: SystemTime) -> Covered {
+    parse_relative_path(relative)
+        .map_err(|e| e.0)
+        .and_then(|dataset| {
+            coverage::of_parquet(&dataset, bytes, modified.into()).map_err(|e| e.to_string())
+        })
+        .unwrap_or_default()
+}
+
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> ClientError + '_ {
     move |e| ClientError::local(path, e)
 }
@@ -518,27 +529,20 @@ impl LocalCache {
         self.bytes_hashed
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         let sha256 = codec::sha256_hex(&bytes);
-        Ok(self.remember(relative, path, identity, modified, &bytes, sha256))
+        let covered = covered_of_bytes(relative, &bytes, modified);
+        Ok(self.remember(relative, path, identity, sha256, covered))
     }
 
-    /// Remember that the file at `path` (now `identity`) is `bytes`, whose sha256 is
-    /// `sha256`, with the coverage they hold: in memory and in a record for the next process.
+    /// Remember that the file at `path` (now `identity`), whose sha256 is `sha256`, covers
+    /// `covered`: in memory and in a record for the next process.
     fn remember(
         &self,
         relative: &str,
         path: &Path,
         identity: Identity,
-        modified: SystemTime,
-        bytes: &Bytes,
         sha256: String,
+        covered: Covered,
     ) -> Verified {
-        let covered = parse_relative_path(relative)
-            .map_err(|e| e.0)
-            .and_then(|dataset| {
-                coverage::of_parquet(&dataset, bytes, modified.into()).map_err(|e| e.to_string())
-            })
-            // An unreadable file covers nothing; it is replaced by the next download.
-            .unwrap_or_default();
         let verified = Verified {
             relative: relative.to_string(),
             identity,
@@ -579,10 +583,13 @@ impl LocalCache {
     /// keys (`receipt.key` and its sidecar's) as one change, and remember the parquet as
     /// verified: its bytes are the ones whose sha256 the receipt names (the downloader hashed
     /// them), so the next read, in this process or another, does not hash them again.
+    /// `covered`: what the parquet covers, when the caller has already worked it out (else
+    /// it is read from the bytes).
     pub fn publish(
         &self,
         relative: &str,
         parquet: &Bytes,
+        covered: Option<Covered>,
         sidecar: &[u8],
         receipt: &Receipt,
     ) -> Result<PathBuf, ClientError> {
@@ -618,13 +625,14 @@ impl LocalCache {
                 "the receipt's sha256"
             );
             let meta = fs::metadata(&path).map_err(io_error(&path))?;
+            let covered =
+                covered.unwrap_or_else(|| covered_of_bytes(relative, parquet, modified_of(&meta)));
             self.remember(
                 relative,
                 &path,
                 Identity::of(&meta),
-                modified_of(&meta),
-                parquet,
                 receipt.sha256.clone(),
+                covered,
             );
             Ok(())
         })();
@@ -889,6 +897,7 @@ mod tests {
             .publish(
                 REL,
                 &Bytes::copy_from_slice(body),
+                None,
                 &sidecar_for(body),
                 &receipt(&sha),
             )
@@ -915,6 +924,7 @@ mod tests {
             .publish(
                 REL,
                 &Bytes::copy_from_slice(body),
+                None,
                 &sidecar_for(body),
                 &receipt(&sha),
             )
@@ -953,6 +963,7 @@ mod tests {
             .publish(
                 REL,
                 &Bytes::copy_from_slice(body),
+                None,
                 &sidecar_for(body),
                 &receipt(&codec::sha256_hex(body)),
             )

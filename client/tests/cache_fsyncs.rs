@@ -32,7 +32,7 @@ fn a_publish_makes_one_fsync_per_file_and_one_for_their_directory_and_a_receipt_
 
     let before = atomic_file::syncs();
     cache
-        .publish(REL, &body, sidecar.as_bytes(), &receipt)
+        .publish(REL, &body, None, sidecar.as_bytes(), &receipt)
         .unwrap();
     assert_eq!(atomic_file::syncs() - before, PUBLISH_FSYNCS);
 

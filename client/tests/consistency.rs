@@ -225,6 +225,7 @@ fn concurrent_publishers_and_readers_always_see_a_matching_pair() {
                         .publish(
                             &relative,
                             &Bytes::from(body.clone()),
+                            None,
                             sidecar.as_bytes(),
                             &receipt,
                         )

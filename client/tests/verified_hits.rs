@@ -27,7 +27,13 @@ fn verified_cache(root: &Path) -> PathBuf {
     };
     let cache = LocalCache::new(root);
     let path = cache
-        .publish(REL, &Bytes::from_static(BODY), sidecar.as_bytes(), &receipt)
+        .publish(
+            REL,
+            &Bytes::from_static(BODY),
+            None,
+            sidecar.as_bytes(),
+            &receipt,
+        )
         .unwrap();
     assert!(cache.read(REL).unwrap().unwrap().is_consistent());
     // The receipt names the bytes published: they are remembered as verified, not hashed.
