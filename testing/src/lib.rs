@@ -8,7 +8,9 @@
 //! | [`polygon`] | a stand-in Polygon REST API on the same server: recordings, generated aggregates, pages |
 //! | [`conformance`] | the storage seam's conformance suite, run against every backend |
 //! | [`doubles`] | wrappers around real components that count calls or fail on purpose |
+//! | [`bad_requests`] | malformed invoke payloads for the miss-handler, generated and from the fuzz corpus |
 
+pub mod bad_requests;
 pub mod binance;
 pub mod conformance;
 pub mod doubles;

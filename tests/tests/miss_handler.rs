@@ -11,6 +11,7 @@ use cachefill_core::keys::KeyLayout;
 use cachefill_core::storage::ObjectStore;
 use cachefill_e2e::python::run_python;
 use cachefill_e2e::{MISS_HANDLER, Notification, Stack, StackConfig, parse_notification};
+use cachefill_testing::bad_requests;
 use serde_json::{Value, json};
 
 fn request() -> Value {
@@ -140,6 +141,59 @@ async fn an_invalid_request_is_an_invalid_request_error_and_writes_nothing() -> 
     // The same instance still serves valid requests afterwards.
     let answer = stack.invoke(MISS_HANDLER, &request()).await?;
     assert_eq!(answer.payload["status"], "filled", "{answer:?}");
+    Ok(())
+}
+
+/// Every malformed payload of the handler's own test (`cachefill_testing::bad_requests`:
+/// generated ones and the payload fuzz corpus' refused JSON), now sent as bytes to the
+/// deployed binary through the emulator's Invoke API: each one is an `InvalidRequest` naming
+/// what is wrong, and the bucket holds no object or version afterwards.
+#[tokio::test]
+async fn every_malformed_payload_through_the_invoke_api_is_refused_and_writes_nothing()
+-> anyhow::Result<()> {
+    let Some(stack) = started().await? else {
+        return Ok(());
+    };
+    let cases = bad_requests::all()?;
+    let generated = bad_requests::generated().len();
+    assert!(generated >= 100, "only {generated} generated payloads");
+    let mut failures = Vec::new();
+    for case in &cases {
+        let answer = stack.invoke_raw(MISS_HANDLER, case.body.as_bytes()).await?;
+        let named = answer.error_message().is_some_and(|m| case.is_named_by(m));
+        if answer.error_type() != Some("InvalidRequest") || !named {
+            failures.push(format!(
+                "{}: {answer:?} (field {:?})",
+                case.body, case.field
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} malformed payloads were not refused as InvalidRequest naming the field:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+    let store = stack.store();
+    let written = store.list("").await?;
+    assert!(written.is_empty(), "refused requests wrote {written:?}");
+    let versions = stack
+        .s3()
+        .list_object_versions()
+        .bucket(&stack.config().bucket)
+        .send()
+        .await?;
+    assert!(
+        versions.versions().is_empty() && versions.delete_markers().is_empty(),
+        "refused requests left versions {versions:?}"
+    );
+    println!(
+        "{} malformed payloads ({generated} generated, {} from the fuzz corpus): all \
+         InvalidRequest naming the field, 0 objects written",
+        cases.len(),
+        cases.len() - generated
+    );
     Ok(())
 }
 
