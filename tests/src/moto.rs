@@ -21,6 +21,17 @@ pub struct Moto {
 impl Moto {
     /// Start `moto_server -H 127.0.0.1 -p <free port>`, logging to `log_dir/moto.log`.
     pub async fn start(tools: &Tools, log_dir: &Path) -> Result<Moto> {
+        Moto::start_with_env(tools, log_dir, &[]).await
+    }
+
+    /// [`Moto::start`] with more environment for the server, for example
+    /// `INITIAL_NO_AUTH_ACTION_COUNT`, after which moto authorizes every request against the
+    /// IAM policies of its access key.
+    pub async fn start_with_env(
+        tools: &Tools,
+        log_dir: &Path,
+        env: &[(String, String)],
+    ) -> Result<Moto> {
         let log = log_dir.join("moto.log");
         // Another process may take the free port between probing and binding; try again then.
         let mut last_error = None;
@@ -33,6 +44,7 @@ impl Moto {
                 .env("PYTHONUNBUFFERED", "1")
                 // Where `/moto-api/recorder/` keeps its log when a test starts it.
                 .env("MOTO_RECORDER_FILEPATH", log_dir.join("moto-recording"))
+                .envs(env.iter().map(|(k, v)| (k, v)))
                 .current_dir(log_dir);
             let mut process = Supervised::spawn("moto_server", command, &log)?;
             match wait_for_port(&mut process, port, START_TIMEOUT).await {
