@@ -132,7 +132,8 @@ impl Client {
         Ok(())
     }
 
-    /// One page, retried as the policy says.
+    /// One page, retried as the policy says. Each failed attempt is scrubbed before the
+    /// retry loop sees it, because the loop logs why it retries.
     async fn page<T: DeserializeOwned>(
         &self,
         url: &Url,
@@ -146,8 +147,8 @@ impl Client {
                     .http
                     .get(url, headers)
                     .await
-                    .map_err(|e| Failure::retry(self.transport(e)))?;
-                judge(what, answer)
+                    .map_err(|e| self.scrub_failure(Failure::retry(self.transport(e))))?;
+                judge(what, answer).map_err(|f| self.scrub_failure(f))
             })
             .await
     }
@@ -186,16 +187,21 @@ impl Client {
         }
     }
 
+    /// `text` with every occurrence of the key replaced, as is or percent-encoded (an
+    /// upstream may quote it either way).
+    fn clean(&self, text: String) -> String {
+        let key = self.key.expose();
+        if key.is_empty() {
+            return text;
+        }
+        key_spellings(key)
+            .iter()
+            .fold(text, |text, spelling| text.replace(spelling, "<redacted>"))
+    }
+
     /// The error with every occurrence of the key replaced.
     fn scrub(&self, error: ProviderError) -> ProviderError {
-        let key = self.key.expose();
-        let clean = |text: String| {
-            if key.is_empty() {
-                text
-            } else {
-                text.replace(key, "<redacted>")
-            }
-        };
+        let clean = |text: String| self.clean(text);
         match error {
             ProviderError::NoPermission(m) => ProviderError::NoPermission(clean(m)),
             ProviderError::RateLimited(m) => ProviderError::RateLimited(clean(m)),
@@ -204,6 +210,48 @@ impl Client {
             ProviderError::Protocol(m) => ProviderError::Protocol(clean(m)),
         }
     }
+
+    /// A failed attempt with every occurrence of the key replaced.
+    fn scrub_failure(&self, failure: Failure) -> Failure {
+        match failure {
+            Failure::Fatal(error) => Failure::Fatal(self.scrub(error)),
+            Failure::Retry { why, retry_after } => Failure::Retry {
+                why: match why {
+                    Transient::Busy(m) => Transient::Busy(self.clean(m)),
+                    Transient::Unreachable(m) => Transient::Unreachable(self.clean(m)),
+                    Transient::Garbled(m) => Transient::Garbled(self.clean(m)),
+                },
+                retry_after,
+            },
+        }
+    }
+}
+
+/// `key` as is and percent-encoded: every byte but the unreserved ones (or but letters and
+/// digits), in upper- and lower-case hex; longest first, so no spelling is cut by another.
+fn key_spellings(key: &str) -> Vec<String> {
+    let encode = |keep: &[u8], upper: bool| -> String {
+        key.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || keep.contains(&b) {
+                    char::from(b).to_string()
+                } else if upper {
+                    format!("%{b:02X}")
+                } else {
+                    format!("%{b:02x}")
+                }
+            })
+            .collect()
+    };
+    let mut spellings = vec![key.to_string()];
+    for keep in [&b"-._~"[..], &[]] {
+        for upper in [true, false] {
+            spellings.push(encode(keep, upper));
+        }
+    }
+    spellings.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    spellings.dedup();
+    spellings
 }
 
 /// What a complete answer means for the retry loop.
@@ -360,5 +408,39 @@ mod tests {
         );
         let debug = format!("{client:?}");
         assert!(!debug.contains("pk-secret-123"), "{debug}");
+    }
+
+    #[test]
+    fn a_retried_attempt_and_an_encoded_key_are_scrubbed_too() {
+        let client = Client::new(
+            "https://api.polygon.io",
+            Secret::new("pk/e2e+key=1"),
+            1,
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+            RetryPolicy::default(),
+        )
+        .expect("a client");
+        // What the retry loop logs before it tries again.
+        let retried = client.scrub_failure(Failure::retry(Transient::Unreachable(
+            "HTTP 500: echo pk/e2e+key=1 and pk%2Fe2e%2Bkey%3D1 and pk%2fe2e%2bkey%3d1".into(),
+        )));
+        let Failure::Retry { why, .. } = retried else {
+            panic!("a retry stays a retry");
+        };
+        assert_eq!(
+            format!("{why:?}"),
+            r#"Unreachable("HTTP 500: echo <redacted> and <redacted> and <redacted>")"#
+        );
+        let fatal = client.scrub_failure(Failure::Fatal(ProviderError::NoPermission(
+            "HTTP 401: pk%2Fe2e%2Bkey%3D1".into(),
+        )));
+        let Failure::Fatal(error) = fatal else {
+            panic!("a fatal failure stays fatal");
+        };
+        assert_eq!(
+            error.to_string(),
+            "upstream refused permission: HTTP 401: <redacted>"
+        );
     }
 }
