@@ -620,7 +620,7 @@ impl LocalCache {
             atomic_file::publish_together(&renames).map_err(io_error(&path))?;
             write_record(&receipt_path, &receipt_bytes).map_err(io_error(&receipt_path))?;
             debug_assert_eq!(
-                codec::sha256_hex(parquet),
+                hex::encode(Sha256::digest(parquet)),
                 receipt.sha256,
                 "the receipt's sha256"
             );

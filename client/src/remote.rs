@@ -67,7 +67,7 @@ pub async fn fetch_pair(
             Err(StorageError::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(ClientError::storage(key, e)),
         };
-        let sha256 = codec::sha256_hex(&got.bytes);
+        let sha256 = got.sha256_hex();
         match store.get(&sidecar_key, None).await {
             Ok(sidecar) => {
                 ever_had_sidecar = true;

@@ -251,7 +251,7 @@ pub fn of_parquet(
     bytes: &Bytes,
     last_modified: DateTime<Utc>,
 ) -> Result<Covered, CodecError> {
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())?;
+    let builder = codec::guarded(|| ParquetRecordBatchReaderBuilder::try_new(bytes.clone()))?;
     let footer = builder.metadata().file_metadata().key_value_metadata();
     let fact = |key: &str| {
         footer

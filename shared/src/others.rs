@@ -197,10 +197,12 @@ pub fn inspect(kind: OtherKind, relative: &str, bytes: &Bytes) -> Inspection {
 }
 
 fn decode(bytes: &Bytes) -> Result<Vec<RecordBatch>, parquet::errors::ParquetError> {
-    ParquetRecordBatchReaderBuilder::try_new(bytes.clone())?
-        .build()?
-        .map(|batch| batch.map_err(parquet::errors::ParquetError::from))
-        .collect()
+    crate::codec::guarded(|| {
+        ParquetRecordBatchReaderBuilder::try_new(bytes.clone())?
+            .build()?
+            .map(|batch| batch.map_err(parquet::errors::ParquetError::from))
+            .collect()
+    })
 }
 
 /// Why lumibot ignores a chain file of an older layout (its `_chain_cache_version` below the

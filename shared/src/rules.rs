@@ -285,7 +285,17 @@ pub fn check_object(
     sidecar: Option<&[u8]>,
     now: DateTime<Utc>,
 ) -> Report {
-    let sha256 = codec::sha256_hex(bytes);
+    check_object_hashed(dataset, bytes, codec::sha256_hex(bytes), sidecar, now)
+}
+
+/// [`check_object`] of bytes whose sha256 the caller already has.
+pub fn check_object_hashed(
+    dataset: &Dataset,
+    bytes: &Bytes,
+    sha256: String,
+    sidecar: Option<&[u8]>,
+    now: DateTime<Utc>,
+) -> Report {
     let mut report = Report {
         violations: Vec::new(),
         sha256,
@@ -502,15 +512,18 @@ fn decode_row_groups(
         .iter()
         .map(|g| metadata.row_group(*g).num_rows())
         .sum();
-    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes.clone(), footer.clone())
-        .with_row_groups(groups)
-        .with_batch_size(usize::try_from(rows).unwrap_or(0).max(1))
-        .build()?;
-    let schema = reader.schema();
-    let batches = reader.collect::<Result<Vec<_>, _>>()?;
-    Ok(match batches.len() {
-        1 => batches.into_iter().next().expect("one batch"),
-        _ => arrow_select::concat::concat_batches(&schema, &batches)?,
+    codec::guarded(|| {
+        let reader =
+            ParquetRecordBatchReaderBuilder::new_with_metadata(bytes.clone(), footer.clone())
+                .with_row_groups(groups)
+                .with_batch_size(usize::try_from(rows).unwrap_or(0).max(1))
+                .build()?;
+        let schema = reader.schema();
+        let batches = reader.collect::<Result<Vec<_>, _>>()?;
+        Ok(match batches.len() {
+            1 => batches.into_iter().next().expect("one batch"),
+            _ => arrow_select::concat::concat_batches(&schema, &batches)?,
+        })
     })
 }
 

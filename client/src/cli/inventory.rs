@@ -328,7 +328,7 @@ pub async fn audit(
             Err(StorageError::NotFound { .. }) => continue,
             Err(e) => return Err(ClientError::storage(key, e)),
         };
-        let sha256 = codec::sha256_hex(&got.bytes);
+        let sha256 = got.sha256_hex();
         remote_relative.insert(relative_path(dataset));
         let sidecar_key = format!("{key}{SIDECAR_SUFFIX}");
         let sidecar = match store.get(&sidecar_key, None).await {

@@ -231,13 +231,49 @@ pub fn footer_metadata(metadata: &ParquetMetaData) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
+std::thread_local! {
+    /// Set while [`guarded`] runs a read on this thread.
+    static GUARDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Run a read of parquet bytes, turning a panic of the parquet reader into an error.
+///
+/// The parquet crate panics on some malformed files (a page whose levels run past its
+/// buffer, found by the `validator_object` fuzz target) where it should return an error.
+/// Bytes the validator judges may come from anyone: such a file is malformed, to be refused
+/// and quarantined, and must not take the function down with it. Every read of parquet
+/// bytes in this crate goes through here.
+pub fn guarded<T, E: From<parquet::errors::ParquetError>>(
+    read: impl FnOnce() -> Result<T, E>,
+) -> Result<T, E> {
+    let outer = GUARDED.with(|g| g.replace(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(read));
+    GUARDED.with(|g| g.set(outer));
+    result.unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_string());
+        Err(E::from(parquet::errors::ParquetError::General(format!(
+            "malformed file: the parquet reader failed ({why})"
+        ))))
+    })
+}
+
+/// Whether this thread is inside [`guarded`]: a panic hook that aborts on every panic (a
+/// fuzzer's) asks this to let a contained one unwind.
+pub fn in_guarded_read() -> bool {
+    GUARDED.with(std::cell::Cell::get)
+}
+
 /// A parquet file's footer (with its offset index, for [`Encoder::appending`]), read once
 /// for the decodes of some of its columns and all of them.
 pub fn read_footer(file: &Bytes) -> Result<ArrowReaderMetadata, CodecError> {
     let options = ArrowReaderOptions::new()
         .with_column_index_policy(PageIndexPolicy::Skip)
         .with_offset_index_policy(PageIndexPolicy::Optional);
-    Ok(ArrowReaderMetadata::load(file, options)?)
+    guarded(|| Ok(ArrowReaderMetadata::load(file, options)?))
 }
 
 /// Decode a whole parquet file into one batch.
@@ -269,15 +305,17 @@ pub fn decode_columns(
     // One batch for the whole file: reading in pieces and concatenating them would hold
     // the rows twice at the end.
     let rows = usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
-    let reader = builder.with_batch_size(rows.max(1)).build()?;
-    let schema = reader.schema();
-    let batches = reader.collect::<Result<Vec<_>, _>>()?;
-    let batch = match batches.len() {
-        0 => RecordBatch::new_empty(Arc::clone(&schema)),
-        1 => batches.into_iter().next().expect("one batch"),
-        _ => arrow_select::concat::concat_batches(&schema, &batches)?,
-    };
-    Ok(Decoded { batch, metadata })
+    guarded(|| {
+        let reader = builder.with_batch_size(rows.max(1)).build()?;
+        let schema = reader.schema();
+        let batches = reader.collect::<Result<Vec<_>, _>>()?;
+        let batch = match batches.len() {
+            0 => RecordBatch::new_empty(Arc::clone(&schema)),
+            1 => batches.into_iter().next().expect("one batch"),
+            _ => arrow_select::concat::concat_batches(&schema, &batches)?,
+        };
+        Ok(Decoded { batch, metadata })
+    })
 }
 
 /// Decode a parquet file piece by piece, `rows` rows a batch, in file order.
@@ -285,14 +323,75 @@ pub fn decode_batches(
     bytes: Bytes,
     rows: usize,
 ) -> Result<impl Iterator<Item = Result<RecordBatch, CodecError>>, CodecError> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?
-        .with_batch_size(rows.max(1))
-        .build()?;
-    Ok(reader.map(|batch| batch.map_err(CodecError::from)))
+    let mut reader = Some(guarded(|| {
+        ParquetRecordBatchReaderBuilder::try_new(bytes)?
+            .with_batch_size(rows.max(1))
+            .build()
+    })?);
+    Ok(std::iter::from_fn(move || {
+        let mut read = reader.take()?;
+        // After a failure (or the end) the reader is not put back: the iterator ends there.
+        match guarded(|| read.next().transpose()) {
+            Ok(Some(batch)) => {
+                reader = Some(read);
+                Some(Ok(batch))
+            }
+            Ok(None) => None,
+            Err(e) => Some(Err(CodecError::from(e))),
+        }
+    }))
 }
 
-/// Hex sha256 of some bytes (the sidecar's `checksum`).
+/// Every byte hashed by [`sha256_hex`] since the process started.
+static BYTES_HASHED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Hex sha256 of some bytes (the sidecar's `checksum`, the local store's etag).
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
+    BYTES_HASHED.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
     hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// How many bytes this process has hashed through [`sha256_hex`] so far (what the tests of
+/// hashing work done once hold down).
+pub fn bytes_hashed() -> u64 {
+    BYTES_HASHED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `fuzz/findings/validator_object-parquet-levels-panic`: a chain-shaped parquet whose
+    /// page levels run past their buffer; arrow-buffer panics with "offset + len out of
+    /// bounds" while the levels are decoded.
+    const LEVELS_PAST_THEIR_BUFFER: &[u8] =
+        include_bytes!("../../fuzz/findings/validator_object-parquet-levels-panic");
+
+    #[test]
+    fn a_file_the_parquet_reader_panics_on_is_an_error() {
+        // The finding is a fuzz input: [0xFFFF][the object].
+        let bytes = Bytes::from_static(&LEVELS_PAST_THEIR_BUFFER[2..]);
+        let read = || {
+            ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
+                .and_then(|b| b.build())
+                .map(|reader| reader.count())
+        };
+        assert!(
+            std::panic::catch_unwind(read).is_err(),
+            "the parquet reader no longer panics here"
+        );
+        let error = guarded(read).unwrap_err();
+        assert!(error.to_string().contains("malformed file"), "{error}");
+        assert!(!in_guarded_read());
+        assert!(decode(bytes.clone()).is_err());
+        let batches: Vec<_> = decode_batches(bytes.clone(), 10).unwrap().collect();
+        assert!(batches.iter().any(Result::is_err), "{batches:?}");
+        assert!(crate::reference::chain::decode(bytes.clone()).is_err());
+        // As the validator meets it: an object under a chain's key.
+        let chain =
+            crate::reference::Reference::of("thetadata/stock/option_chains/SPY_2024-11-15.parquet")
+                .unwrap();
+        assert!(!crate::rules::check_reference(&chain, &bytes).0.is_empty());
+    }
 }

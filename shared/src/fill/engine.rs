@@ -949,7 +949,7 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
         Ok(Some(Current {
             stored: Stored {
                 bytes: got.bytes,
-                sha256: None,
+                sha256: got.sha256,
                 meta: got.meta,
                 coverage,
                 facts,

@@ -347,6 +347,10 @@ fn chain_of(data: &ArrayRef) -> Result<Chain, ChainError> {
 /// Decode a chain file, ours or lumibot's: the chain in the first row of its `data` column
 /// (as lumibot reads `["data"][0]`), fields looked up by name.
 pub fn decode(bytes: Bytes) -> Result<DecodedChain, ChainError> {
+    codec::guarded(|| decode_unguarded(bytes))
+}
+
+fn decode_unguarded(bytes: Bytes) -> Result<DecodedChain, ChainError> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
     let metadata = codec::footer_metadata(builder.metadata());
     if builder

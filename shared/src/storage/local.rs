@@ -84,11 +84,20 @@ pub struct LocalStore {
 
 /// Versions lately written or read, by key and version id, newest last; bounded in count and
 /// bytes. Only bodies of at least [`Recent::MIN_BYTES`] are kept: smaller ones cost less to
-/// read again than to keep.
+/// read again than to keep. A version kept as it was written carries the sha256 the write
+/// hashed it with; one kept as it was read from disk does not (the disk may have changed it).
 #[derive(Debug, Default)]
 struct Recent {
-    versions: VecDeque<(String, String, Bytes)>,
+    versions: VecDeque<Kept>,
     bytes: usize,
+}
+
+#[derive(Debug)]
+struct Kept {
+    key: String,
+    version_id: String,
+    bytes: Bytes,
+    sha256: Option<String>,
 }
 
 impl Recent {
@@ -96,26 +105,31 @@ impl Recent {
     const MAX_BYTES: usize = 128 << 20;
     const MAX_VERSIONS: usize = 8;
 
-    fn get(&self, key: &str, version_id: &str) -> Option<Bytes> {
+    /// The bytes of a kept version, and their sha256 when it was kept as written.
+    fn get(&self, key: &str, version_id: &str) -> Option<(Bytes, Option<String>)> {
         self.versions
             .iter()
-            .find(|(k, v, _)| k == key && v == version_id)
-            .map(|(_, _, bytes)| bytes.clone())
+            .find(|kept| kept.key == key && kept.version_id == version_id)
+            .map(|kept| (kept.bytes.clone(), kept.sha256.clone()))
     }
 
-    fn keep(&mut self, key: &str, version_id: &str, bytes: &Bytes) {
+    fn keep(&mut self, key: &str, version_id: &str, bytes: &Bytes, sha256: Option<&str>) {
         if bytes.len() < Self::MIN_BYTES
             || bytes.len() > Self::MAX_BYTES / 2
             || self.get(key, version_id).is_some()
         {
             return;
         }
-        self.versions
-            .push_back((key.to_string(), version_id.to_string(), bytes.clone()));
+        self.versions.push_back(Kept {
+            key: key.to_string(),
+            version_id: version_id.to_string(),
+            bytes: bytes.clone(),
+            sha256: sha256.map(str::to_string),
+        });
         self.bytes += bytes.len();
         while self.versions.len() > Self::MAX_VERSIONS || self.bytes > Self::MAX_BYTES {
-            let (_, _, dropped) = self.versions.pop_front().expect("not empty");
-            self.bytes -= dropped.len();
+            let dropped = self.versions.pop_front().expect("not empty");
+            self.bytes -= dropped.bytes.len();
         }
     }
 }
@@ -347,8 +361,12 @@ impl LocalStore {
         let (paths, record) = self.read_object(ctx, version)?;
         let meta = record.object_meta(key, true);
         let recent = self.recent().get(key, &record.version_id);
-        if let Some(bytes) = recent.filter(|b| b.len() as u64 == record.size) {
-            return Ok(GetResult { bytes, meta });
+        if let Some((bytes, sha256)) = recent.filter(|(b, _)| b.len() as u64 == record.size) {
+            return Ok(GetResult {
+                bytes,
+                meta,
+                sha256,
+            });
         }
         let path = paths.data(&record.version_id);
         let bytes = Bytes::from(fs::read(&path).map_err(ctx.io(&path))?);
@@ -360,8 +378,12 @@ impl LocalStore {
                 record.size
             )));
         }
-        self.recent().keep(key, &record.version_id, &bytes);
-        Ok(GetResult { bytes, meta })
+        self.recent().keep(key, &record.version_id, &bytes, None);
+        Ok(GetResult {
+            bytes,
+            meta,
+            sha256: None,
+        })
     }
 
     /// Serializes a mutation of `key` with every other thread and process: takes the key's
@@ -413,17 +435,18 @@ impl LocalStore {
 
     fn put_sync(&self, key: &str, body: Bytes, options: PutOptions) -> Result<PutResult> {
         let ctx = Ctx { op: "put", key };
-        let etag = match options.sha256.as_deref() {
+        let sha256 = match options.sha256 {
             Some(sha256) => {
                 debug_assert_eq!(
                     hex::encode(Sha256::digest(&body)),
                     sha256,
                     "PutOptions::sha256 is the body's"
                 );
-                etag_from_sha256(sha256)
+                sha256
             }
-            None => etag_of(&body),
+            None => crate::codec::sha256_hex(&body),
         };
+        let etag = etag_from_sha256(&sha256);
         let metadata = options
             .metadata
             .into_iter()
@@ -457,7 +480,7 @@ impl LocalStore {
             };
             let version_id = record.version_id.clone();
             let put = self.commit(ctx, paths, head, record)?;
-            self.recent().keep(key, &version_id, &body);
+            self.recent().keep(key, &version_id, &body, Some(&sha256));
             Ok(put)
         })
     }
@@ -661,11 +684,6 @@ fn durability_of(key: &str) -> Durability {
     } else {
         Durability::PowerLoss
     }
-}
-
-/// `"` + the first 32 hex digits of the sha256 of the bytes + `"`, shaped like an S3 etag.
-fn etag_of(bytes: &[u8]) -> String {
-    etag_from_sha256(&hex::encode(Sha256::digest(bytes)))
 }
 
 fn etag_from_sha256(sha256: &str) -> String {
@@ -1387,6 +1405,41 @@ mod tests {
             store.get("big/object.bin", None).await,
             Err(StorageError::NotFound { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn only_a_version_kept_as_written_is_answered_with_its_sha256() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_in(&dir);
+        let body = Bytes::from(vec![5u8; Recent::MIN_BYTES]);
+        let sha256 = crate::codec::sha256_hex(&body);
+        store
+            .put("big/object.bin", body.clone(), PutOptions::default())
+            .await
+            .unwrap();
+        let got = store.get("big/object.bin", None).await.unwrap();
+        assert_eq!(got.sha256.as_deref(), Some(sha256.as_str()));
+        assert_eq!(got.sha256_hex(), sha256);
+        // Read from disk, by another store and then from its memory: the bytes are whatever
+        // the disk held, so no sha256 comes with them.
+        let other = store_in(&dir);
+        for _ in 0..2 {
+            let got = other.get("big/object.bin", None).await.unwrap();
+            assert_eq!((got.bytes, got.sha256), (body.clone(), None));
+        }
+        // Small bodies are not kept, so they are never answered with one either.
+        store
+            .put(
+                "small/object.bin",
+                Bytes::from_static(b"small"),
+                PutOptions::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get("small/object.bin", None).await.unwrap().sha256,
+            None
+        );
     }
 
     #[tokio::test]

@@ -125,6 +125,21 @@ pub struct ObjectMeta {
 pub struct GetResult {
     pub bytes: Bytes,
     pub meta: ObjectMeta,
+    /// The hex sha256 of `bytes`, when the store has it without hashing what it returned:
+    /// the local store's versions answered from memory, whose bytes are the very ones it
+    /// hashed when they were written. `None` otherwise (bytes read from a disk or a network
+    /// are hashed by whoever needs their sha256).
+    pub sha256: Option<String>,
+}
+
+impl GetResult {
+    /// The hex sha256 of the bytes: [`GetResult::sha256`] when the store had it, otherwise
+    /// computed.
+    pub fn sha256_hex(&self) -> String {
+        self.sha256
+            .clone()
+            .unwrap_or_else(|| crate::codec::sha256_hex(&self.bytes))
+    }
 }
 
 /// The condition a write is made under.

@@ -178,6 +178,7 @@ impl ObjectStore for S3Store {
                 metadata,
             },
             bytes,
+            sha256: None,
         })
     }
 

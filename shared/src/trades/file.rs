@@ -228,8 +228,10 @@ pub fn check(day: &TradeDay, bytes: Bytes) -> Result<(Vec<String>, DayFacts), Co
 pub fn footer_facts<R: parquet::file::reader::ChunkReader + 'static>(
     reader: R,
 ) -> Option<DayFacts> {
-    let builder =
-        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(reader).ok()?;
+    let builder = codec::guarded(|| {
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(reader)
+    })
+    .ok()?;
     let metadata = codec::footer_metadata(builder.metadata());
     metadata
         .get(FACT_COVERAGE)

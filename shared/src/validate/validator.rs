@@ -471,7 +471,7 @@ impl<S: ObjectStore> Validator<S> {
             return Ok(Outcome::Skipped(SkipReason::Gone));
         };
         verdict.saw(&got);
-        verdict.sha256 = Some(codec::sha256_hex(&got.bytes));
+        verdict.sha256 = Some(got.sha256_hex());
         let relative = self.layout().relative_of(&event.key).unwrap_or(&event.key);
         let seen = others::inspect(kind, relative, &got.bytes);
         verdict.rows = seen.rows;
@@ -501,7 +501,7 @@ impl<S: ObjectStore> Validator<S> {
         };
         verdict.saw(&got);
         let version = got.meta.version_id.clone();
-        let sha256 = codec::sha256_hex(&got.bytes);
+        let sha256 = got.sha256_hex();
         verdict.sha256 = Some(sha256.clone());
         if version
             .as_ref()
@@ -714,7 +714,7 @@ impl<S: ObjectStore> Validator<S> {
         {
             return Ok(Outcome::Duplicate);
         }
-        let sha256 = codec::sha256_hex(&got.bytes);
+        let sha256 = got.sha256_hex();
         verdict.sha256 = Some(sha256.clone());
         if manifest
             .current
@@ -819,7 +819,7 @@ impl<S: ObjectStore> Validator<S> {
             }
         }
         (
-            rules::check_object(dataset, bytes, None, now),
+            rules::check_object_hashed(dataset, bytes, sha256.to_string(), None, now),
             Checked::Whole,
         )
     }
@@ -991,7 +991,7 @@ impl<S: ObjectStore> Validator<S> {
         let Some(got) = self.get_version(&key, meta.version_id.as_deref()).await? else {
             return Ok(None);
         };
-        let sha256 = codec::sha256_hex(&got.bytes);
+        let sha256 = got.sha256_hex();
         let facts = codec::decode(got.bytes)
             .ok()
             .and_then(|d| BatchFacts::of(&d.batch).ok());
@@ -1046,7 +1046,7 @@ impl<S: ObjectStore> Validator<S> {
             let known = match meta.metadata.get(SHA256_METADATA) {
                 Some(sha) => sha.clone(),
                 None => match self.get_version(&key, id).await? {
-                    Some(got) => codec::sha256_hex(&got.bytes),
+                    Some(got) => got.sha256_hex(),
                     None => continue,
                 },
             };
@@ -1092,7 +1092,7 @@ impl<S: ObjectStore> Validator<S> {
             return Ok(Outcome::Skipped(SkipReason::Gone));
         };
         verdict.saw(&got);
-        verdict.sha256 = Some(codec::sha256_hex(&got.bytes));
+        verdict.sha256 = Some(got.sha256_hex());
         if !self.is_current(key, &got.meta).await? {
             return Ok(Outcome::Skipped(SkipReason::Superseded));
         }
@@ -1134,7 +1134,7 @@ impl<S: ObjectStore> Validator<S> {
     ) -> Result<Restore> {
         let key = got.meta.key.as_str();
         let version = got.meta.version_id.as_deref();
-        let sha256 = codec::sha256_hex(&got.bytes);
+        let sha256 = got.sha256_hex();
         let keys = quarantine::keys(
             self.layout(),
             dataset,

@@ -1,0 +1,49 @@
+//! The sha256 work of a fill and of an extend on the embedded default: the engine hashes the
+//! file it writes once, for its sidecar; the validator and the client get the same version
+//! from the local store's memory, with that sha256, and hash nothing more than small objects.
+//! One test in this binary, so no other test's hashing is counted.
+
+use cachefill_client::DataRequest;
+use cachefill_client::embedded::Embedded;
+use cachefill_core::codec;
+use cachefill_core::dataset::Dataset;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extend_on_the_embedded_default_hashes_the_file_it_writes_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = Embedded::open(dir.path()).unwrap();
+    let client = embedded.client();
+    let dataset = Dataset::from_json(
+        r#"{"provider":"synthetic","asset_type":"stock","symbol":"AAPL","timespan":"minute","datastyle":"ohlc"}"#,
+    )
+    .unwrap();
+    let january = DataRequest::parse(dataset.clone(), "2024-01-02", "2024-01-31").unwrap();
+    let before = codec::bytes_hashed();
+    let first = client.get(&january).await.unwrap();
+    let hashed = codec::bytes_hashed() - before;
+    let size = std::fs::metadata(&first.path).unwrap().len();
+    assert!(
+        hashed >= size && hashed < size + size / 4,
+        "{hashed} bytes hashed for a fill of {size} bytes"
+    );
+
+    // Into February: the file's sessions are all before the new ones, so this appends.
+    let before = codec::bytes_hashed();
+    let extended = DataRequest::parse(dataset, "2024-01-02", "2024-02-06").unwrap();
+    let file = client.get(&extended).await.unwrap();
+    let hashed = codec::bytes_hashed() - before;
+
+    let size = std::fs::metadata(&file.path).unwrap().len();
+    assert!(file.rows > first.rows, "{file:?} after {first:?}");
+    assert!(
+        size >= 1 << 20,
+        "a file of {size} bytes is too small to tell"
+    );
+    // Once the file (the engine's hash for its sidecar), plus sidecars, manifests and audit
+    // records of a few KiB. Three times the file before the memo carried its sha256: the
+    // validator's and the client's hashes of the version they read.
+    assert!(
+        hashed >= size && hashed < size + size / 4,
+        "{hashed} bytes hashed for an extend to a file of {size} bytes"
+    );
+}
