@@ -85,6 +85,11 @@ pub async fn try_acquire(
     // An unreadable lease body counts as expired: it cannot name a live owner.
     let held = serde_json::from_slice::<LeaseBody>(&current.bytes).ok();
     if let Some(held) = held.as_ref().filter(|h| h.expires_at > now) {
+        // Our own lease: an earlier put of ours landed but its answer was lost, and the
+        // SDK's retry of it met our own lease (412). Waiting for it would wait out the TTL.
+        if held.owner == owner {
+            return Ok(acquired(current.meta.etag.clone()));
+        }
         return Ok(Acquire::Held {
             owner: held.owner.clone(),
             expires_at: held.expires_at,
@@ -121,5 +126,65 @@ pub async fn release(
     {
         Ok(_) | Err(StorageError::PreconditionFailed { .. }) => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::local::LocalStore;
+
+    const KEY: &str = "p/v1/_leases/x.parquet.lease";
+
+    fn store() -> (tempfile::TempDir, LocalStore) {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let store = LocalStore::new(dir.path()).expect("a local store");
+        (dir, store)
+    }
+
+    async fn write(store: &LocalStore, owner: &str, expires_at: DateTime<Utc>) -> String {
+        store
+            .put(KEY, body(owner, expires_at), PutOptions::default())
+            .await
+            .expect("a put")
+            .etag
+    }
+
+    #[tokio::test]
+    async fn a_lease_whose_creation_answer_was_lost_is_ours() {
+        // Our `If-None-Match: *` put landed, its answer was lost, its retry met a 412: the
+        // lease at the key names us.
+        let (_dir, store) = store();
+        let now = Utc::now();
+        let etag = write(&store, "me", now + Duration::seconds(960)).await;
+        match try_acquire(&store, KEY, "me", Duration::seconds(960), now).await {
+            Ok(Acquire::Acquired(lease)) => {
+                assert_eq!(lease.owner, "me");
+                assert_eq!(lease.etag, etag);
+                release(&store, &lease, now).await.expect("a release");
+            }
+            other => panic!("not acquired: {other:?}"),
+        }
+        // Released, it is expired: a peer takes it over.
+        assert!(matches!(
+            try_acquire(&store, KEY, "peer", Duration::seconds(960), now).await,
+            Ok(Acquire::Acquired(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_peers_live_lease_is_held_and_an_expired_one_taken_over() {
+        let (_dir, store) = store();
+        let now = Utc::now();
+        write(&store, "peer", now + Duration::seconds(60)).await;
+        match try_acquire(&store, KEY, "me", Duration::seconds(960), now).await {
+            Ok(Acquire::Held { owner, .. }) => assert_eq!(owner, "peer"),
+            other => panic!("not held: {other:?}"),
+        }
+        write(&store, "peer", now - Duration::seconds(1)).await;
+        assert!(matches!(
+            try_acquire(&store, KEY, "me", Duration::seconds(960), now).await,
+            Ok(Acquire::Acquired(_))
+        ));
     }
 }
