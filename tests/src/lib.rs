@@ -36,6 +36,7 @@ pub mod aws_cli;
 pub mod client;
 pub mod emulator;
 pub mod error;
+pub mod fault_proxy;
 pub mod iam;
 pub mod invoke;
 pub mod lumibot;
