@@ -122,7 +122,14 @@ pub fn generated() -> Vec<BadPayload> {
 
 /// The payload fuzz target's committed corpus (`shared/fuzz/corpus/payload/`).
 pub fn fuzz_corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fuzz/corpus/payload")
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the testing crate lives in the workspace");
+    workspace
+        .join("shared")
+        .join("fuzz")
+        .join("corpus")
+        .join("payload")
 }
 
 /// The corpus inputs that are JSON and that the request parser refuses, in file-name order.
