@@ -47,4 +47,33 @@ impl Stack {
         serde_json::from_str(&stdout)
             .map_err(|e| StackError::service(&operation, format!("{e}: {stdout}")))
     }
+
+    /// `aws s3api put-object` of `body` at `key` in the stack's bucket, as a person uploads a
+    /// file; returns the new version's id.
+    pub async fn aws_put_object(&self, key: &str, body: &[u8]) -> Result<String> {
+        let upload = tempfile::NamedTempFile::new()
+            .map_err(|e| StackError::io("creating the upload file", e))?;
+        std::fs::write(upload.path(), body)
+            .map_err(|e| StackError::io("writing the upload file", e))?;
+        let path = upload.path().display().to_string();
+        let bucket = self.config().bucket.clone();
+        let put = self
+            .aws(&[
+                "s3api",
+                "put-object",
+                "--bucket",
+                &bucket,
+                "--key",
+                key,
+                "--body",
+                &path,
+            ])
+            .await?;
+        put["VersionId"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| {
+                StackError::service("aws s3api put-object", format!("no VersionId in {put}"))
+            })
+    }
 }

@@ -46,4 +46,22 @@ impl Stack {
             .await
             .map_err(|e| StackError::service("readonly client", e))
     }
+
+    /// `jobs` readonly clients ([`Stack::readonly_client`]), each with its own local cache
+    /// in a temporary folder (returned with them, to live as long as they do).
+    pub async fn readonly_clients(
+        &self,
+        function: Function,
+        jobs: usize,
+    ) -> Result<(Vec<tempfile::TempDir>, Vec<CacheClient>)> {
+        let caches: Vec<tempfile::TempDir> = (0..jobs)
+            .map(|_| tempfile::tempdir())
+            .collect::<std::io::Result<_>>()
+            .map_err(|e| StackError::io("creating the jobs' local caches", e))?;
+        let mut clients = Vec::with_capacity(jobs);
+        for cache in &caches {
+            clients.push(self.readonly_client(function, cache.path()).await?);
+        }
+        Ok((caches, clients))
+    }
 }

@@ -30,7 +30,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use aws_sdk_lambda::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
 use bytes::Bytes;
 use cachefill_core::settings::Secret;
 use cachefill_core::storage::s3::{S3Config, S3Store, build_client};
@@ -1591,30 +1590,7 @@ impl IamMoto {
 
     /// Create `bucket` with versioning on, as the administrator.
     pub async fn create_bucket(&self, bucket: &str) -> Result<()> {
-        let s3 = self.s3(&self.admin).await;
-        s3.create_bucket()
-            .bucket(bucket)
-            .send()
-            .await
-            .map_err(|e| {
-                StackError::service("CreateBucket", aws_sdk_s3::error::DisplayErrorContext(e))
-            })?;
-        s3.put_bucket_versioning()
-            .bucket(bucket)
-            .versioning_configuration(
-                VersioningConfiguration::builder()
-                    .status(BucketVersioningStatus::Enabled)
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| {
-                StackError::service(
-                    "PutBucketVersioning",
-                    aws_sdk_s3::error::DisplayErrorContext(e),
-                )
-            })?;
-        Ok(())
+        crate::stack::create_versioned_bucket(&self.s3(&self.admin).await, bucket).await
     }
 
     /// Invoke `function` on moto's Lambda API: moto answers an authorized invoke of a

@@ -202,24 +202,7 @@ impl Stack {
 
     /// Create a bucket with versioning on.
     pub async fn create_bucket(&self, bucket: &str) -> Result<()> {
-        self.s3
-            .create_bucket()
-            .bucket(bucket)
-            .send()
-            .await
-            .map_err(|e| sdk_error("CreateBucket", e))?;
-        self.s3
-            .put_bucket_versioning()
-            .bucket(bucket)
-            .versioning_configuration(
-                VersioningConfiguration::builder()
-                    .status(BucketVersioningStatus::Enabled)
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| sdk_error("PutBucketVersioning", e))?;
-        Ok(())
+        create_versioned_bucket(&self.s3, bucket).await
     }
 
     async fn notify_queue(&self, bucket: &str, queue: &SqsQueue) -> Result<()> {
@@ -464,6 +447,26 @@ impl Drop for Stack {
             eprintln!("end-to-end logs kept in {}", logs.keep().display());
         }
     }
+}
+
+/// Create `bucket` with versioning on, through `s3`.
+pub async fn create_versioned_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<()> {
+    s3.create_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .map_err(|e| sdk_error("CreateBucket", e))?;
+    s3.put_bucket_versioning()
+        .bucket(bucket)
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| sdk_error("PutBucketVersioning", e))?;
+    Ok(())
 }
 
 fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {

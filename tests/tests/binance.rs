@@ -258,7 +258,6 @@ async fn trade_days_are_filled_validated_repaired_and_read_once_per_missing_run(
     stack.start_function(OBJECT_VALIDATOR).await?;
     let relay = stack.relay_to(OBJECT_VALIDATOR)?.spawn();
     let store = stack.store();
-    let bucket = stack.config().bucket.clone();
     let (nov4, nov5, nov6, nov7) = (
         day("2025-11-04"),
         day("2025-11-05"),
@@ -320,25 +319,7 @@ async fn trade_days_are_filled_validated_repaired_and_read_once_per_missing_run(
     // 3. Someone writes a torn file on a day that has no valid version: the validator puts it
     // aside and deletes the key, and the next fill writes the day whole.
     let torn_key = key_of(&stack, &nov5);
-    let upload = tempfile::NamedTempFile::new()?;
-    std::fs::write(upload.path(), b"PAR1 torn")?;
-    let body = upload.path().display().to_string();
-    let put = stack
-        .aws(&[
-            "s3api",
-            "put-object",
-            "--bucket",
-            &bucket,
-            "--key",
-            &torn_key,
-            "--body",
-            &body,
-        ])
-        .await?;
-    let torn_version = put["VersionId"]
-        .as_str()
-        .expect("put-object names the new version")
-        .to_string();
+    let torn_version = stack.aws_put_object(&torn_key, b"PAR1 torn").await?;
     eventually(
         "the torn upload to be quarantined and its key deleted",
         PATIENCE,

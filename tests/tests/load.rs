@@ -189,13 +189,7 @@ async fn load(terminal: &Terminal, stack: &Stack) -> anyhow::Result<()> {
             .map(|d| DataRequest::parse(d.clone(), START, END).map(|r| r.with_after_hours(false)))
             .collect::<Result<_, _>>()?,
     );
-    let caches: Vec<tempfile::TempDir> = (0..JOBS)
-        .map(|_| tempfile::tempdir())
-        .collect::<Result<_, _>>()?;
-    let mut clients = Vec::with_capacity(JOBS);
-    for cache in &caches {
-        clients.push(stack.readonly_client(MISS_HANDLER, cache.path()).await?);
-    }
+    let (caches, clients) = stack.readonly_clients(MISS_HANDLER, JOBS).await?;
     let shuffled = |round: u64| -> Vec<Vec<usize>> {
         (0..JOBS as u64)
             .map(|job| {

@@ -714,26 +714,7 @@ async fn run(stack: &Stack, replays: &Replays, captured: &Captured) -> anyhow::R
 
     // A torn upload at a key with no valid version: put aside, audited, deleted.
     let torn_key = layout.data_key(&polygon_day("QQQ"));
-    let upload = tempfile::NamedTempFile::new()?;
-    std::fs::write(upload.path(), b"PAR1 torn")?;
-    let body = upload.path().display().to_string();
-    let bucket = stack.config().bucket.clone();
-    let put = stack
-        .aws(&[
-            "s3api",
-            "put-object",
-            "--bucket",
-            &bucket,
-            "--key",
-            &torn_key,
-            "--body",
-            &body,
-        ])
-        .await?;
-    let torn_version = put["VersionId"]
-        .as_str()
-        .context("put-object names the new version")?
-        .to_string();
+    let torn_version = stack.aws_put_object(&torn_key, b"PAR1 torn").await?;
     let store = stack.store();
     eventually("the torn upload to be quarantined", PATIENCE, || async {
         let tags = store.get_tags(&torn_key, Some(&torn_version)).await?;

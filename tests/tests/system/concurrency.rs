@@ -39,13 +39,7 @@ async fn sixty_four_jobs_missing_one_dataset_cost_one_fetch_per_session() -> any
     let request =
         DataRequest::parse(dataset.clone(), "2024-01-02", "2024-01-31")?.with_after_hours(false);
 
-    let caches: Vec<tempfile::TempDir> = (0..JOBS)
-        .map(|_| tempfile::tempdir())
-        .collect::<Result<_, _>>()?;
-    let mut clients = Vec::with_capacity(JOBS);
-    for cache in &caches {
-        clients.push(stack.readonly_client(MISS_HANDLER, cache.path()).await?);
-    }
+    let (caches, clients) = stack.readonly_clients(MISS_HANDLER, JOBS).await?;
     let start = Arc::new(Barrier::new(JOBS));
     let mut jobs = tokio::task::JoinSet::new();
     for client in clients {

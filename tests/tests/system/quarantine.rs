@@ -40,25 +40,7 @@ async fn a_corrupt_upload_is_quarantined_and_the_valid_version_restored() -> any
     // Someone uploads a cut-off copy of it onto the key with the AWS CLI.
     let valid_bytes = std::fs::read(&valid.path)?;
     let corrupt = &valid_bytes[..valid_bytes.len() / 2];
-    let upload = tempfile::NamedTempFile::new()?;
-    std::fs::write(upload.path(), corrupt)?;
-    let body = upload.path().display().to_string();
-    let put = stack
-        .aws(&[
-            "s3api",
-            "put-object",
-            "--bucket",
-            &bucket,
-            "--key",
-            &key,
-            "--body",
-            &body,
-        ])
-        .await?;
-    let corrupt_version = put["VersionId"]
-        .as_str()
-        .expect("put-object names the new version")
-        .to_string();
+    let corrupt_version = stack.aws_put_object(&key, corrupt).await?;
 
     // The validator tags it quarantined and puts the validated bytes back on the key.
     let tagging = eventually(
