@@ -76,6 +76,9 @@ impl EngineConfig {
 /// about this many decoded fetched rows however long its range (`docs/ARCHITECTURE.md` §6).
 const MERGE_CHUNK_ROWS: usize = 64 * 1024;
 
+/// Tries at releasing a fill's lease before leaving it to expire.
+const RELEASE_ATTEMPTS: usize = 3;
+
 /// The object at a dataset's key, as read or as written: what an answer and a sidecar say.
 #[derive(Debug, Clone)]
 struct Stored {
@@ -449,8 +452,16 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
         let result = self
             .fill_holding(request, &key, &wanted, actions, started)
             .await;
-        if let Err(e) = lease::release(&self.store, &lease, self.clock.now()).await {
-            tracing::warn!(lease = %lease.key, error = %e, "could not release the lease; it will expire");
+        // A release lost to an outage leaves the next caller waiting out the lease's TTL:
+        // tried a few times (a release that landed unanswered is then a 412, which is fine).
+        for attempt in 1..=RELEASE_ATTEMPTS {
+            match lease::release(&self.store, &lease, self.clock.now()).await {
+                Ok(()) => break,
+                Err(e) if attempt == RELEASE_ATTEMPTS => {
+                    tracing::warn!(lease = %lease.key, error = %e, "could not release the lease; it will expire");
+                }
+                Err(_) => {}
+            }
         }
         result
     }

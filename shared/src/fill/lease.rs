@@ -66,10 +66,26 @@ pub async fn try_acquire(
             etag,
         })
     };
+    // A write whose answer was lost may have landed: the lease at the key then names us,
+    // and leaving it there would make every later caller wait out its TTL.
+    let landed_anyway = |error: StorageError| async move {
+        if !matches!(error, StorageError::Unavailable { .. }) {
+            return Err(error);
+        }
+        match store.get(key, None).await {
+            Ok(current)
+                if serde_json::from_slice::<LeaseBody>(&current.bytes)
+                    .is_ok_and(|held| held.owner == owner && held.expires_at > now) =>
+            {
+                Ok(acquired(current.meta.etag.clone()))
+            }
+            _ => Err(error),
+        }
+    };
     match put(PutMode::IfAbsent).await {
         Ok(done) => return Ok(acquired(done.etag)),
         Err(StorageError::PreconditionFailed { .. }) => {}
-        Err(e) => return Err(e),
+        Err(e) => return landed_anyway(e).await,
     }
     let current = match store.get(key, None).await {
         Ok(current) => current,
@@ -101,7 +117,7 @@ pub async fn try_acquire(
             owner: String::new(),
             expires_at: now,
         }),
-        Err(e) => Err(e),
+        Err(e) => landed_anyway(e).await,
     }
 }
 
