@@ -23,23 +23,24 @@ const AAPL_MINUTE: &str = r#"{"provider":"synthetic","asset_type":"stock","symbo
 /// does not exist yet. Per such object:
 ///
 /// - the new directories' entries: the shard's in `objects/`, the key directory's in its
-///   shard, `data/`'s in the key directory: 3;
-/// - 1 the version's data file, 1 `data/` naming it (it must be durable before `head.json`
-///   names it, and it is not the head's directory);
-/// - 1 the new `head.json` temp file, 1 the key directory after its rename (the commit).
+///   shard: 2;
+/// - 1 the version's data file, written beside the head;
+/// - 1 the new `head.json` temp file, 1 the key directory after its rename (the commit,
+///   which makes the data file's entry durable too).
 ///
-/// So at most 2 × 7 = 14. The fill's lease is written twice (taken, then released by
+/// So at most 2 × 5 = 10. The fill's lease is written twice (taken, then released by
 /// expiring it) with one fsync each: its head's temp file, so a rename never exposes a torn
 /// head; no data or directory fsync, since a lease cannot outlive its holder across a
-/// reboot. 14 + 2 = 16. (Before this floor the same fill made 19.)
-const FSYNC_FLOOR: u64 = 16;
+/// reboot. 10 + 2 = 12. (Before this floor the same fill made 19; with each version's data
+/// in a `data/` directory of its own, 16.)
+const FSYNC_FLOOR: u64 = 12;
 
 /// The same fill through the embedded default's validating store, which also records the
-/// parquet in the manifest (a new durable key: ≤ 7), tags the parquet and the sidecar
+/// parquet in the manifest (a new durable key: ≤ 5), tags the parquet and the sidecar
 /// valid (a head rewrite of an existing durable key each: 2 + 2) and writes two audit
 /// records (new keys in `_audit/`: one fsync each, their head's temp file; no directory
-/// fsync, so a power cut may lose them). 16 + 7 + 4 + 2 = 29. (Before: 38.)
-const EMBEDDED_FSYNC_FLOOR: u64 = 29;
+/// fsync, so a power cut may lose them). 12 + 5 + 4 + 2 = 23. (Before: 38, then 29.)
+const EMBEDDED_FSYNC_FLOOR: u64 = 23;
 
 /// The engine's fill of one session of AAPL minute bars on a fresh store in `dir`, through
 /// `wrap` (the plain store, or the embedded default's validating store); returns the fsyncs

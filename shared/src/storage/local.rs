@@ -12,8 +12,10 @@
 //!     head.json                        {"key", "versions": [newest first: version_id, etag, size,
 //!                                       last_modified, metadata, content_type, tags,
 //!                                       delete_marker]}
-//!     data/<version_id>                the bytes of one version, immutable once in place
-//!     .tmp-*, data/.tmp-*              writes in flight (or left by a crash); never read
+//!     v-<version_id>                   the bytes of one version, immutable once in place
+//!     .tmp-*                           writes in flight (or left by a crash); never read
+//!     data/<version_id>                the bytes of a version written by an earlier layout;
+//!                                      still read and copied, never written
 //! ```
 //!
 //! Hashing the key into the directory name means no key can collide with another key's
@@ -22,16 +24,29 @@
 //!
 //! # Why a crash leaves either the old or the new state
 //!
-//! A write first puts the bytes in place at `data/<new version id>` (unreferenced, so
-//! invisible; created exclusively, fsynced, then `data/` fsynced), then writes a new
-//! `head.json` that references it as a temp file, fsyncs it, renames it over the old one
-//! and fsyncs the key directory: that single rename is the commit point. (A key's first
-//! write first makes the directories holding it durable; leases and audit records get less,
-//! see [`durability_of`].) A crash before the rename leaves the old `head.json` and at most an orphan data file or temp file, which reads never look at
-//! and the next mutation of the key sweeps away; a crash after it leaves a head whose data
-//! is already durable. Data files that a head references are never removed or rewritten, so
-//! readers need no lock: they read one `head.json` snapshot and then immutable bytes. The OS
-//! releases a dead process's lock, so a crash never blocks the key.
+//! A write first puts the bytes in place at `v-<new version id>` (unreferenced, so
+//! invisible; created exclusively and fsynced), then writes a new `head.json` that
+//! references it as a temp file, fsyncs it, renames it over the old one and fsyncs the key
+//! directory: that single rename is the commit point, and that one directory fsync makes
+//! both new entries durable, the data file's and the head's, since both live in the key
+//! directory. (A key's first write first makes the directories holding it durable; leases
+//! and audit records get less, see [`durability_of`].) So a durable put costs three fsyncs,
+//! five for a key's first.
+//!
+//! A crash before the rename leaves the old `head.json` and at most an orphan data file or
+//! temp file, which reads never look at and the next mutation of the key sweeps away; a
+//! crash after it leaves a head whose data bytes are already durable. Should a file system
+//! keep the rename and lose the data file's entry (the two reach the disk together at the
+//! directory fsync, and the rename was never reported done), the head names a newest
+//! version whose file is missing: readers take it for the uncommitted write it is and see
+//! the previous version ([`surviving`]). Data files that a head references are never
+//! removed or rewritten, so readers need no lock: they read one `head.json` snapshot and
+//! then immutable bytes. The OS releases a dead process's lock, so a crash never blocks
+//! the key.
+//!
+//! A store written by an earlier layout keeps its versions in `data/`; they are found there
+//! when no `v-` file is beside the head, and new versions are written beside it. A binary
+//! older than this layout cannot read the versions written by a newer one.
 //!
 //! Since a version's bytes never change, a store and its clones keep the few largest
 //! versions they lately wrote or read in memory ([`Recent`]) and answer a later get of the
@@ -72,7 +87,9 @@ use super::{
 const OBJECTS_DIR: &str = "objects";
 const HEAD_FILE: &str = "head.json";
 const LOCK_FILE: &str = "lock";
-const DATA_DIR: &str = "data";
+const DATA_PREFIX: &str = "v-";
+/// The directory that held every version's bytes in the earlier layout.
+const LEGACY_DATA_DIR: &str = "data";
 const TEMP_PREFIX: &str = ".tmp-";
 
 /// A versioned bucket in a local directory, safe to share between threads and processes.
@@ -250,11 +267,29 @@ impl KeyPaths {
     fn lock(&self) -> PathBuf {
         self.dir.join(LOCK_FILE)
     }
-    fn data_dir(&self) -> PathBuf {
-        self.dir.join(DATA_DIR)
-    }
+    /// Where this layout writes a version's bytes.
     fn data(&self, version_id: &str) -> PathBuf {
-        self.data_dir().join(version_id)
+        self.dir.join(format!("{DATA_PREFIX}{version_id}"))
+    }
+    fn legacy_data_dir(&self) -> PathBuf {
+        self.dir.join(LEGACY_DATA_DIR)
+    }
+    /// Where a version's bytes are, and their size: beside the head, or where the earlier
+    /// layout put them. `NotFound` (naming this layout's path) when in neither place.
+    fn locate(&self, version_id: &str) -> io::Result<(PathBuf, u64)> {
+        let path = self.data(version_id);
+        match fs::metadata(&path) {
+            Ok(meta) => Ok((path, meta.len())),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                let legacy = self.legacy_data_dir().join(version_id);
+                match fs::metadata(&legacy) {
+                    Ok(meta) => Ok((legacy, meta.len())),
+                    Err(legacy_err) if legacy_err.kind() == io::ErrorKind::NotFound => Err(err),
+                    Err(legacy_err) => Err(legacy_err),
+                }
+            }
+            Err(err) => Err(err),
+        }
     }
 }
 
@@ -327,12 +362,11 @@ impl LocalStore {
             Err(err) => return Err(ctx.io(&path)(err)),
         };
         let parsed = serde_json::from_slice::<HeadFile>(&text);
-        if durability_of(ctx.key) == Durability::ProcessCrash
-            && !head_survived(paths, parsed.as_ref().ok())
-        {
-            // A power cut tore an unsynced head or its current data: the key reads as never
-            // written, and its next mutation writes a fresh head over the wreck.
-            tracing::warn!(path = %path.display(), "head lost to a power cut; treating the key as absent");
+        if parsed.is_err() && durability_of(ctx.key) == Durability::ProcessCrash {
+            // Only a foreign hand tears a head (its temp file is fsynced), but the key is one
+            // that may be lost anyway: it reads as never written, and its next mutation
+            // writes a fresh head over the wreck.
+            tracing::warn!(path = %path.display(), "unreadable head of a key that need not survive; treating it as absent");
             return Ok(None);
         }
         let head =
@@ -340,7 +374,7 @@ impl LocalStore {
         if head.key != ctx.key {
             return Err(ctx.other(format!("{}: belongs to key {:?}", path.display(), head.key)));
         }
-        Ok(Some(head))
+        Ok(surviving(paths, head))
     }
 
     fn read_object(
@@ -368,7 +402,9 @@ impl LocalStore {
                 sha256,
             });
         }
-        let path = paths.data(&record.version_id);
+        let (path, _) = paths
+            .locate(&record.version_id)
+            .map_err(ctx.io(&paths.data(&record.version_id)))?;
         let bytes = Bytes::from(fs::read(&path).map_err(ctx.io(&path))?);
         if bytes.len() as u64 != record.size {
             return Err(ctx.other(format!(
@@ -394,9 +430,8 @@ impl LocalStore {
         f: impl FnOnce(&KeyPaths, Option<HeadFile>) -> Result<T>,
     ) -> Result<T> {
         let paths = self.key_paths(ctx.key);
-        let data_dir = paths.data_dir();
-        if !data_dir.is_dir() {
-            fs::create_dir_all(&data_dir).map_err(ctx.io(&data_dir))?;
+        if !paths.dir.is_dir() {
+            fs::create_dir_all(&paths.dir).map_err(ctx.io(&paths.dir))?;
         }
         let lock_path = paths.lock();
         let lock = OpenOptions::new()
@@ -420,14 +455,15 @@ impl LocalStore {
     }
 
     /// Makes the entries of a key's directories durable (the shard's in `objects/`, the key
-    /// directory's in the shard, `data/`'s in the key directory) before its first head can
-    /// commit inside them, or a power cut could keep nothing of a write reported done. Done
-    /// whenever the key has no head yet, not only when this writer created the directories:
-    /// a writer that crashed after creating them may never have synced them.
+    /// directory's in the shard) before its first head can commit inside them, or a power
+    /// cut could keep nothing of a write reported done; the entries inside the key directory
+    /// are made durable by the commit's own fsync of it. Done whenever the key has no head
+    /// yet, not only when this writer created the directories: a writer that crashed after
+    /// creating them may never have synced them.
     fn sync_key_directories(&self, ctx: Ctx<'_>, paths: &KeyPaths) -> Result<()> {
         let objects = self.objects_dir();
         let shard = paths.dir.parent().unwrap_or(&objects);
-        for dir in [objects.as_path(), shard, paths.dir.as_path()] {
+        for dir in [objects.as_path(), shard] {
             atomic_file::sync_dir(dir).map_err(ctx.io(dir))?;
         }
         Ok(())
@@ -491,7 +527,9 @@ impl LocalStore {
             key: from,
         };
         let (source_paths, source) = self.read_object(source_ctx, from_version)?;
-        let source_data = source_paths.data(&source.version_id);
+        let (source_data, _) = source_paths
+            .locate(&source.version_id)
+            .map_err(source_ctx.io(&source_paths.data(&source.version_id)))?;
         let ctx = Ctx {
             op: "copy",
             key: to,
@@ -579,12 +617,9 @@ impl LocalStore {
                 if !head.key.starts_with(prefix) {
                     continue;
                 }
-                let paths = KeyPaths { dir: dir.clone() };
-                if durability_of(&head.key) == Durability::ProcessCrash
-                    && !head_survived(&paths, Some(&head))
-                {
+                let Some(head) = surviving(&KeyPaths { dir: dir.clone() }, head) else {
                     continue;
-                }
+                };
                 if let Some(current) = head.current() {
                     found.push(current.object_meta(&head.key, false));
                 }
@@ -645,26 +680,22 @@ fn write_head(ctx: Ctx<'_>, paths: &KeyPaths, head: &HeadFile) -> Result<()> {
     .map_err(ctx.io(&paths.dir))
 }
 
-/// Puts the bytes of a new version at `data/<version_id>`, ready for a head to name.
+/// Puts the bytes of a new version at `v-<version_id>` beside the head, ready for a head to
+/// name.
 ///
 /// No temp file and rename: nothing reads a data file until a committed head names it, and
 /// a crash mid-write leaves an unreferenced file that the next mutation's sweep removes.
-/// For a durable key the file is fsynced and then `data/` is, so that both the bytes and
-/// the entry naming them are on disk before [`write_head`]'s rename can be: `data/` is not
-/// the head's directory, so the head's own directory fsync would not cover it.
+/// For a durable key the file is fsynced, so its bytes are on disk before [`write_head`]'s
+/// rename is issued; its directory entry is made durable by the same fsync of the key
+/// directory that commits the head.
 fn write_data(
     ctx: Ctx<'_>,
     paths: &KeyPaths,
     version_id: &str,
     fill: impl FnOnce(&mut File) -> io::Result<()>,
 ) -> Result<()> {
-    let durability = durability_of(ctx.key);
-    let data_dir = paths.data_dir();
-    atomic_file::create_filled(&paths.data(version_id), durability, fill)
-        .map_err(ctx.io(&data_dir))?;
-    if durability == Durability::PowerLoss {
-        atomic_file::sync_dir(&data_dir).map_err(ctx.io(&data_dir))?;
-    }
+    let path = paths.data(version_id);
+    atomic_file::create_filled(&path, durability_of(ctx.key), fill).map_err(ctx.io(&path))?;
     Ok(())
 }
 
@@ -706,18 +737,40 @@ fn next_version_id(head: Option<&HeadFile>) -> String {
     format!("{nanos:020}-{:016x}", fastrand::u64(..))
 }
 
-/// Whether a head of a [`Durability::ProcessCrash`] key survived a power cut whole: it parses
-/// (its temp file is fsynced, so only a foreign hand can tear it) and the data of its
-/// current version, written unsynced, has the recorded size. Older versions are not checked.
-fn head_survived(paths: &KeyPaths, head: Option<&HeadFile>) -> bool {
-    let Some(head) = head else {
-        return false;
+/// What of a head read from disk a power cut let commit; `None` when the key reads as
+/// never written.
+///
+/// - A [`Durability::ProcessCrash`] key's current data is written unsynced: when it does not
+///   have the recorded size, the key reads as absent (its next mutation writes a fresh
+///   head over the wreck). Older versions are not checked.
+/// - A durable key's newest version whose data file is in neither place never committed
+///   (see the module's crash argument): it is dropped, and the next mutation's head no
+///   longer names it. A data file of the wrong size stays an error for the get that reads
+///   it: no crash leaves one.
+fn surviving(paths: &KeyPaths, mut head: HeadFile) -> Option<HeadFile> {
+    let Some(newest) = head.versions.first().filter(|v| !v.delete_marker) else {
+        return Some(head);
     };
-    match head.current() {
-        None => true,
-        Some(current) => fs::metadata(paths.data(&current.version_id))
-            .is_ok_and(|meta| meta.len() == current.size),
+    let located = paths.locate(&newest.version_id);
+    if durability_of(&head.key) == Durability::ProcessCrash {
+        if located.is_ok_and(|(_, size)| size == newest.size) {
+            return Some(head);
+        }
+        tracing::warn!(key = %head.key, "head lost to a power cut; treating the key as absent");
+        return None;
     }
+    if located.is_err_and(|err| err.kind() == io::ErrorKind::NotFound) {
+        tracing::warn!(
+            key = %head.key,
+            version_id = %newest.version_id,
+            "newest version's data is missing: it never committed; reading the version before it"
+        );
+        head.versions.remove(0);
+        if head.versions.is_empty() {
+            return None;
+        }
+    }
+    Some(head)
 }
 
 fn read_dir_sorted(dir: &Path) -> io::Result<Vec<PathBuf>> {
@@ -753,8 +806,13 @@ fn sweep(paths: &KeyPaths, head: Option<&HeadFile>) {
             }
         }
     };
-    remove_matching(&paths.dir, &|name| name.starts_with(TEMP_PREFIX));
-    remove_matching(&paths.data_dir(), &|name| {
+    remove_matching(&paths.dir, &|name| {
+        name.starts_with(TEMP_PREFIX)
+            || name
+                .strip_prefix(DATA_PREFIX)
+                .is_some_and(|version_id| !referenced.contains(version_id))
+    });
+    remove_matching(&paths.legacy_data_dir(), &|name| {
         name.starts_with(TEMP_PREFIX) || !referenced.contains(name)
     });
 }
@@ -1036,17 +1094,23 @@ mod tests {
         // A writer killed mid-put: half-written bytes, bytes renamed in place but never
         // committed, and a torn head that was never renamed.
         let paths = store.key_paths(key);
-        let half = paths.data_dir().join(".tmp-4242-00000000deadbeef");
         let orphan = paths.data("00000000000000000001-00000000deadbeef");
         let torn = paths.dir.join(".tmp-4242-00000000feedface");
-        fs::write(&half, b"prev").unwrap();
         fs::write(&orphan, b"next bytes").unwrap();
         fs::write(&torn, br#"{"key": "crash/object.bin", "versions": [{"#).unwrap();
+        // And what a writer of the earlier layout left in `data/`.
+        fs::create_dir_all(paths.legacy_data_dir()).unwrap();
+        let half = paths.legacy_data_dir().join(".tmp-4242-00000000deadbeef");
+        let legacy_orphan = paths
+            .legacy_data_dir()
+            .join("00000000000000000002-00000000deadbeef");
+        fs::write(&half, b"prev").unwrap();
+        fs::write(&legacy_orphan, b"next bytes").unwrap();
         // A key whose very first write died before its head existed.
         let stillborn = store.key_paths("crash/stillborn.bin");
-        fs::create_dir_all(stillborn.data_dir()).unwrap();
+        fs::create_dir_all(&stillborn.dir).unwrap();
         fs::write(
-            stillborn.data_dir().join(".tmp-4242-0000000000000001"),
+            stillborn.data("00000000000000000001-0000000000000001"),
             b"x",
         )
         .unwrap();
@@ -1082,10 +1146,9 @@ mod tests {
             .put(key, Bytes::from_static(b"next"), PutOptions::default())
             .await
             .unwrap();
-        assert!(
-            !half.exists() && !orphan.exists() && !torn.exists(),
-            "leftovers kept"
-        );
+        for leftover in [&half, &orphan, &torn, &legacy_orphan] {
+            assert!(!leftover.exists(), "{} kept", leftover.display());
+        }
         assert_eq!(
             store.get(key, None).await.unwrap().meta.version_id,
             next.version_id
@@ -1095,6 +1158,162 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(old.bytes.as_ref(), b"previous");
+    }
+
+    #[tokio::test]
+    async fn a_newest_version_whose_data_file_is_missing_never_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_in(&dir);
+        let key = "stage/v1/a.parquet";
+        let first = store
+            .put(key, Bytes::from_static(b"first"), PutOptions::default())
+            .await
+            .unwrap();
+        let second = store
+            .put(key, Bytes::from_static(b"second"), PutOptions::default())
+            .await
+            .unwrap();
+        // A power cut kept the rename of the head but not the entry of the data it names.
+        let paths = store.key_paths(key);
+        fs::remove_file(paths.data(second.version_id.as_deref().unwrap())).unwrap();
+        let reopened = LocalStore::new(store.root()).unwrap();
+        let got = reopened.get(key, None).await.unwrap();
+        assert_eq!(
+            (got.bytes.as_ref(), &got.meta.version_id),
+            (&b"first"[..], &first.version_id)
+        );
+        assert_eq!(
+            reopened.head(key, None).await.unwrap().version_id,
+            first.version_id
+        );
+        assert_eq!(
+            reopened.list("stage/").await.unwrap()[0].version_id,
+            first.version_id
+        );
+        assert!(
+            reopened
+                .get(key, second.version_id.as_deref())
+                .await
+                .unwrap_err()
+                .is_not_found()
+        );
+        // A conditional write sees the version that committed, and its head drops the other.
+        let third = reopened
+            .put(
+                key,
+                Bytes::from_static(b"third"),
+                PutOptions {
+                    mode: PutMode::IfMatch(first.etag.clone()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let versions: Vec<_> = reopened
+            .list_versions(key)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|v| v.version_id)
+            .collect();
+        assert_eq!(
+            versions,
+            [third.version_id.unwrap(), first.version_id.unwrap()]
+        );
+
+        // A key whose only version never committed reads as never written.
+        let lone = "stage/v1/b.parquet";
+        let put = reopened
+            .put(lone, Bytes::from_static(b"b"), PutOptions::default())
+            .await
+            .unwrap();
+        fs::remove_file(
+            reopened
+                .key_paths(lone)
+                .data(put.version_id.as_deref().unwrap()),
+        )
+        .unwrap();
+        assert!(reopened.get(lone, None).await.unwrap_err().is_not_found());
+        assert!(reopened.list_versions(lone).await.unwrap().is_empty());
+        assert_eq!(reopened.list("stage/").await.unwrap().len(), 1);
+        let absent = PutOptions {
+            mode: PutMode::IfAbsent,
+            ..Default::default()
+        };
+        reopened
+            .put(lone, Bytes::from_static(b"b2"), absent)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn versions_in_the_earlier_layout_are_read_copied_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_in(&dir);
+        let key = "stage/v1/old.parquet";
+        let old = store
+            .put(key, Bytes::from_static(b"old bytes"), PutOptions::default())
+            .await
+            .unwrap();
+        let old_id = old.version_id.clone().unwrap();
+        // Move the version to where the earlier layout kept it.
+        let paths = store.key_paths(key);
+        fs::create_dir_all(paths.legacy_data_dir()).unwrap();
+        let legacy = paths.legacy_data_dir().join(&old_id);
+        fs::rename(paths.data(&old_id), &legacy).unwrap();
+
+        let reopened = LocalStore::new(store.root()).unwrap();
+        assert_eq!(
+            reopened.get(key, None).await.unwrap().bytes.as_ref(),
+            b"old bytes"
+        );
+        assert_eq!(reopened.list("stage/").await.unwrap().len(), 1);
+        let copied = reopened
+            .copy(key, None, "stage/v1/copy.parquet")
+            .await
+            .unwrap();
+        assert_eq!(
+            reopened
+                .get("stage/v1/copy.parquet", copied.version_id.as_deref())
+                .await
+                .unwrap()
+                .bytes
+                .as_ref(),
+            b"old bytes"
+        );
+        let new = reopened
+            .put(key, Bytes::from_static(b"new bytes"), PutOptions::default())
+            .await
+            .unwrap();
+        assert!(paths.data(new.version_id.as_deref().unwrap()).is_file());
+        assert!(legacy.is_file(), "a referenced version in data/ was swept");
+        let fresh = LocalStore::new(store.root()).unwrap();
+        assert_eq!(
+            fresh.get(key, Some(&old_id)).await.unwrap().bytes.as_ref(),
+            b"old bytes"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_key_directory_holds_its_lock_head_and_versions_side_by_side() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_in(&dir);
+        let key = "stage/v1/side.parquet";
+        let mut expected = vec![HEAD_FILE.to_string(), LOCK_FILE.to_string()];
+        for body in [&b"one"[..], b"two"] {
+            let put = store
+                .put(key, Bytes::copy_from_slice(body), PutOptions::default())
+                .await
+                .unwrap();
+            expected.push(format!("v-{}", put.version_id.unwrap()));
+        }
+        let mut names: Vec<String> = fs::read_dir(&store.key_paths(key).dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        expected.sort();
+        assert_eq!(names, expected);
     }
 
     #[tokio::test]
