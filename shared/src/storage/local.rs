@@ -274,16 +274,21 @@ impl KeyPaths {
     fn legacy_data_dir(&self) -> PathBuf {
         self.dir.join(LEGACY_DATA_DIR)
     }
-    /// Where a version's bytes are, and their size: beside the head, or where the earlier
-    /// layout put them. `NotFound` (naming this layout's path) when in neither place.
-    fn locate(&self, version_id: &str) -> io::Result<(PathBuf, u64)> {
+    /// `op` on a version's data file where it is: beside the head, else where the earlier
+    /// layout put it; the path it succeeded on comes back with its answer. `NotFound` (of
+    /// this layout's path) when the file is in neither place.
+    fn at_data<T>(
+        &self,
+        version_id: &str,
+        op: impl Fn(&Path) -> io::Result<T>,
+    ) -> io::Result<(PathBuf, T)> {
         let path = self.data(version_id);
-        match fs::metadata(&path) {
-            Ok(meta) => Ok((path, meta.len())),
+        match op(&path) {
+            Ok(answer) => Ok((path, answer)),
             Err(err) if err.kind() == io::ErrorKind::NotFound => {
                 let legacy = self.legacy_data_dir().join(version_id);
-                match fs::metadata(&legacy) {
-                    Ok(meta) => Ok((legacy, meta.len())),
+                match op(&legacy) {
+                    Ok(answer) => Ok((legacy, answer)),
                     Err(legacy_err) if legacy_err.kind() == io::ErrorKind::NotFound => Err(err),
                     Err(legacy_err) => Err(legacy_err),
                 }
@@ -402,10 +407,10 @@ impl LocalStore {
                 sha256,
             });
         }
-        let (path, _) = paths
-            .locate(&record.version_id)
+        let (path, bytes) = paths
+            .at_data(&record.version_id, |path| fs::read(path))
             .map_err(ctx.io(&paths.data(&record.version_id)))?;
-        let bytes = Bytes::from(fs::read(&path).map_err(ctx.io(&path))?);
+        let bytes = Bytes::from(bytes);
         if bytes.len() as u64 != record.size {
             return Err(ctx.other(format!(
                 "{}: {} bytes on disk, {} recorded",
@@ -527,16 +532,15 @@ impl LocalStore {
             key: from,
         };
         let (source_paths, source) = self.read_object(source_ctx, from_version)?;
-        let (source_data, _) = source_paths
-            .locate(&source.version_id)
-            .map_err(source_ctx.io(&source_paths.data(&source.version_id)))?;
         let ctx = Ctx {
             op: "copy",
             key: to,
         };
         self.mutate(ctx, |paths, head| {
             let version_id = next_version_id(head.as_ref());
-            let mut reader = File::open(&source_data).map_err(source_ctx.io(&source_data))?;
+            let (_, mut reader) = source_paths
+                .at_data(&source.version_id, |path| File::open(path))
+                .map_err(source_ctx.io(&source_paths.data(&source.version_id)))?;
             write_data(ctx, paths, &version_id, |file| {
                 io::copy(&mut reader, file).map(|_| ())
             })?;
@@ -751,9 +755,9 @@ fn surviving(paths: &KeyPaths, mut head: HeadFile) -> Option<HeadFile> {
     let Some(newest) = head.versions.first().filter(|v| !v.delete_marker) else {
         return Some(head);
     };
-    let located = paths.locate(&newest.version_id);
+    let located = paths.at_data(&newest.version_id, |path| fs::metadata(path));
     if durability_of(&head.key) == Durability::ProcessCrash {
-        if located.is_ok_and(|(_, size)| size == newest.size) {
+        if located.is_ok_and(|(_, meta)| meta.len() == newest.size) {
             return Some(head);
         }
         tracing::warn!(key = %head.key, "head lost to a power cut; treating the key as absent");
