@@ -17,6 +17,7 @@ use cachefill_core::format;
 use cachefill_core::keys::KeyLayout;
 use cachefill_core::providers::synthetic::SyntheticProvider;
 use cachefill_core::providers::{Provider, ProviderError};
+use cachefill_core::rules;
 use cachefill_core::storage::ObjectStore;
 use cachefill_core::storage::local::LocalStore;
 use cachefill_testing::doubles::{CountingProvider, FailingStore, RacingStore, ScriptedProvider};
@@ -303,7 +304,7 @@ async fn sessions_that_stop_short_of_their_edges_are_marked_for_lumibot() {
     let dataset = Dataset::from_json(AAPL_MINUTE).unwrap();
     let (bytes, decoded) = object(f.engine.store(), &first.key).await;
     assert!(
-        cachefill_core::rules::check_object(&dataset, &bytes, None, july_2024()).is_valid(),
+        rules::check_object(&dataset, &bytes, None, july_2024()).is_valid(),
         "edge markers are valid placeholders"
     );
     let again = f.engine.fill(&req).await.unwrap();
@@ -546,6 +547,63 @@ async fn a_fill_aborted_before_its_write_leaves_the_previous_object_intact() {
     assert_eq!(next.sessions_fetched, 5);
 }
 
+/// A fill whose parquet landed but whose sidecar write failed leaves the previous version's
+/// sidecar at the key; the next fill that finds the file covered (a hit) writes the sidecar
+/// of the parquet there, for minute bars (decided from the HEAD first) and for day bars
+/// lumibot adjusts (decided from the body).
+#[tokio::test]
+async fn a_hit_writes_the_sidecar_a_failed_fill_left_out() {
+    const AAPL_DAY: &str = r#"{"provider":"synthetic","asset_type":"stock","symbol":"AAPL","timespan":"day","datastyle":"ohlc"}"#;
+    for dataset in [AAPL_MINUTE, AAPL_DAY] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(FailingStore::new(LocalStore::new(dir.path()).unwrap()));
+        let engine = FillEngine::new(store.clone(), SyntheticProvider::new(), config())
+            .with_clock(Arc::new(FixedClock::new(july_2024())));
+        let first = engine
+            .fill(&request(dataset, "2024-01-02", "2024-01-05"))
+            .await
+            .unwrap();
+        let sidecar_key = format!("{}.meta.json", first.key);
+        let sidecar_before = store.get(&sidecar_key, None).await.unwrap().bytes;
+
+        store.fail_writes_where(|k| k.ends_with(".meta.json"));
+        let extend = request(dataset, "2024-01-02", "2024-01-12");
+        let failed = engine.fill(&extend).await;
+        assert!(matches!(failed, Err(FillError::Storage(_))), "{failed:?}");
+        let (bytes, decoded) = object(store.as_ref(), &first.key).await;
+        assert_ne!(
+            Some(codec::sha256_hex(&bytes)),
+            first.sha256,
+            "the parquet landed"
+        );
+        assert_eq!(
+            store.get(&sidecar_key, None).await.unwrap().bytes,
+            sidecar_before,
+            "{dataset}: the sidecar still describes the first version"
+        );
+
+        store.heal();
+        let hit = engine.fill(&extend).await.unwrap();
+        assert_eq!(hit.status, FillStatus::Hit, "{dataset}");
+        assert_eq!(hit.sha256, Some(codec::sha256_hex(&bytes)));
+        let sidecar = store.get(&sidecar_key, None).await.unwrap().bytes;
+        let facts = BatchFacts::of(&decoded.batch).unwrap();
+        assert_eq!(
+            rules::sidecar_standing(&sidecar, Some((&codec::sha256_hex(&bytes), &facts)), &[]),
+            rules::SidecarStanding::Agrees,
+            "{dataset}: {}",
+            String::from_utf8_lossy(&sidecar)
+        );
+        // The sidecar that agrees is not written again.
+        let versions = store.list_versions(&sidecar_key).await.unwrap().len();
+        engine.fill(&extend).await.unwrap();
+        assert_eq!(
+            store.list_versions(&sidecar_key).await.unwrap().len(),
+            versions
+        );
+    }
+}
+
 #[tokio::test]
 async fn upstream_failures_write_nothing_and_keep_their_type() {
     let f = engine_with(ScriptedProvider::new());
@@ -656,5 +714,5 @@ async fn a_file_in_lumibots_layout_is_extended_in_that_layout() {
     );
     assert!(extended.batch.num_rows() > n);
     assert_eq!(answer.rows as usize, extended.batch.num_rows());
-    assert!(cachefill_core::rules::check_batch(&dataset, &extended.batch, july_2024()).is_empty());
+    assert!(rules::check_batch(&dataset, &extended.batch, july_2024()).is_empty());
 }

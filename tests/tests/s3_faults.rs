@@ -282,8 +282,10 @@ const VALIDATORS: usize = 3;
 const ATTEMPTS: usize = 6;
 /// Bound on one invocation: far above a fill's time, far below the test's.
 const FILL_TIMEOUT: Duration = Duration::from_secs(45);
-/// Bound on the validator catching up once the fills are done.
-const PATIENCE: Duration = Duration::from_secs(60);
+/// Bound on the validator's backlog not shrinking once the fills are done.
+const STALL: Duration = Duration::from_secs(60);
+/// Bound on the validator catching up once the fills are done, however steadily.
+const PATIENCE: Duration = Duration::from_secs(600);
 
 fn symbol(i: usize) -> String {
     let letter = |n: usize| char::from(b'A' + u8::try_from(n % 26).expect("a letter"));
@@ -355,13 +357,13 @@ async fn fill(stack: &Stack, symbol: &str, end: NaiveDate) -> Fill {
     }
 }
 
-/// Every dataset's current parquet recorded by the validator as current and tagged valid,
-/// and no event left to deliver.
+/// Whether the validator has caught up: no event queued, and every dataset's current version
+/// recorded in its manifest and tagged valid. Not yet is reported with the events still queued.
 async fn converged(
     stack: &Stack,
     layout: &KeyLayout,
     datasets: &[Dataset],
-) -> anyhow::Result<Seen<(), String>> {
+) -> anyhow::Result<Seen<(), (u64, String)>> {
     let store = stack.store();
     let backlog = stack
         .queue()
@@ -369,7 +371,7 @@ async fn converged(
         .backlog()
         .await?;
     if backlog > 0 {
-        return Ok(Seen::NotYet(format!("{backlog} events queued")));
+        return Ok(Seen::NotYet((backlog, format!("{backlog} events queued"))));
     }
     for dataset in datasets {
         let key = layout.data_key(dataset);
@@ -379,14 +381,17 @@ async fn converged(
             .and_then(|(m, _)| m.current)
             .and_then(|c| c.version_id);
         if recorded != current.version_id {
-            return Ok(Seen::NotYet(format!(
-                "{key}: current {:?}, manifest {recorded:?}",
-                current.version_id
+            return Ok(Seen::NotYet((
+                0,
+                format!(
+                    "{key}: current {:?}, manifest {recorded:?}",
+                    current.version_id
+                ),
             )));
         }
         let tags = store.get_tags(&key, current.version_id.as_deref()).await?;
         if tags.get("cachefill-status").map(String::as_str) != Some("valid") {
-            return Ok(Seen::NotYet(format!("{key}: tags {tags:?}")));
+            return Ok(Seen::NotYet((0, format!("{key}: tags {tags:?}"))));
         }
     }
     Ok(Seen::Ready(()))
@@ -516,8 +521,23 @@ async fn fills_and_validations_converge_on_a_misbehaving_s3() -> anyhow::Result<
     .collect();
     let fills_done = started.elapsed();
 
+    // However long the validator takes on a slow machine, its backlog keeps shrinking; a
+    // backlog that stops shrinking for STALL ends the wait.
+    let fewest = std::cell::Cell::new((u64::MAX, Instant::now()));
     let waited = eventually("the validator to converge", PATIENCE, || {
-        converged(&stack, &layout, &datasets)
+        let (stack, layout, datasets, fewest) = (&stack, &layout, &datasets, &fewest);
+        async move {
+            let seen = converged(stack, layout, datasets).await?;
+            if let Seen::NotYet((backlog, _)) = &seen {
+                let (least, since) = fewest.get();
+                if *backlog < least {
+                    fewest.set((*backlog, Instant::now()));
+                } else if since.elapsed() > STALL {
+                    anyhow::bail!("the backlog stayed at {least} or more for {STALL:?}: {seen:?}");
+                }
+            }
+            anyhow::Ok(seen)
+        }
     })
     .await;
     let mut events = 0;

@@ -435,8 +435,9 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
         if missing_of(current.as_ref(), &wanted).is_empty() {
             actions = self.stale_adjustment(dataset, current.as_ref()).await?;
             if actions.is_none() {
-                let current = current.as_ref().map(|c| &c.stored);
-                return self.answer(&key, current, &wanted, None, started);
+                return self
+                    .answer_covered(request, &key, current.as_ref(), &wanted, started)
+                    .await;
             }
         }
         let lease = match self
@@ -445,8 +446,9 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
         {
             Some(lease) => lease,
             None => {
-                let current = current.as_ref().map(|c| &c.stored);
-                return self.answer(&key, current, &wanted, None, started);
+                return self
+                    .answer_covered(request, &key, current.as_ref(), &wanted, started)
+                    .await;
             }
         };
         let result = self
@@ -480,8 +482,9 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
         let mut current = self.read_current(dataset, key).await?;
         let missing = missing_of(current.as_ref(), wanted);
         if missing.is_empty() && actions.is_none() {
-            let current = current.as_ref().map(|c| &c.stored);
-            return self.answer(key, current, wanted, None, started);
+            return self
+                .answer_covered(request, key, current.as_ref(), wanted, started)
+                .await;
         }
         let provider_expiration = if missing.is_empty() {
             request.provider_expiration
@@ -971,6 +974,61 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
             adjusted_as_of,
             unadjusted,
         }))
+    }
+
+    /// The answer for a file that already covers the request, once its sidecar describes it.
+    /// A fill whose parquet landed but whose sidecar write failed (an outage, a timeout) left
+    /// the previous version's sidecar at the key, or none; lumibot deletes and refetches a
+    /// file whose sidecar disagrees, and the validator waits for the writer's sidecar, so
+    /// the next fill that finds the file covered writes it.
+    async fn answer_covered(
+        &self,
+        request: &FillRequest,
+        key: &str,
+        current: Option<&Current>,
+        wanted: &[NaiveDate],
+        started: Instant,
+    ) -> Result<FillAnswer, FillError> {
+        let current = current.map(|c| &c.stored);
+        if let Some(stored) = current {
+            self.repair_sidecar(request, key, stored).await?;
+        }
+        self.answer(key, current, wanted, None, started)
+    }
+
+    /// Write the sidecar of `stored` when the one at its key names another parquet or none
+    /// is there; the earlier sidecar's payload is kept.
+    async fn repair_sidecar(
+        &self,
+        request: &FillRequest,
+        key: &str,
+        stored: &Stored,
+    ) -> Result<(), FillError> {
+        let earlier = match self
+            .store
+            .get(&format!("{key}{SIDECAR_SUFFIX}"), None)
+            .await
+        {
+            Ok(got) => Sidecar::parse(&got.bytes).ok(),
+            Err(StorageError::NotFound { .. }) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let sha256 = sha256_of(stored);
+        if earlier.as_ref().and_then(|s| s.checksum.as_deref()) == Some(sha256.as_str()) {
+            return Ok(());
+        }
+        tracing::warn!(
+            key,
+            "the sidecar does not describe the parquet at the key; writing it"
+        );
+        let payload = earlier
+            .and_then(|s| s.cache_payload)
+            .unwrap_or_else(|| Payload {
+                provider_expiration: request.provider_expiration,
+                ..request.dataset.payload()
+            });
+        self.write_sidecar(key, stored, &stored.meta.etag, payload, self.now())
+            .await
     }
 
     /// Write the sidecar of the parquet we wrote, unless a newer writer replaced it.
