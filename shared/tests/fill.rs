@@ -503,6 +503,59 @@ async fn rows_another_writer_added_are_kept_when_the_put_races() {
     );
 }
 
+/// A put that landed but whose answer was lost meets its own version on the client's retry
+/// (a 412): the engine takes that version as the one it wrote, instead of merging again and
+/// putting the same bytes a second time.
+#[tokio::test]
+async fn a_write_whose_answer_was_lost_is_taken_as_written_not_put_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = config()
+        .layout
+        .data_key(&Dataset::from_json(AAPL_MINUTE).unwrap());
+    let store = RacingStore::new(LocalStore::new(dir.path()).unwrap(), &key);
+    let engine = FillEngine::new(store, SyntheticProvider::new(), config())
+        .with_clock(Arc::new(FixedClock::new(july_2024())));
+    engine
+        .fill(&request(AAPL_MINUTE, "2024-01-02", "2024-01-05"))
+        .await
+        .unwrap();
+    let versions = engine.store().list_versions(&key).await.unwrap().len();
+
+    engine.store().lose_next_answer();
+    let answer = engine
+        .fill(&request(AAPL_MINUTE, "2024-01-02", "2024-01-10"))
+        .await
+        .unwrap();
+    assert_eq!(answer.status, FillStatus::Filled);
+    assert_eq!(answer.sessions_fetched, 3);
+    let now = engine.store().head(&key, None).await.unwrap();
+    assert_eq!(
+        answer.version_id, now.version_id,
+        "the version answered is the one at the key"
+    );
+    assert_eq!(
+        engine.store().list_versions(&key).await.unwrap().len(),
+        versions + 1,
+        "one new version, not the same bytes twice"
+    );
+    let (bytes, decoded) = object(engine.store(), &key).await;
+    assert_eq!(answer.sha256, Some(codec::sha256_hex(&bytes)));
+    assert_eq!(
+        decoded.fact(format::FACT_COVERAGE),
+        Some("2024-01-02..2024-01-10")
+    );
+    let sidecar = Sidecar::parse(
+        &engine
+            .store()
+            .get(&format!("{key}.meta.json"), None)
+            .await
+            .unwrap()
+            .bytes,
+    )
+    .unwrap();
+    assert_eq!(sidecar.checksum, answer.sha256);
+}
+
 #[tokio::test]
 async fn a_fill_aborted_before_its_write_leaves_the_previous_object_intact() {
     let dir = tempfile::tempdir().unwrap();

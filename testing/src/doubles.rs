@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -258,12 +258,15 @@ impl<S: ObjectStore> ObjectStore for FailingStore<S> {
 
 /// Wraps a real store; when armed with another writer's object, writes it to `key` just
 /// before the next put of that key, so the put loses its `If-Match` as it would against a
-/// concurrent writer, and the engine must merge again.
+/// concurrent writer, and the engine must merge again. Armed to lose an answer, it lets the
+/// next put of `key` land and then makes it again, as an S3 client retries a write whose
+/// answer was cut off: the retry's `If-Match` meets the version the first one wrote.
 #[derive(Debug)]
 pub struct RacingStore<S> {
     inner: S,
     key: String,
     injected: Mutex<Option<Bytes>>,
+    lose_answer: AtomicBool,
 }
 
 impl<S> RacingStore<S> {
@@ -272,7 +275,13 @@ impl<S> RacingStore<S> {
             inner,
             key: key.into(),
             injected: Mutex::new(None),
+            lose_answer: AtomicBool::new(false),
         }
+    }
+
+    /// The next put of the key lands, and its answer is lost to a retry of it.
+    pub fn lose_next_answer(&self) {
+        self.lose_answer.store(true, Ordering::SeqCst);
     }
 
     /// The object the other writer puts before our next put of the key.
@@ -302,6 +311,9 @@ impl<S: ObjectStore> ObjectStore for RacingStore<S> {
         };
         if let Some(other) = injected {
             self.inner.put(key, other, PutOptions::default()).await?;
+        }
+        if key == self.key && self.lose_answer.swap(false, Ordering::SeqCst) {
+            self.inner.put(key, body.clone(), options.clone()).await?;
         }
         self.inner.put(key, body, options).await
     }

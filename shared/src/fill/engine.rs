@@ -35,7 +35,9 @@ use crate::keys::KeyLayout;
 use crate::providers::{FetchRequest, Provider};
 use crate::pyfmt;
 use crate::rules::{self, Rule, Violation};
-use crate::storage::{ObjectMeta, ObjectStore, PutMode, PutOptions, StorageError, etags_equal};
+use crate::storage::{
+    ObjectMeta, ObjectStore, PutMode, PutOptions, PutResult, StorageError, etags_equal,
+};
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -544,10 +546,23 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
                 Err(StorageError::PreconditionFailed { .. })
                     if attempts < self.config.max_write_attempts =>
                 {
-                    tracing::info!(key, attempts, "object changed while filling; merging again");
                     // The object read is dropped before the newer one is decoded.
                     drop(current.take());
                     current = self.read_current(dataset, key).await?;
+                    // Our own write, landed with its answer lost (the retry of it then met the
+                    // version it had written): it is the one written, not to be put again.
+                    if let Some(ours) = current
+                        .as_ref()
+                        .filter(|c| sha256_of(&c.stored) == draft.sha256)
+                    {
+                        tracing::info!(key, attempts, "the write landed; its answer was lost");
+                        let put = PutResult {
+                            etag: ours.stored.meta.etag.clone(),
+                            version_id: ours.stored.meta.version_id.clone(),
+                        };
+                        break (ours.stored.clone(), put);
+                    }
+                    tracing::info!(key, attempts, "object changed while filling; merging again");
                     previous = Some(draft);
                 }
                 Err(StorageError::PreconditionFailed { .. }) => {
