@@ -229,6 +229,15 @@ async fn lumibot_shaped_files_pass_and_each_new_version_adds_one_entry() {
                 "{dataset}: {:?}",
                 verdict.violations
             );
+            // A new version of the current bytes is as valid as they are.
+            assert_eq!(
+                bucket
+                    .status(&key, put.version_id.as_deref())
+                    .await
+                    .as_deref(),
+                Some("valid"),
+                "{dataset}, round {round}"
+            );
         }
         let rounds = if sessions.len() == 1 { 1 } else { 2 };
         assert_eq!(bucket.history_len(&dataset).await, rounds, "{dataset}");

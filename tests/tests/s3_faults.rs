@@ -22,7 +22,7 @@ use cachefill_core::keys::KeyLayout;
 use cachefill_core::rules;
 use cachefill_core::settings::Secret;
 use cachefill_core::storage::s3::{S3Config, S3Store, build_client};
-use cachefill_core::storage::{ObjectStore, PutMode, PutOptions, StorageError};
+use cachefill_core::storage::{ObjectStore, PutMode, PutOptions, StorageError, etags_equal};
 use cachefill_core::validate::{files, manifest};
 use cachefill_e2e::fault_proxy::{Fault, FaultPlan, FaultProxy, FaultStats, RequestKind};
 use cachefill_e2e::sqs::SqsQueue;
@@ -357,8 +357,8 @@ async fn fill(stack: &Stack, symbol: &str, end: NaiveDate) -> Fill {
     }
 }
 
-/// Whether the validator has caught up: no event queued, and every dataset's current version
-/// recorded in its manifest and tagged valid. Not yet is reported with the events still queued.
+/// Whether the validator has caught up: no event queued, and every dataset's current bytes
+/// recorded as its manifest's current and the current version tagged valid. Not yet is reported with the events still queued.
 async fn converged(
     stack: &Stack,
     layout: &KeyLayout,
@@ -376,16 +376,22 @@ async fn converged(
     for dataset in datasets {
         let key = layout.data_key(dataset);
         let current = store.head(&key, None).await?;
+        // The manifest records contents: its current entry may name an earlier version of
+        // the same bytes (a write whose answer was lost, put again), so etags are compared.
         let recorded = manifest::read(&store, &layout.manifest_key(dataset))
             .await?
-            .and_then(|(m, _)| m.current)
-            .and_then(|c| c.version_id);
-        if recorded != current.version_id {
+            .and_then(|(m, _)| m.current);
+        if !recorded
+            .as_ref()
+            .is_some_and(|r| etags_equal(&r.etag, &current.etag))
+        {
             return Ok(Seen::NotYet((
                 0,
                 format!(
-                    "{key}: current {:?}, manifest {recorded:?}",
-                    current.version_id
+                    "{key}: current {:?} {}, manifest {:?}",
+                    current.version_id,
+                    current.etag,
+                    recorded.map(|r| (r.version_id, r.etag))
                 ),
             )));
         }

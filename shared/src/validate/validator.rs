@@ -721,6 +721,10 @@ impl<S: ObjectStore> Validator<S> {
             .as_ref()
             .is_some_and(|c| c.sha256 == sha256)
         {
+            // The manifest records contents: a new version of the current bytes (a writer
+            // that put them again) adds nothing to it, but is as valid as they are.
+            self.set_status(key, version.as_deref(), STATUS_VALID)
+                .await?;
             return Ok(Outcome::Duplicate);
         }
         if self.status_of(key, version.as_deref()).await?.as_deref() == Some(STATUS_QUARANTINED)
