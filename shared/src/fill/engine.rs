@@ -454,7 +454,7 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
             }
         };
         let result = self
-            .fill_holding(request, &key, &wanted, actions, started)
+            .fill_holding(request, &key, &wanted, current, actions, started)
             .await;
         // A release lost to an outage leaves the next caller waiting out the lease's TTL:
         // tried a few times (a release that landed unanswered is then a 412, which is fine).
@@ -470,18 +470,19 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
         result
     }
 
-    /// The fill proper, under the lease.
+    /// The fill proper, under the lease; `read` is the object as read before it.
     async fn fill_holding(
         &self,
         request: &FillRequest,
         key: &str,
         wanted: &[NaiveDate],
+        read: Option<Current>,
         actions: Option<Actions>,
         started: Instant,
     ) -> Result<FillAnswer, FillError> {
         let dataset = &request.dataset;
         // A peer may have filled the range between our first read and the lease.
-        let mut current = self.read_current(dataset, key).await?;
+        let mut current = self.unless_changed(dataset, key, read).await?;
         let missing = missing_of(current.as_ref(), wanted);
         if missing.is_empty() && actions.is_none() {
             return self
@@ -935,6 +936,33 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
                 if missing_of(current.as_ref(), wanted).is_empty() {
                     return Ok(None);
                 }
+            }
+        }
+    }
+
+    /// `read` when it is still the object at `key` (a HEAD says so), else the object read
+    /// again: an extend decodes the file it extends once, not once before the lease and
+    /// once after.
+    async fn unless_changed(
+        &self,
+        dataset: &Dataset,
+        key: &str,
+        read: Option<Current>,
+    ) -> Result<Option<Current>, FillError> {
+        let now = match self.store.head(key, None).await {
+            Ok(meta) => Some(meta),
+            Err(StorageError::NotFound { .. }) => None,
+            Err(e) => return Err(e.into()),
+        };
+        match (read, now) {
+            (None, None) => Ok(None),
+            (Some(read), Some(now)) if etags_equal(&read.stored.meta.etag, &now.etag) => {
+                Ok(Some(read))
+            }
+            (read, _) => {
+                // The object read is dropped before the newer one is decoded.
+                drop(read);
+                self.read_current(dataset, key).await
             }
         }
     }
