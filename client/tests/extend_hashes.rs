@@ -1,7 +1,9 @@
-//! The sha256 work of a fill and of an extend on the embedded default: the engine hashes the
-//! file it writes once, for its sidecar; the validator and the client get the same version
-//! from the local store's memory, with that sha256, and hash nothing more than small objects.
-//! One test in this binary, so no other test's hashing is counted.
+//! The sha256 and decoding work of a fill and of an extend on the embedded default: the
+//! engine hashes the file it writes once, for its sidecar; the validator and the client get
+//! the same version from the local store's memory, with that sha256, and hash nothing more
+//! than small objects. An extend decodes none of the rows it copies: the engine reads their
+//! coverage and facts from the footer's outline, the validator checks the appended rows.
+//! One test in this binary, so no other test's work is counted.
 
 use cachefill_client::DataRequest;
 use cachefill_client::embedded::Embedded;
@@ -9,7 +11,7 @@ use cachefill_core::codec;
 use cachefill_core::dataset::Dataset;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_extend_on_the_embedded_default_hashes_the_file_it_writes_once() {
+async fn an_extend_on_the_embedded_default_hashes_its_file_once_and_decodes_only_new_rows() {
     let dir = tempfile::tempdir().unwrap();
     let embedded = Embedded::open(dir.path()).unwrap();
     let client = embedded.client();
@@ -29,9 +31,11 @@ async fn an_extend_on_the_embedded_default_hashes_the_file_it_writes_once() {
 
     // Into February: the file's sessions are all before the new ones, so this appends.
     let before = codec::bytes_hashed();
+    let decoded_before = codec::rows_decoded();
     let extended = DataRequest::parse(dataset, "2024-01-02", "2024-02-06").unwrap();
     let file = client.get(&extended).await.unwrap();
     let hashed = codec::bytes_hashed() - before;
+    let decoded = codec::rows_decoded() - decoded_before;
 
     let size = std::fs::metadata(&file.path).unwrap().len();
     assert!(file.rows > first.rows, "{file:?} after {first:?}");
@@ -45,5 +49,13 @@ async fn an_extend_on_the_embedded_default_hashes_the_file_it_writes_once() {
     assert!(
         hashed >= size && hashed < size + size / 4,
         "{hashed} bytes hashed for an extend to a file of {size} bytes"
+    );
+    // The validator's check of the appended row groups; before the footer's outline, the
+    // engine decoded every row of the file it extends as well.
+    let added = file.rows - first.rows;
+    assert!(
+        decoded <= added,
+        "{decoded} rows decoded for an extend of {} rows by {added}",
+        first.rows
     );
 }

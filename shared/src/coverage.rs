@@ -21,11 +21,11 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use crate::calendar::{self, CalendarError, NyDates};
 use crate::codec::facts::{datetimes, placeholder_mask};
 use crate::codec::schema::Layout;
-use crate::codec::{self, CodecError, Decoded, Sidecar};
+use crate::codec::{self, BatchFacts, CodecError, Decoded, Sidecar};
 use crate::dataset::Dataset;
 use crate::format::{
-    COVERAGE_METADATA, FACT_COVERAGE, FACT_PROVISIONAL, FACT_SCHEMA_VERSION, MAX_COVERAGE_METADATA,
-    PLACEHOLDERS_METADATA, SHA256_METADATA,
+    COVERAGE_METADATA, FACT_COVERAGE, FACT_OUTLINE, FACT_PROVISIONAL, FACT_SCHEMA_VERSION,
+    MAX_COVERAGE_METADATA, PLACEHOLDERS_METADATA, SHA256_METADATA,
 };
 use crate::storage::ObjectMeta;
 
@@ -276,6 +276,124 @@ pub fn of_parquet(
         &decoded.batch,
         last_modified,
     )?))
+}
+
+/// What a file's `datetime` and `missing` columns tell about it: its coverage (without the
+/// provisional placeholders, which [`FACT_PROVISIONAL`] records) and its facts. The writer
+/// records it in the footer ([`FACT_OUTLINE`]), so a reader of a long file learns it from
+/// the footer instead of decoding every row; the validator checks it against the rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outline {
+    pub coverage: Coverage,
+    pub facts: BatchFacts,
+}
+
+impl Outline {
+    /// The outline of a batch's rows, `edges` as in [`Coverage::of_batch`].
+    pub fn of_batch(batch: &RecordBatch, edges: bool) -> Result<Self, CodecError> {
+        Ok(Outline {
+            coverage: Coverage::of_batch(batch, BTreeSet::new(), edges)?,
+            facts: BatchFacts::of(batch)?,
+        })
+    }
+
+    /// The outline of a file made of the rows `self` describes followed by those `later`
+    /// describes, when every session of `later` comes after every session of `self`.
+    pub fn followed_by(self, later: Outline) -> Outline {
+        Outline {
+            facts: self.facts.followed_by(&later.facts),
+            coverage: self.coverage.followed_by(later.coverage, BTreeSet::new()),
+        }
+    }
+
+    /// The latest session with a row. In a file whose `datetime` strictly increases this is
+    /// the session of its last row: a session's real rows lie within its New York date and
+    /// its placeholder on its UTC date, so later rows never belong to earlier sessions.
+    pub fn last_session(&self) -> Option<NaiveDate> {
+        let real = self.coverage.real.last();
+        let placeholder = self.coverage.placeholders.last();
+        real.max(placeholder).copied()
+    }
+
+    /// The footer fact, or `None` when its session sets do not survive [`format_ranges`]
+    /// (a row on a day that is not an NYSE session): a reader then decodes the rows.
+    pub fn to_fact(&self) -> Option<String> {
+        let sets = [
+            &self.coverage.real,
+            &self.coverage.placeholders,
+            &self.coverage.short,
+        ];
+        let ranges: Vec<String> = sets.iter().map(|s| format_ranges(s)).collect();
+        if sets
+            .iter()
+            .zip(&ranges)
+            .any(|(set, text)| parse_ranges(text).as_ref() != Some(*set))
+        {
+            return None;
+        }
+        let facts = &self.facts;
+        Some(
+            serde_json::json!({
+                "rows": facts.rows,
+                "placeholder_rows": facts.placeholders,
+                "min": facts.min,
+                "max": facts.max,
+                "real": ranges[0],
+                "placeholders": ranges[1],
+                "short": ranges[2],
+            })
+            .to_string(),
+        )
+    }
+
+    /// Inverse of [`Outline::to_fact`]; `None` when the text is not well-formed.
+    pub fn from_fact(text: &str) -> Option<Outline> {
+        let value: serde_json::Value = serde_json::from_str(text).ok()?;
+        let count = |name: &str| usize::try_from(value.get(name)?.as_u64()?).ok();
+        let bound = |name: &str| match value.get(name)? {
+            serde_json::Value::Null => Some(None),
+            v => v.as_i64().map(Some),
+        };
+        let sessions = |name: &str| parse_ranges(value.get(name)?.as_str()?);
+        let rows = count("rows")?;
+        let placeholders = count("placeholder_rows")?;
+        Some(Outline {
+            coverage: Coverage {
+                real: sessions("real")?,
+                placeholders: sessions("placeholders")?,
+                provisional: BTreeSet::new(),
+                short: sessions("short")?,
+            },
+            facts: BatchFacts {
+                rows,
+                real_rows: rows.checked_sub(placeholders)?,
+                placeholders,
+                min: bound("min")?,
+                max: bound("max")?,
+            },
+        })
+    }
+
+    /// The outline a footer records, when it is one of ours and records one.
+    pub fn in_footer(metadata: &BTreeMap<String, String>) -> Option<Outline> {
+        metadata.get(FACT_SCHEMA_VERSION)?;
+        Outline::from_fact(metadata.get(FACT_OUTLINE)?)
+    }
+
+    /// This outline's coverage with the provisional placeholders a footer records.
+    pub fn coverage_in(&self, metadata: &BTreeMap<String, String>) -> Coverage {
+        let provisional = metadata
+            .get(FACT_PROVISIONAL)
+            .map(|text| parse_dates(text))
+            .unwrap_or_default();
+        Coverage {
+            provisional: provisional
+                .into_iter()
+                .filter(|d| self.coverage.placeholders.contains(d))
+                .collect(),
+            ..self.coverage.clone()
+        }
+    }
 }
 
 fn young_placeholders(all: &Coverage, written: DateTime<Utc>) -> BTreeSet<NaiveDate> {
@@ -554,6 +672,79 @@ mod tests {
         ));
         assert!(sidecar_rules_out(&sidecar, &[d("2023-12-29")]));
         assert!(!sidecar_rules_out(&sidecar, &[]));
+    }
+
+    /// A minute file of two sessions: the first reaches its open and close, the second stops
+    /// short of its close, and a placeholder stands for the session between them.
+    fn outline_batch() -> RecordBatch {
+        use std::sync::Arc;
+
+        use arrow_array::{ArrayRef, BooleanArray, TimestampNanosecondArray};
+        let at = |text: &str| {
+            DateTime::parse_from_rfc3339(text)
+                .unwrap()
+                .timestamp_nanos_opt()
+                .unwrap()
+        };
+        let times = [
+            "2024-01-02T14:30:00Z",
+            "2024-01-02T20:59:00Z",
+            "2024-01-03T21:00:00Z",
+            "2024-01-04T14:30:00Z",
+            "2024-01-04T18:00:00Z",
+        ];
+        let times = TimestampNanosecondArray::from(times.map(at).to_vec()).with_timezone("UTC");
+        let missing = BooleanArray::from(vec![false, false, true, false, false]);
+        RecordBatch::try_from_iter([
+            ("datetime", Arc::new(times) as ArrayRef),
+            ("missing", Arc::new(missing) as ArrayRef),
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn an_outline_survives_its_footer_fact() {
+        let outline = Outline::of_batch(&outline_batch(), true).unwrap();
+        assert_eq!(
+            outline.coverage.real,
+            [d("2024-01-02"), d("2024-01-04")].into()
+        );
+        assert_eq!(outline.coverage.placeholders, [d("2024-01-03")].into());
+        assert_eq!(outline.coverage.short, [d("2024-01-04")].into());
+        assert_eq!((outline.facts.rows, outline.facts.placeholders), (5, 1));
+        assert_eq!(outline.last_session(), Some(d("2024-01-04")));
+        let fact = outline.to_fact().unwrap();
+        assert_eq!(Outline::from_fact(&fact), Some(outline.clone()));
+        // Split in two after the placeholder, the parts followed one by the other are the whole.
+        let batch = outline_batch();
+        let (first, later) = (batch.slice(0, 3), batch.slice(3, 2));
+        let joined = Outline::of_batch(&first, true)
+            .unwrap()
+            .followed_by(Outline::of_batch(&later, true).unwrap());
+        assert_eq!(joined, outline);
+        // Provisional placeholders come from their own fact, and only placeholders count.
+        let metadata = BTreeMap::from([
+            (FACT_SCHEMA_VERSION.to_string(), "1".to_string()),
+            (FACT_OUTLINE.to_string(), fact),
+            (
+                FACT_PROVISIONAL.to_string(),
+                "2024-01-03,2024-01-04".to_string(),
+            ),
+        ]);
+        let read = Outline::in_footer(&metadata).unwrap();
+        assert_eq!(
+            read.coverage_in(&metadata).provisional,
+            [d("2024-01-03")].into()
+        );
+        assert_eq!(Outline::from_fact("{\"rows\":1}"), None);
+    }
+
+    #[test]
+    fn an_outline_off_the_session_calendar_is_not_recorded() {
+        let mut outline = Outline::of_batch(&outline_batch(), true).unwrap();
+        // A Saturday: ranges of sessions cannot hold it, so a reader decodes the rows.
+        outline.coverage.real.insert(d("2024-01-06"));
+        assert_eq!(outline.to_fact(), None);
     }
 
     #[test]

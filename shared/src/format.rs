@@ -49,6 +49,10 @@ pub const FACT_PROVIDER: &str = "cachefill.provider";
 pub const FACT_DATASET: &str = "cachefill.dataset";
 /// Footer fact: every covered session, as ranges (`2024-01-02..2024-03-28,2024-04-02`).
 pub const FACT_COVERAGE: &str = "cachefill.coverage";
+/// Footer fact: what the `datetime` and `missing` columns say (sessions with real rows,
+/// with placeholders only, short ones; row counts and bounds), as JSON
+/// ([`crate::coverage::Outline`]), so a reader need not decode them.
+pub const FACT_OUTLINE: &str = "cachefill.outline";
 /// Footer fact: placeholder sessions not trusted yet, comma-separated.
 pub const FACT_PROVISIONAL: &str = "cachefill.provisional";
 /// Footer fact: when the file was written (RFC 3339, UTC).

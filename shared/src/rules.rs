@@ -1,14 +1,14 @@
 //! The validation rules every cached object must pass (`docs/VALIDATOR.md`), as one pure
 //! function that reports every violation it finds, not just the first.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float64Type;
-use arrow_array::{Array, RecordBatch, RecordBatchReader};
+use arrow_array::{Array, RecordBatch};
 use bytes::Bytes;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::ArrowReaderMetadata;
 use parquet::file::metadata::ColumnChunkMetaData;
 use parquet::schema::types::ColumnPath;
 use serde::Serialize;
@@ -19,8 +19,9 @@ use crate::codec::conform::{SchemaMismatch, conform};
 use crate::codec::facts::placeholder_mask;
 use crate::codec::schema::{DATETIME, Layout, SIZE_COLUMNS};
 use crate::codec::{self, BatchFacts, Decoded, Sidecar, rows};
-use crate::coverage;
+use crate::coverage::{self, Outline};
 use crate::dataset::Dataset;
+use crate::format::{FACT_OUTLINE, FACT_SCHEMA_VERSION};
 use crate::others;
 use crate::pyfmt;
 use crate::reference::{Reference, chain, events};
@@ -62,6 +63,8 @@ pub enum Rule {
     SidecarUnreadable,
     /// The sidecar disagrees with the parquet on rows, placeholders, checksum, min or max.
     SidecarMismatch,
+    /// Our footer's outline (`cachefill.outline`) does not parse or disagrees with the rows.
+    FooterOutline,
     /// An events parquet whose rows are not events lumibot can use (no date, bad value,
     /// out of order).
     Events,
@@ -326,6 +329,9 @@ pub fn check_object_hashed(
         }
     };
     report.violations.extend(check_rows(dataset, &batch, now));
+    report
+        .violations
+        .extend(outline_violation(dataset, &decoded.metadata, &batch));
     match BatchFacts::of(&batch) {
         Ok(facts) => {
             if let Some(sidecar) = sidecar {
@@ -373,13 +379,26 @@ pub fn check_extension(
     let appended = (kept..footer.metadata().num_row_groups()).collect();
     // A row group that does not decode, or columns that do not conform, are the whole
     // check's to name.
-    let batch = conform(dataset, &decode_row_groups(bytes, &footer, appended).ok()?).ok()?;
+    let batch = conform(
+        dataset,
+        &codec::decode_row_groups(bytes, &footer, appended).ok()?,
+    )
+    .ok()?;
     let preceding = Preceding {
         rows: earlier_facts.rows,
         last: earlier_facts.max,
     };
-    let violations = check_rows_after(dataset, &batch, now, preceding)?;
+    let mut violations = check_rows_after(dataset, &batch, now, preceding)?;
     let added = BatchFacts::of(&batch).ok()?;
+    let metadata = codec::footer_metadata(footer.metadata());
+    if metadata.contains_key(FACT_OUTLINE) {
+        violations.extend(extension_outline_violation(
+            dataset,
+            &metadata,
+            &codec::footer_metadata(earlier_footer.metadata()),
+            &batch,
+        )?);
+    }
     Some(Report {
         violations,
         sha256: sha256.to_string(),
@@ -387,6 +406,68 @@ pub fn check_extension(
         facts: Some(earlier_facts.followed_by(&added)),
         decoded: None,
     })
+}
+
+/// The violation of a file whose footer records an outline the rows `batch` do not have.
+fn outline_violation(
+    dataset: &Dataset,
+    metadata: &BTreeMap<String, String>,
+    batch: &RecordBatch,
+) -> Option<Violation> {
+    metadata.get(FACT_SCHEMA_VERSION)?;
+    let written = metadata.get(FACT_OUTLINE)?;
+    let rows = match Outline::of_batch(batch, coverage::checks_edges(dataset)) {
+        Ok(rows) => rows,
+        // No `datetime` to outline: the schema rule names that.
+        Err(_) => return None,
+    };
+    outline_disagreement(written, &rows)
+}
+
+/// [`outline_violation`] of an extension, whose rows are `earlier`'s (a valid file, whose
+/// outline was checked when it was judged) followed by `appended`: `None` when that cannot
+/// be told without the earlier rows (`earlier` records no outline, or the appended rows
+/// reach back into its sessions), so the whole check decides.
+fn extension_outline_violation(
+    dataset: &Dataset,
+    metadata: &BTreeMap<String, String>,
+    earlier: &BTreeMap<String, String>,
+    appended: &RecordBatch,
+) -> Option<Option<Violation>> {
+    let written = metadata.get(FACT_OUTLINE)?;
+    let earlier = Outline::in_footer(earlier)?;
+    let added = Outline::of_batch(appended, coverage::checks_edges(dataset)).ok()?;
+    let first_added = added
+        .coverage
+        .real
+        .first()
+        .into_iter()
+        .chain(added.coverage.placeholders.first())
+        .min();
+    if let (Some(last), Some(first)) = (earlier.last_session(), first_added)
+        && *first <= last
+    {
+        return None;
+    }
+    Some(outline_disagreement(written, &earlier.followed_by(added)))
+}
+
+fn outline_disagreement(written: &str, rows: &Outline) -> Option<Violation> {
+    match Outline::from_fact(written) {
+        Some(claimed) if claimed == *rows => None,
+        Some(_) => Some(Violation::new(
+            Rule::FooterOutline,
+            format!(
+                "{FACT_OUTLINE} claims {written} but the rows say {}",
+                rows.to_fact()
+                    .unwrap_or_else(|| "sessions off the NYSE calendar".into())
+            ),
+        )),
+        None => Some(Violation::new(
+            Rule::FooterOutline,
+            format!("{FACT_OUTLINE} does not parse: {written}"),
+        )),
+    }
 }
 
 /// How many row groups `file` keeps of `earlier` exactly as they were: same arrow and
@@ -499,32 +580,6 @@ fn describes(facts: &BatchFacts, footer: &ArrowReaderMetadata, now: DateTime<Utc
     usize::try_from(rows).is_ok_and(|rows| rows == facts.rows)
         && facts.real_rows.checked_add(facts.placeholders) == Some(facts.rows)
         && bounded
-}
-
-/// Some row groups of a parquet file, decoded into one batch.
-fn decode_row_groups(
-    bytes: &Bytes,
-    footer: &ArrowReaderMetadata,
-    groups: Vec<usize>,
-) -> Result<RecordBatch, codec::CodecError> {
-    let metadata = footer.metadata();
-    let rows: i64 = groups
-        .iter()
-        .map(|g| metadata.row_group(*g).num_rows())
-        .sum();
-    codec::guarded(|| {
-        let reader =
-            ParquetRecordBatchReaderBuilder::new_with_metadata(bytes.clone(), footer.clone())
-                .with_row_groups(groups)
-                .with_batch_size(usize::try_from(rows).unwrap_or(0).max(1))
-                .build()?;
-        let schema = reader.schema();
-        let batches = reader.collect::<Result<Vec<_>, _>>()?;
-        Ok(match batches.len() {
-            1 => batches.into_iter().next().expect("one batch"),
-            _ => arrow_select::concat::concat_batches(&schema, &batches)?,
-        })
-    })
 }
 
 /// Compare a sidecar with the facts and checksum of the parquet it describes.

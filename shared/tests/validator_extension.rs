@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use arrow_array::RecordBatch;
 use bytes::Bytes;
 use cachefill_core::codec::{self, BatchFacts};
+use cachefill_core::coverage::{self, Outline};
 use cachefill_core::dataset::Dataset;
+use cachefill_core::format::{FACT_OUTLINE, FACT_SCHEMA_VERSION};
 use cachefill_core::rules::{Report, Rule, check_extension, check_object};
 use cachefill_core::storage::PutResult;
 use cachefill_core::validate::validator::Checked;
@@ -22,10 +24,23 @@ const LATER: [&str; 2] = ["2024-01-08", "2024-01-09"];
 
 /// `file` with `rows` appended as the fill engine extends a file: its row groups copied.
 fn extend(file: &Bytes, rows: &RecordBatch) -> Bytes {
+    extend_with(file, rows, &BTreeMap::new())
+}
+
+/// [`extend`] with the footer facts `metadata`.
+fn extend_with(file: &Bytes, rows: &RecordBatch, metadata: &BTreeMap<String, String>) -> Bytes {
     let footer = codec::read_footer(file).unwrap();
     let mut encoder = codec::Encoder::appending(rows.schema(), file, footer.metadata()).unwrap();
     encoder.write(rows).unwrap();
-    encoder.finish(&BTreeMap::new()).unwrap()
+    encoder.finish(metadata).unwrap()
+}
+
+/// Our footer facts, claiming `outline`.
+fn claiming(outline: &Outline) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (FACT_SCHEMA_VERSION.to_string(), "1".to_string()),
+        (FACT_OUTLINE.to_string(), outline.to_fact().unwrap()),
+    ])
 }
 
 fn facts_of(file: &Bytes) -> BatchFacts {
@@ -131,6 +146,68 @@ fn an_extension_gets_the_report_the_whole_check_gives() {
             "no datetime"
         ]
     );
+}
+
+#[test]
+fn a_footer_outline_the_rows_do_not_have_is_refused_whole_and_extended() {
+    let dataset = spy_minute();
+    let edges = coverage::checks_edges(&dataset);
+    let now = Utc::now();
+    let rules = |report: &Report| report.violations.iter().map(|v| v.rule).collect::<Vec<_>>();
+    let rows = batch(&dataset, &EARLIER, &["2024-01-08"]);
+    let truth = Outline::of_batch(&rows, edges).unwrap();
+    assert_eq!(truth.coverage.placeholders.len(), 1);
+    let earlier = codec::encode(&rows, &claiming(&truth)).unwrap();
+    assert!(check_object(&dataset, &earlier, None, now).is_valid());
+
+    // One session with real rows said to be a placeholder; a row more than there is.
+    let mut moved = truth.clone();
+    let first = *moved.coverage.real.first().unwrap();
+    moved.coverage.real.remove(&first);
+    moved.coverage.placeholders.insert(first);
+    let mut counted = truth.clone();
+    counted.facts.rows += 1;
+    for lie in [moved, counted] {
+        let lying = codec::encode(&rows, &claiming(&lie)).unwrap();
+        assert_eq!(
+            rules(&check_object(&dataset, &lying, None, now)),
+            [Rule::FooterOutline]
+        );
+    }
+    let garbled = BTreeMap::from([
+        (FACT_SCHEMA_VERSION.to_string(), "1".to_string()),
+        (FACT_OUTLINE.to_string(), "{\"rows\":".to_string()),
+    ]);
+    let garbled = codec::encode(&rows, &garbled).unwrap();
+    assert_eq!(
+        rules(&check_object(&dataset, &garbled, None, now)),
+        [Rule::FooterOutline]
+    );
+
+    // Extended: the earlier outline followed by the appended rows' is the only true one,
+    // and the check of the appended rows alone says what the whole check says.
+    let later = batch(&dataset, &["2024-01-09", "2024-01-10"], &[]);
+    let whole_truth = truth
+        .clone()
+        .followed_by(Outline::of_batch(&later, edges).unwrap());
+    for (claim, valid) in [(&whole_truth, true), (&truth, false)] {
+        let extended = extend_with(&earlier, &later, &claiming(claim));
+        let whole = check_object(&dataset, &extended, None, now);
+        let appended = check_extension(
+            &dataset,
+            &extended,
+            &codec::sha256_hex(&extended),
+            &earlier,
+            &facts_of(&earlier),
+            now,
+        )
+        .expect("an extension");
+        assert_eq!(verdict(&appended), verdict(&whole));
+        assert_eq!(whole.is_valid(), valid, "{:?}", whole.violations);
+        if !valid {
+            assert_eq!(rules(&whole), [Rule::FooterOutline]);
+        }
+    }
 }
 
 #[test]

@@ -276,6 +276,28 @@ pub fn read_footer(file: &Bytes) -> Result<ArrowReaderMetadata, CodecError> {
     guarded(|| Ok(ArrowReaderMetadata::load(file, options)?))
 }
 
+/// Whether the footer's statistics record no null in the leaf column `name` of any row
+/// group (`false` when a row group records none).
+pub fn recorded_without_nulls(footer: &ArrowReaderMetadata, name: &str) -> bool {
+    let metadata = footer.metadata();
+    let Some(index) = metadata
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .position(|c| c.path().string() == name)
+    else {
+        return false;
+    };
+    metadata.row_groups().iter().all(|group| {
+        group
+            .column(index)
+            .statistics()
+            .and_then(|s| s.null_count_opt())
+            == Some(0)
+    })
+}
+
 /// Decode a whole parquet file into one batch.
 pub fn decode(bytes: Bytes) -> Result<Decoded, CodecError> {
     let footer = read_footer(&bytes)?;
@@ -314,7 +336,36 @@ pub fn decode_columns(
             1 => batches.into_iter().next().expect("one batch"),
             _ => arrow_select::concat::concat_batches(&schema, &batches)?,
         };
+        count_decoded(&batch);
         Ok(Decoded { batch, metadata })
+    })
+}
+
+/// Some row groups of a parquet file, decoded into one batch.
+pub fn decode_row_groups(
+    bytes: &Bytes,
+    footer: &ArrowReaderMetadata,
+    groups: Vec<usize>,
+) -> Result<RecordBatch, CodecError> {
+    let metadata = footer.metadata();
+    let rows: i64 = groups
+        .iter()
+        .map(|g| metadata.row_group(*g).num_rows())
+        .sum();
+    guarded(|| {
+        let reader =
+            ParquetRecordBatchReaderBuilder::new_with_metadata(bytes.clone(), footer.clone())
+                .with_row_groups(groups)
+                .with_batch_size(usize::try_from(rows).unwrap_or(0).max(1))
+                .build()?;
+        let schema = reader.schema();
+        let batches = reader.collect::<Result<Vec<_>, _>>()?;
+        let batch = match batches.len() {
+            1 => batches.into_iter().next().expect("one batch"),
+            _ => arrow_select::concat::concat_batches(&schema, &batches)?,
+        };
+        count_decoded(&batch);
+        Ok(batch)
     })
 }
 
@@ -356,6 +407,22 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// hashing work done once hold down).
 pub fn bytes_hashed() -> u64 {
     BYTES_HASHED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Rows decoded by [`decode_columns`] and [`decode_row_groups`] since the process started.
+static ROWS_DECODED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn count_decoded(batch: &RecordBatch) {
+    ROWS_DECODED.fetch_add(
+        batch.num_rows() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+}
+
+/// How many rows this process has decoded whole or by row group so far (what the tests of
+/// an extend's reading hold down).
+pub fn rows_decoded() -> u64 {
+    ROWS_DECODED.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ use crate::codec::rows::rows_to_batch;
 use crate::codec::schema::{DATETIME, Layout, MISSING, SPLIT_ADJUSTED, UTC};
 use crate::codec::{self, BatchFacts, Rows, Sidecar, conform};
 use crate::corporate::{self, CorporateActions};
-use crate::coverage::{self, Coverage};
+use crate::coverage::{self, Coverage, Outline};
 use crate::dataset::{Dataset, Payload};
 use crate::format::{self, JSON_CONTENT_TYPE, PARQUET_CONTENT_TYPE, SIDECAR_SUFFIX};
 use crate::keys::KeyLayout;
@@ -92,15 +92,20 @@ struct Stored {
     facts: BatchFacts,
 }
 
-/// The object at a dataset's key as last read: its footer and the columns coverage, facts
-/// and adjustment are decided by; the other columns are decoded only when rows are merged
-/// into them ([`Current::rows`]).
+/// The object at a dataset's key as last read: its footer, and what coverage, facts and
+/// adjustment are decided by (the [`Outline`] our footer records, or else the
+/// [`OUTLINE_COLUMNS`] of every row, decoded); the other columns are decoded only when rows
+/// are merged into them ([`Current::rows`]).
 #[derive(Debug, Clone)]
 struct Current {
     stored: Stored,
     footer: ArrowReaderMetadata,
-    /// [`OUTLINE_COLUMNS`] of every row, conformed.
-    outline: RecordBatch,
+    /// The file's schema conformed to its dataset (as its rows would be).
+    conformed: SchemaRef,
+    /// The NY session of the file's last row.
+    last_session: Option<NaiveDate>,
+    /// No row lacks a `datetime`.
+    datetime_complete: bool,
     /// Written by cachefill (its footer facts are there).
     ours: bool,
     /// Day bars: the date the rows marked `_split_adjusted` were adjusted as of, and
@@ -138,19 +143,19 @@ impl Current {
             source,
         })
     }
+}
 
-    /// The NY session of the file's last row.
-    fn last_session(&self) -> Option<NaiveDate> {
-        let times = datetimes(&self.outline).ok()?;
-        let last = times.iter().flatten().max()?;
-        let missing = codec::facts::placeholder_mask(&self.outline);
-        let index = times.iter().position(|t| t == Some(last))?;
-        Some(coverage::row_session(
-            &mut NyDates::new(),
-            last,
-            missing[index],
-        ))
-    }
+/// The NY session of the last row of an outline batch.
+fn last_session_of(outline: &RecordBatch) -> Option<NaiveDate> {
+    let times = datetimes(outline).ok()?;
+    let last = times.iter().flatten().max()?;
+    let missing = codec::facts::placeholder_mask(outline);
+    let index = times.iter().position(|t| t == Some(last))?;
+    Some(coverage::row_session(
+        &mut NyDates::new(),
+        last,
+        missing[index],
+    ))
 }
 
 /// The columns of a file a fill reads before it knows whether it merges into the file.
@@ -207,7 +212,7 @@ impl Encoding {
         let encoder =
             codec::Encoder::appending(schema, &current.stored.bytes, current.footer.metadata())
                 .map_err(FillError::codec("encoding"))?;
-        let rows = current.outline.num_rows();
+        let rows = current.stored.facts.rows;
         let mut fetched_rows = BooleanBufferBuilder::new(rows);
         fetched_rows.append_n(rows, false);
         Ok(Encoding {
@@ -824,6 +829,7 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
         let metadata = self.file_metadata(
             dataset,
             &coverage,
+            &facts,
             job.adjustment().map(|a| &a.actions),
             job.now,
         );
@@ -988,21 +994,54 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
             source,
         };
         let footer = codec::read_footer(&got.bytes).map_err(unreadable)?;
-        let decoded = codec::decode_columns(got.bytes.clone(), &footer, Some(&OUTLINE_COLUMNS))
-            .map_err(unreadable)?;
-        conform::conform(dataset, &RecordBatch::new_empty(footer.schema().clone()))
-            .map_err(not_extendable)?;
-        let outline = conform::conform(dataset, &decoded.batch).map_err(not_extendable)?;
-        let coverage = coverage::of_decoded(dataset, &decoded, &outline, got.meta.last_modified)
-            .map_err(FillError::codec("coverage"))?;
-        let (marked, unadjusted) = adjustment_marks(&outline);
+        let conformed = conform::conform(dataset, &RecordBatch::new_empty(footer.schema().clone()))
+            .map_err(not_extendable)?
+            .schema();
+        let metadata = codec::footer_metadata(footer.metadata());
+        // Our footer's outline stands for the rows it describes; files with `_split_adjusted`
+        // marks (day bars lumibot adjusts) are decoded for them.
+        let recorded = Outline::in_footer(&metadata).filter(|o| {
+            footer.schema().field_with_name(SPLIT_ADJUSTED).is_err()
+                && i64::try_from(o.facts.rows).ok()
+                    == Some(footer.metadata().file_metadata().num_rows())
+        });
+        let (coverage, facts, last_session, datetime_complete, (marked, unadjusted)) =
+            match recorded {
+                Some(outline) => (
+                    outline.coverage_in(&metadata),
+                    outline.facts,
+                    outline.last_session(),
+                    codec::recorded_without_nulls(&footer, DATETIME),
+                    (false, outline.facts.real_rows > 0),
+                ),
+                None => {
+                    let decoded =
+                        codec::decode_columns(got.bytes.clone(), &footer, Some(&OUTLINE_COLUMNS))
+                            .map_err(unreadable)?;
+                    let outline =
+                        conform::conform(dataset, &decoded.batch).map_err(not_extendable)?;
+                    let coverage =
+                        coverage::of_decoded(dataset, &decoded, &outline, got.meta.last_modified)
+                            .map_err(FillError::codec("coverage"))?;
+                    let facts = BatchFacts::of(&outline).map_err(FillError::codec("answer"))?;
+                    let complete = outline
+                        .column_by_name(DATETIME)
+                        .is_some_and(|t| t.null_count() == 0);
+                    (
+                        coverage,
+                        facts,
+                        last_session_of(&outline),
+                        complete,
+                        adjustment_marks(&outline),
+                    )
+                }
+            };
         // A file marked adjusted without our record of when (lumibot's) was adjusted as of
         // its writing.
-        let adjusted_as_of = decoded
-            .fact(format::FACT_ADJUSTED_AS_OF)
+        let adjusted_as_of = metadata
+            .get(format::FACT_ADJUSTED_AS_OF)
             .and_then(|t| t.parse().ok())
             .or_else(|| marked.then(|| calendar::ny_date(got.meta.last_modified)));
-        let facts = BatchFacts::of(&outline).map_err(FillError::codec("answer"))?;
         Ok(Some(Current {
             stored: Stored {
                 bytes: got.bytes,
@@ -1012,8 +1051,10 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
                 facts,
             },
             footer,
-            outline,
-            ours: decoded.fact(format::FACT_SCHEMA_VERSION).is_some(),
+            conformed,
+            last_session,
+            datetime_complete,
+            ours: metadata.contains_key(format::FACT_SCHEMA_VERSION),
             adjusted_as_of,
             unadjusted,
         }))
@@ -1156,6 +1197,7 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
         &self,
         dataset: &Dataset,
         coverage: &Coverage,
+        facts: &BatchFacts,
         actions: Option<&CorporateActions>,
         now: DateTime<Utc>,
     ) -> BTreeMap<String, String> {
@@ -1185,9 +1227,17 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
                 (format::FACT_SPLITS, a.describe_splits()),
             ]
         });
+        let outline = Outline {
+            coverage: Coverage {
+                provisional: BTreeSet::new(),
+                ..coverage.clone()
+            },
+            facts: *facts,
+        };
         entries
             .into_iter()
             .chain(adjustment)
+            .chain(outline.to_fact().map(|fact| (format::FACT_OUTLINE, fact)))
             .map(|(k, v)| (k.to_string(), v))
             .collect()
     }
@@ -1254,16 +1304,12 @@ fn appends(job: &Job<'_>, current: &Current) -> bool {
         && conform::merged_schema(dataset, schema).fields() == schema.fields()
         && schema.field_with_name(DATETIME).ok().map(|f| f.data_type())
             == current
-                .outline
-                .schema()
+                .conformed
                 .field_with_name(DATETIME)
                 .ok()
                 .map(|f| f.data_type())
-        && current
-            .outline
-            .column_by_name(DATETIME)
-            .is_some_and(|t| t.null_count() == 0)
-        && first_missing.is_some_and(|m| current.last_session().is_none_or(|l| *m > l))
+        && current.datetime_complete
+        && first_missing.is_some_and(|m| current.last_session.is_none_or(|l| *m > l))
         && small < MAX_SMALL_ROW_GROUPS
 }
 
