@@ -228,10 +228,7 @@ pub fn of_decoded(
 ) -> Result<Coverage, CodecError> {
     let all = Coverage::of_batch(batch, BTreeSet::new(), checks_edges(dataset))?;
     let provisional = if decoded.fact(FACT_SCHEMA_VERSION).is_some() {
-        decoded
-            .fact(FACT_PROVISIONAL)
-            .map(parse_dates)
-            .unwrap_or_default()
+        recorded_provisional(&decoded.metadata)
     } else {
         young_placeholders(&all, last_modified)
     };
@@ -291,9 +288,18 @@ pub struct Outline {
 impl Outline {
     /// The outline of a batch's rows, `edges` as in [`Coverage::of_batch`].
     pub fn of_batch(batch: &RecordBatch, edges: bool) -> Result<Self, CodecError> {
+        Outline::with_facts(batch, BatchFacts::of(batch)?, edges)
+    }
+
+    /// [`Outline::of_batch`] of a batch whose facts are known already.
+    pub fn with_facts(
+        batch: &RecordBatch,
+        facts: BatchFacts,
+        edges: bool,
+    ) -> Result<Self, CodecError> {
         Ok(Outline {
             coverage: Coverage::of_batch(batch, BTreeSet::new(), edges)?,
-            facts: BatchFacts::of(batch)?,
+            facts,
         })
     }
 
@@ -374,26 +380,31 @@ impl Outline {
         })
     }
 
+    /// The text of the outline a footer records, when it is one of ours and records one.
+    pub fn written(metadata: &BTreeMap<String, String>) -> Option<&str> {
+        metadata.get(FACT_SCHEMA_VERSION)?;
+        metadata.get(FACT_OUTLINE).map(String::as_str)
+    }
+
     /// The outline a footer records, when it is one of ours and records one.
     pub fn in_footer(metadata: &BTreeMap<String, String>) -> Option<Outline> {
-        metadata.get(FACT_SCHEMA_VERSION)?;
-        Outline::from_fact(metadata.get(FACT_OUTLINE)?)
+        Outline::from_fact(Outline::written(metadata)?)
     }
 
     /// This outline's coverage with the provisional placeholders a footer records.
     pub fn coverage_in(&self, metadata: &BTreeMap<String, String>) -> Coverage {
-        let provisional = metadata
-            .get(FACT_PROVISIONAL)
-            .map(|text| parse_dates(text))
-            .unwrap_or_default();
-        Coverage {
-            provisional: provisional
-                .into_iter()
-                .filter(|d| self.coverage.placeholders.contains(d))
-                .collect(),
-            ..self.coverage.clone()
-        }
+        self.coverage
+            .clone()
+            .followed_by(Coverage::default(), recorded_provisional(metadata))
     }
+}
+
+/// The placeholder sessions our footer records as not trusted yet ([`FACT_PROVISIONAL`]).
+fn recorded_provisional(metadata: &BTreeMap<String, String>) -> BTreeSet<NaiveDate> {
+    metadata
+        .get(FACT_PROVISIONAL)
+        .map(|text| parse_dates(text))
+        .unwrap_or_default()
 }
 
 fn young_placeholders(all: &Coverage, written: DateTime<Utc>) -> BTreeSet<NaiveDate> {

@@ -21,7 +21,7 @@ use crate::codec::schema::{DATETIME, Layout, SIZE_COLUMNS};
 use crate::codec::{self, BatchFacts, Decoded, Sidecar, rows};
 use crate::coverage::{self, Outline};
 use crate::dataset::Dataset;
-use crate::format::{FACT_OUTLINE, FACT_SCHEMA_VERSION};
+use crate::format::FACT_OUTLINE;
 use crate::others;
 use crate::pyfmt;
 use crate::reference::{Reference, chain, events};
@@ -329,11 +329,11 @@ pub fn check_object_hashed(
         }
     };
     report.violations.extend(check_rows(dataset, &batch, now));
-    report
-        .violations
-        .extend(outline_violation(dataset, &decoded.metadata, &batch));
     match BatchFacts::of(&batch) {
         Ok(facts) => {
+            report
+                .violations
+                .extend(outline_violation(dataset, &decoded.metadata, &batch, facts));
             if let Some(sidecar) = sidecar {
                 report
                     .violations
@@ -390,15 +390,13 @@ pub fn check_extension(
     };
     let mut violations = check_rows_after(dataset, &batch, now, preceding)?;
     let added = BatchFacts::of(&batch).ok()?;
-    let metadata = codec::footer_metadata(footer.metadata());
-    if metadata.contains_key(FACT_OUTLINE) {
-        violations.extend(extension_outline_violation(
-            dataset,
-            &metadata,
-            &codec::footer_metadata(earlier_footer.metadata()),
-            &batch,
-        )?);
-    }
+    violations.extend(extension_outline_violation(
+        dataset,
+        &codec::footer_metadata(footer.metadata()),
+        &codec::footer_metadata(earlier_footer.metadata()),
+        &batch,
+        added,
+    )?);
     Some(Report {
         violations,
         sha256: sha256.to_string(),
@@ -408,15 +406,16 @@ pub fn check_extension(
     })
 }
 
-/// The violation of a file whose footer records an outline the rows `batch` do not have.
+/// The violation of a file whose footer records an outline the rows `batch` (whose facts
+/// are `facts`) do not have.
 fn outline_violation(
     dataset: &Dataset,
     metadata: &BTreeMap<String, String>,
     batch: &RecordBatch,
+    facts: BatchFacts,
 ) -> Option<Violation> {
-    metadata.get(FACT_SCHEMA_VERSION)?;
-    let written = metadata.get(FACT_OUTLINE)?;
-    let rows = match Outline::of_batch(batch, coverage::checks_edges(dataset)) {
+    let written = Outline::written(metadata)?;
+    let rows = match Outline::with_facts(batch, facts, coverage::checks_edges(dataset)) {
         Ok(rows) => rows,
         // No `datetime` to outline: the schema rule names that.
         Err(_) => return None,
@@ -425,18 +424,21 @@ fn outline_violation(
 }
 
 /// [`outline_violation`] of an extension, whose rows are `earlier`'s (a valid file, whose
-/// outline was checked when it was judged) followed by `appended`: `None` when that cannot
-/// be told without the earlier rows (`earlier` records no outline, or the appended rows
-/// reach back into its sessions), so the whole check decides.
+/// outline was checked when it was judged) followed by `appended` (whose facts are
+/// `facts`): `None` when that cannot be told without the earlier rows (`earlier` records no
+/// outline, or the appended rows reach back into its sessions), so the whole check decides.
 fn extension_outline_violation(
     dataset: &Dataset,
     metadata: &BTreeMap<String, String>,
     earlier: &BTreeMap<String, String>,
     appended: &RecordBatch,
+    facts: BatchFacts,
 ) -> Option<Option<Violation>> {
-    let written = metadata.get(FACT_OUTLINE)?;
+    let Some(written) = Outline::written(metadata) else {
+        return Some(None);
+    };
     let earlier = Outline::in_footer(earlier)?;
-    let added = Outline::of_batch(appended, coverage::checks_edges(dataset)).ok()?;
+    let added = Outline::with_facts(appended, facts, coverage::checks_edges(dataset)).ok()?;
     let first_added = added
         .coverage
         .real

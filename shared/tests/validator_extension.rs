@@ -208,6 +208,22 @@ fn a_footer_outline_the_rows_do_not_have_is_refused_whole_and_extended() {
             assert_eq!(rules(&whole), [Rule::FooterOutline]);
         }
     }
+    // An outline without our other facts is no claim of ours, to either check.
+    let mut foreign = claiming(&truth);
+    foreign.remove(FACT_SCHEMA_VERSION);
+    let extended = extend_with(&earlier, &later, &foreign);
+    let whole = check_object(&dataset, &extended, None, now);
+    let appended = check_extension(
+        &dataset,
+        &extended,
+        &codec::sha256_hex(&extended),
+        &earlier,
+        &facts_of(&earlier),
+        now,
+    )
+    .expect("an extension");
+    assert!(whole.is_valid(), "{:?}", whole.violations);
+    assert_eq!(verdict(&appended), verdict(&whole));
 }
 
 #[test]

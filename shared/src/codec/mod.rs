@@ -15,7 +15,8 @@ use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
-    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
+    ParquetRecordBatchReaderBuilder,
 };
 use parquet::arrow::arrow_writer::{ArrowColumnWriter, ArrowRowGroupWriterFactory, compute_leaves};
 use parquet::basic::Compression;
@@ -328,17 +329,25 @@ pub fn decode_columns(
     // the rows twice at the end.
     let rows = usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
     guarded(|| {
-        let reader = builder.with_batch_size(rows.max(1)).build()?;
-        let schema = reader.schema();
-        let batches = reader.collect::<Result<Vec<_>, _>>()?;
-        let batch = match batches.len() {
-            0 => RecordBatch::new_empty(Arc::clone(&schema)),
-            1 => batches.into_iter().next().expect("one batch"),
-            _ => arrow_select::concat::concat_batches(&schema, &batches)?,
-        };
-        count_decoded(&batch);
+        let batch = read_whole(builder.with_batch_size(rows.max(1)).build()?)?;
         Ok(Decoded { batch, metadata })
     })
+}
+
+/// Every batch of `reader` as one (counted by [`rows_decoded`]).
+fn read_whole(reader: ParquetRecordBatchReader) -> Result<RecordBatch, CodecError> {
+    let schema = reader.schema();
+    let batches = reader.collect::<Result<Vec<_>, _>>()?;
+    let batch = match batches.len() {
+        0 => RecordBatch::new_empty(Arc::clone(&schema)),
+        1 => batches.into_iter().next().expect("one batch"),
+        _ => arrow_select::concat::concat_batches(&schema, &batches)?,
+    };
+    ROWS_DECODED.fetch_add(
+        batch.num_rows() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    Ok(batch)
 }
 
 /// Some row groups of a parquet file, decoded into one batch.
@@ -353,19 +362,12 @@ pub fn decode_row_groups(
         .map(|g| metadata.row_group(*g).num_rows())
         .sum();
     guarded(|| {
-        let reader =
+        read_whole(
             ParquetRecordBatchReaderBuilder::new_with_metadata(bytes.clone(), footer.clone())
                 .with_row_groups(groups)
                 .with_batch_size(usize::try_from(rows).unwrap_or(0).max(1))
-                .build()?;
-        let schema = reader.schema();
-        let batches = reader.collect::<Result<Vec<_>, _>>()?;
-        let batch = match batches.len() {
-            1 => batches.into_iter().next().expect("one batch"),
-            _ => arrow_select::concat::concat_batches(&schema, &batches)?,
-        };
-        count_decoded(&batch);
-        Ok(batch)
+                .build()?,
+        )
     })
 }
 
@@ -411,13 +413,6 @@ pub fn bytes_hashed() -> u64 {
 
 /// Rows decoded by [`decode_columns`] and [`decode_row_groups`] since the process started.
 static ROWS_DECODED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-fn count_decoded(batch: &RecordBatch) {
-    ROWS_DECODED.fetch_add(
-        batch.num_rows() as u64,
-        std::sync::atomic::Ordering::Relaxed,
-    );
-}
 
 /// How many rows this process has decoded whole or by row group so far (what the tests of
 /// an extend's reading hold down).
