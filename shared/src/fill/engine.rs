@@ -26,7 +26,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::codec::facts::datetimes;
 use crate::codec::rows::rows_to_batch;
 use crate::codec::schema::{DATETIME, Layout, MISSING, SPLIT_ADJUSTED, UTC};
-use crate::codec::{self, BatchFacts, Rows, Sidecar, conform};
+use crate::codec::{self, BatchFacts, CodecError, Rows, Sidecar, conform};
 use crate::corporate::{self, CorporateActions};
 use crate::coverage::{self, Coverage, Outline};
 use crate::dataset::{Dataset, Payload};
@@ -311,6 +311,60 @@ impl Encoding {
             ),
         };
         Ok((self.encoder, coverage, facts, self.fetched_rows.finish()))
+    }
+}
+
+/// An [`Encoding`] that encodes each part on the blocking pool while the fill's task goes on
+/// fetching and merging the next one; at most one part is in flight, so parts are encoded in
+/// order and a part's rows are held only until it is encoded.
+struct EncodingAhead {
+    ready: Option<Encoding>,
+    busy: Option<tokio::task::JoinHandle<(Encoding, Result<(), FillError>)>>,
+}
+
+impl EncodingAhead {
+    fn new(encoding: Encoding) -> Self {
+        EncodingAhead {
+            ready: Some(encoding),
+            busy: None,
+        }
+    }
+
+    /// Start encoding `part` ([`Encoding::append`]) once the part before it is encoded; the
+    /// error of a part is that of the next call or of [`EncodingAhead::finish`].
+    async fn append(
+        &mut self,
+        dataset: &Dataset,
+        key: &str,
+        part: merge::Part,
+        now: DateTime<Utc>,
+    ) -> Result<(), FillError> {
+        let mut encoding = self.wait().await?;
+        let (dataset, key) = (dataset.clone(), key.to_string());
+        self.busy = Some(tokio::task::spawn_blocking(move || {
+            let encoded = encoding.append(&dataset, &key, part, now);
+            (encoding, encoded)
+        }));
+        Ok(())
+    }
+
+    /// The encoding, every part given to it encoded.
+    async fn finish(mut self) -> Result<Encoding, FillError> {
+        self.wait().await
+    }
+
+    async fn wait(&mut self) -> Result<Encoding, FillError> {
+        if let Some(encoding) = self.ready.take() {
+            return Ok(encoding);
+        }
+        let busy = self.busy.take().expect("an encoding is ready or busy");
+        match busy.await {
+            Ok((encoding, encoded)) => encoded.map(|()| encoding),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(FillError::codec("encoding")(CodecError::Shape(format!(
+                "the encoding of a part did not finish: {e}"
+            )))),
+        }
     }
 }
 
@@ -633,7 +687,7 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
         // `buffered`, not `buffer_unordered`: units come back in plan order, so the rows of
         // finished units wait only for the units before them, never for the whole fill.
         let mut stream = futures::stream::iter(pending).buffered(concurrency);
-        let mut writing: Option<(Merger<'a>, Encoding)> = None;
+        let mut writing: Option<(Merger<'a>, EncodingAhead)> = None;
         let mut waiting: Vec<RecordBatch> = Vec::new();
         let mut empty = plan.unplanned.clone();
         let mut done = 0;
@@ -673,6 +727,7 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
         self.write_part(job, current, &mut writing, &mut waiting, &mut empty, None)
             .await?;
         let (_, encoding) = writing.expect("the last part starts the writing");
+        let encoding = encoding.finish().await?;
         self.finish_draft(job, current, encoding)
     }
 
@@ -682,7 +737,7 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
         &self,
         job: &mut Job<'a>,
         current: Option<&Current>,
-        writing: &mut Option<(Merger<'a>, Encoding)>,
+        writing: &mut Option<(Merger<'a>, EncodingAhead)>,
         waiting: &mut Vec<RecordBatch>,
         empty: &mut Vec<NaiveDate>,
         cut: Option<i64>,
@@ -692,7 +747,8 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
             if job.actions.is_none() {
                 job.actions = Some(self.actions_for(job, current).await?);
             }
-            *writing = Some(self.start_writing(job, current)?);
+            let (merger, encoding) = self.start_writing(job, current)?;
+            *writing = Some((merger, EncodingAhead::new(encoding)));
         }
         let (merger, encoding) = writing.as_mut().expect("started above");
         for batch in waiting.drain(..) {
@@ -706,7 +762,7 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
         merger.add_empty(empty);
         job.empty_sessions.append(empty);
         let part = merger.take_before(cut).map_err(FillError::codec("merge"))?;
-        encoding.append(dataset, job.key, part, job.now)
+        encoding.append(dataset, job.key, part, job.now).await
     }
 
     /// A write attempt after a lost conditional write: the fetched rows of the previous
@@ -1394,4 +1450,83 @@ fn only_sessions(
     let filtered = arrow_select::filter::filter_record_batch(batch, &keep)
         .map_err(|e| FillError::codec("rows")(e.into()))?;
     Ok((filtered, with_rows))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::rows::OhlcBar;
+
+    const AAPL_MINUTE: &str = r#"{"provider":"synthetic","asset_type":"stock","symbol":"AAPL","timespan":"minute","datastyle":"ohlc"}"#;
+    /// 2024-07-01 14:00 UTC (10:00 New York), in nanoseconds.
+    const TEN: i64 = 1_719_842_400_000_000_000;
+    const MINUTE: i64 = 60_000_000_000;
+
+    fn part(dataset: &Dataset, minutes: &[i64]) -> merge::Part {
+        let bars = minutes
+            .iter()
+            .map(|m| OhlcBar {
+                time: TEN + m * MINUTE,
+                volume: Some(100),
+                high: Some(11.0),
+                low: Some(9.0),
+                vwap: Some(10.0),
+                count: Some(3),
+                close: Some(10.0),
+                open: Some(10.0),
+            })
+            .collect();
+        let batch = rows_to_batch(dataset, Rows::Ohlc(bars)).unwrap();
+        let fetched_rows = BooleanBuffer::new_set(batch.num_rows());
+        merge::Part {
+            batch,
+            fetched_rows,
+        }
+    }
+
+    fn broken_rules(result: Result<Encoding, FillError>) -> Vec<Rule> {
+        match result {
+            Err(FillError::SelfCheck { violations, .. }) => {
+                violations.iter().map(|v| v.rule).collect()
+            }
+            Err(other) => panic!("not the self-check: {other}"),
+            Ok(_) => panic!("the parts were encoded"),
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp_nanos(TEN + 24 * 60 * MINUTE)
+    }
+
+    /// Hand `parts` (minutes after 10:00) to a new encoding ahead, one after the other;
+    /// the first error of a hand-over, else the encoding finished.
+    async fn encode_ahead(dataset: &Dataset, parts: &[&[i64]]) -> Result<Encoding, FillError> {
+        let schema = part(dataset, &[]).batch.schema();
+        let mut ahead = EncodingAhead::new(Encoding::new(schema)?);
+        for minutes in parts {
+            let part = part(dataset, minutes);
+            ahead
+                .append(dataset, "stock_AAPL_minute_ohlc.parquet", part, now())
+                .await?;
+        }
+        ahead.finish().await
+    }
+
+    /// A part is encoded while the next is prepared: the rule the last part breaks is
+    /// reported by `finish`, and one an earlier part breaks by the hand-over after it.
+    #[tokio::test]
+    async fn a_part_encoded_ahead_reports_its_broken_rule_at_the_next_step() {
+        let dataset = Dataset::from_json(AAPL_MINUTE).unwrap();
+        let encoding = encode_ahead(&dataset, &[&[0, 1], &[2, 3]]).await.unwrap();
+        assert_eq!(encoding.times.len(), 4);
+        assert_eq!(
+            broken_rules(encode_ahead(&dataset, &[&[0, 1], &[1, 2]]).await),
+            [Rule::DuplicateTimestamp]
+        );
+        // The first part breaks the order; the second is never encoded.
+        assert_eq!(
+            broken_rules(encode_ahead(&dataset, &[&[1, 0], &[2], &[3]]).await),
+            [Rule::Unsorted]
+        );
+    }
 }

@@ -14,7 +14,10 @@
 //! | 410 (v2 parameter names) and any other status | we asked wrongly | no | `Protocol`, quoting the terminal |
 //! | 404 or 410 from an endpoint a terminal may not serve ([`Call::optional`]: corporate events) | not served | no | none: no rows |
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use bytes::Bytes;
 
 use reqwest::header::{ACCEPT, HeaderMap, HeaderValue};
 use reqwest::{StatusCode, Url};
@@ -84,16 +87,21 @@ impl Terminal {
 
     /// GET `call`, retrying what may succeed later ([`RetryPolicy`]), and parse a 200 body
     /// with `parse`. Every HTTP request made is added to `requests`.
-    pub async fn get<T>(
+    pub async fn get<T, F>(
         &self,
         call: &Call,
         requests: &mut u32,
-        parse: impl Fn(&[u8]) -> Result<T, ParseError>,
-    ) -> Result<Reply<T>, ProviderError> {
+        parse: F,
+    ) -> Result<Reply<T>, ProviderError>
+    where
+        T: Send + 'static,
+        F: Fn(&[u8]) -> Result<T, ParseError> + Send + Sync + 'static,
+    {
         let url = self.url(call)?;
         let what = format!("GET {}", call.describe());
         let headers =
             HeaderMap::from_iter([(ACCEPT, HeaderValue::from_static("application/json"))]);
+        let parse = Arc::new(parse);
         let (url, what, headers, parse) = (&url, what.as_str(), &headers, &parse);
         self.retry
             .run("ThetaData", what, requests, move || async move {
@@ -102,23 +110,32 @@ impl Terminal {
                     .get(url, headers)
                     .await
                     .map_err(|e| Failure::retry(self.transport(e)))?;
-                self.answered(call, what, answer, parse)
+                self.answered(call, what, answer, parse).await
             })
             .await
     }
 
     /// What a complete answer to `call` means for the retry loop.
-    fn answered<T>(
+    async fn answered<T, F>(
         &self,
         call: &Call,
         what: &str,
         answer: Answer,
-        parse: &impl Fn(&[u8]) -> Result<T, ParseError>,
-    ) -> Result<Reply<T>, Failure> {
+        parse: &Arc<F>,
+    ) -> Result<Reply<T>, Failure>
+    where
+        T: Send + 'static,
+        F: Fn(&[u8]) -> Result<T, ParseError> + Send + Sync + 'static,
+    {
         if call.optional && matches!(answer.status.as_u16(), 404 | 410) {
             return Ok(Reply::NoData);
         }
-        match self.judge(what, answer.status, &answer.body, parse) {
+        let verdict = if answer.status == StatusCode::OK {
+            read(what, parse_body(answer.body, parse).await)
+        } else {
+            self.judge(what, answer.status, &answer.body)
+        };
+        match verdict {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(why)) => Err(Failure::Retry {
                 why,
@@ -139,25 +156,17 @@ impl Terminal {
         }
     }
 
-    /// What a complete answer means: `Ok(Ok(reply))` done, `Ok(Err(_))` try again,
+    /// What an answer other than 200 means: `Ok(Ok(reply))` done, `Ok(Err(_))` try again,
     /// `Err(_)` give up now.
     fn judge<T>(
         &self,
         what: &str,
         status: StatusCode,
         body: &[u8],
-        parse: &impl Fn(&[u8]) -> Result<T, ParseError>,
     ) -> Result<Result<Reply<T>, Transient>, ProviderError> {
         let code = status.as_u16();
         let said = || format!("HTTP {code}: {}", excerpt(body));
         match code {
-            200 => match parse(body) {
-                Ok(value) => Ok(Ok(Reply::Data(value))),
-                Err(e @ ParseError::Malformed(_)) => Ok(Err(Transient::Garbled(e.to_string()))),
-                Err(e @ ParseError::Content(_)) => {
-                    Err(ProviderError::Protocol(format!("{what}: {e}")))
-                }
-            },
             472 => Ok(Ok(Reply::NoData)),
             471 => Err(ProviderError::NoPermission(format!(
                 "{what}: the ThetaData account lacks the subscription for this data ({})",
@@ -174,5 +183,87 @@ impl Terminal {
                 said()
             ))),
         }
+    }
+}
+
+/// What a 200 body read as: its value, a transfer to try again (malformed), or an answer
+/// that will not change (unusable content).
+fn read<T>(
+    what: &str,
+    parsed: Result<T, ParseError>,
+) -> Result<Result<Reply<T>, Transient>, ProviderError> {
+    match parsed {
+        Ok(value) => Ok(Ok(Reply::Data(value))),
+        Err(e @ ParseError::Malformed(_)) => Ok(Err(Transient::Garbled(e.to_string()))),
+        Err(e @ ParseError::Content(_)) => Err(ProviderError::Protocol(format!("{what}: {e}"))),
+    }
+}
+
+/// Bodies at least this long are parsed on the blocking pool, so a fill's fetch tasks parse
+/// on other cores while its own task merges and encodes the rows before them; shorter ones
+/// (lists, one option session) are parsed in place, cheaper than the hand-off.
+const PARSE_ELSEWHERE_BYTES: usize = 64 * 1024;
+
+async fn parse_body<T, F>(body: Bytes, parse: &Arc<F>) -> Result<T, ParseError>
+where
+    T: Send + 'static,
+    F: Fn(&[u8]) -> Result<T, ParseError> + Send + Sync + 'static,
+{
+    if body.len() < PARSE_ELSEWHERE_BYTES {
+        return parse(&body);
+    }
+    let parse = Arc::clone(parse);
+    match tokio::task::spawn_blocking(move || parse(&body)).await {
+        Ok(parsed) => parsed,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(ParseError::Malformed(format!(
+            "the body was not parsed: {e}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn thread_of_parse(
+        len: usize,
+    ) -> impl Fn(&[u8]) -> Result<(usize, std::thread::ThreadId), ParseError> {
+        move |body| {
+            assert_eq!(body.len(), len);
+            Ok((body.len(), std::thread::current().id()))
+        }
+    }
+
+    /// A long body is parsed on the blocking pool, off the task's thread; a short one in place.
+    #[tokio::test]
+    async fn long_bodies_are_parsed_off_the_task_and_short_ones_in_place() {
+        let here = std::thread::current().id();
+        for (len, elsewhere) in [
+            (PARSE_ELSEWHERE_BYTES - 1, false),
+            (PARSE_ELSEWHERE_BYTES, true),
+        ] {
+            let body = Bytes::from(vec![b' '; len]);
+            let (read, thread) = parse_body(body, &Arc::new(thread_of_parse(len)))
+                .await
+                .unwrap();
+            assert_eq!(read, len);
+            assert_eq!(thread != here, elsewhere, "{len} bytes");
+        }
+        let malformed =
+            |_: &[u8]| -> Result<(), ParseError> { Err(ParseError::Malformed("cut short".into())) };
+        let body = Bytes::from(vec![b'{'; PARSE_ELSEWHERE_BYTES]);
+        assert_eq!(
+            parse_body(body, &Arc::new(malformed)).await,
+            Err(ParseError::Malformed("cut short".into()))
+        );
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "a parser bug")]
+    async fn a_parse_that_panics_off_the_task_panics_the_task() {
+        let body = Bytes::from(vec![b'['; PARSE_ELSEWHERE_BYTES]);
+        let buggy = |_: &[u8]| -> Result<(), ParseError> { panic!("a parser bug") };
+        let _ = parse_body(body, &Arc::new(buggy)).await;
     }
 }

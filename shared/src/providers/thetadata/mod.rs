@@ -54,6 +54,7 @@ pub mod normalize;
 pub mod parse;
 pub mod request;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -225,20 +226,20 @@ impl ThetaDataProvider {
     }
 
     /// A list endpoint's values, sorted by `order` and without repeats; none on `NO_DATA`.
-    async fn list<T: PartialEq>(
+    async fn list<T: PartialEq + Send + 'static>(
         &self,
         call: &request::Call,
-        parse: impl Fn(&[u8]) -> Result<Vec<T>, ParseError>,
+        parse: impl Fn(&[u8]) -> Result<Vec<T>, ParseError> + Send + Sync + 'static,
         order: impl FnMut(&T, &T) -> std::cmp::Ordering,
     ) -> Result<Vec<T>, ProviderError> {
         self.list_counted(call, parse, order, &mut 0).await
     }
 
     /// [`Self::list`], counting the requests made into `requests`.
-    async fn list_counted<T: PartialEq>(
+    async fn list_counted<T: PartialEq + Send + 'static>(
         &self,
         call: &request::Call,
-        parse: impl Fn(&[u8]) -> Result<Vec<T>, ParseError>,
+        parse: impl Fn(&[u8]) -> Result<Vec<T>, ParseError> + Send + Sync + 'static,
         order: impl FnMut(&T, &T) -> std::cmp::Ordering,
         requests: &mut u32,
     ) -> Result<Vec<T>, ProviderError> {
@@ -274,11 +275,13 @@ impl Provider for ThetaDataProvider {
             unit.include_after_hours,
             unit.provider_expiration,
         );
+        let owned = Arc::new(dataset.clone());
         for call in calls {
+            let dataset = Arc::clone(&owned);
             let reply = self
                 .terminal
-                .get(&call, &mut requests, |body| {
-                    normalize::normalize(dataset, body)
+                .get(&call, &mut requests, move |body| {
+                    normalize::normalize(&dataset, body)
                 })
                 .await?;
             if let Reply::Data(more) = reply {
