@@ -90,7 +90,13 @@ where
                 .unwrap_or_else(|_| "warn".into()),
         )
         .try_init();
-    let runtime = match tokio::runtime::Runtime::new() {
+    // One thread drives the command: a fill parses, encodes and does its file I/O on the
+    // blocking pool, so worker threads would only add their start and stop to every
+    // command, a hit's above all (docs/PERFORMANCE.md).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => return output::report(Failure::internal(format!("cannot start: {e}"))),
     };

@@ -330,16 +330,24 @@ impl EncodingAhead {
         }
     }
 
-    /// Start encoding `part` ([`Encoding::append`]) once the part before it is encoded; the
-    /// error of a part is that of the next call or of [`EncodingAhead::finish`].
+    /// Encode `part` ([`Encoding::append`]) once the part before it is encoded: on the
+    /// blocking pool when more parts follow (its error is that of the next call or of
+    /// [`EncodingAhead::finish`]), in place when it is the last, as nothing is left to do
+    /// beside it.
     async fn append(
         &mut self,
         dataset: &Dataset,
         key: &str,
         part: merge::Part,
         now: DateTime<Utc>,
+        more_follow: bool,
     ) -> Result<(), FillError> {
         let mut encoding = self.wait().await?;
+        if !more_follow {
+            encoding.append(dataset, key, part, now)?;
+            self.ready = Some(encoding);
+            return Ok(());
+        }
         let (dataset, key) = (dataset.clone(), key.to_string());
         self.busy = Some(tokio::task::spawn_blocking(move || {
             let encoded = encoding.append(&dataset, &key, part, now);
@@ -762,7 +770,9 @@ impl<S: ObjectStore, P: Provider> FillEngine<S, P> {
         merger.add_empty(empty);
         job.empty_sessions.append(empty);
         let part = merger.take_before(cut).map_err(FillError::codec("merge"))?;
-        encoding.append(dataset, job.key, part, job.now).await
+        encoding
+            .append(dataset, job.key, part, job.now, cut.is_some())
+            .await
     }
 
     /// A write attempt after a lost conditional write: the fetched rows of the previous
@@ -1503,26 +1513,35 @@ mod tests {
     async fn encode_ahead(dataset: &Dataset, parts: &[&[i64]]) -> Result<Encoding, FillError> {
         let schema = part(dataset, &[]).batch.schema();
         let mut ahead = EncodingAhead::new(Encoding::new(schema)?);
-        for minutes in parts {
+        for (i, minutes) in parts.iter().enumerate() {
             let part = part(dataset, minutes);
+            let more_follow = i + 1 < parts.len();
             ahead
-                .append(dataset, "stock_AAPL_minute_ohlc.parquet", part, now())
+                .append(
+                    dataset,
+                    "stock_AAPL_minute_ohlc.parquet",
+                    part,
+                    now(),
+                    more_follow,
+                )
                 .await?;
         }
         ahead.finish().await
     }
 
-    /// A part is encoded while the next is prepared: the rule the last part breaks is
-    /// reported by `finish`, and one an earlier part breaks by the hand-over after it.
+    /// A part is encoded while the next is prepared, so the rule a part breaks is reported
+    /// at the hand-over after it; the last part is encoded in place.
     #[tokio::test]
     async fn a_part_encoded_ahead_reports_its_broken_rule_at_the_next_step() {
         let dataset = Dataset::from_json(AAPL_MINUTE).unwrap();
         let encoding = encode_ahead(&dataset, &[&[0, 1], &[2, 3]]).await.unwrap();
         assert_eq!(encoding.times.len(), 4);
-        assert_eq!(
-            broken_rules(encode_ahead(&dataset, &[&[0, 1], &[1, 2]]).await),
-            [Rule::DuplicateTimestamp]
-        );
+        for parts in [&[&[0, 1][..], &[1, 2]][..], &[&[0, 1], &[1, 2], &[3]]] {
+            assert_eq!(
+                broken_rules(encode_ahead(&dataset, parts).await),
+                [Rule::DuplicateTimestamp]
+            );
+        }
         // The first part breaks the order; the second is never encoded.
         assert_eq!(
             broken_rules(encode_ahead(&dataset, &[&[1, 0], &[2], &[3]]).await),

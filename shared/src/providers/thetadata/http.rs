@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-
 use reqwest::header::{ACCEPT, HeaderMap, HeaderValue};
 use reqwest::{StatusCode, Url};
 
@@ -199,9 +198,9 @@ fn read<T>(
     }
 }
 
-/// Bodies at least this long are parsed on the blocking pool, so a fill's fetch tasks parse
-/// on other cores while its own task merges and encodes the rows before them; shorter ones
-/// (lists, one option session) are parsed in place, cheaper than the hand-off.
+/// Bodies at least this long are parsed on the blocking pool, so the units a fill has in
+/// flight are parsed on other cores while its own task merges the units before them; shorter
+/// ones (lists, a day-bar window) are parsed in place, cheaper than the hand-off.
 const PARSE_ELSEWHERE_BYTES: usize = 64 * 1024;
 
 async fn parse_body<T, F>(body: Bytes, parse: &Arc<F>) -> Result<T, ParseError>
