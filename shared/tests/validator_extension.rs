@@ -16,7 +16,7 @@ use cachefill_core::rules::{Report, Rule, check_extension, check_object};
 use cachefill_core::storage::PutResult;
 use cachefill_core::validate::validator::Checked;
 use cachefill_core::validate::{Outcome, Verdict};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use validator_support::*;
 
 const EARLIER: [&str; 4] = ["2024-01-02", "2024-01-03", "2024-01-04", "2024-01-05"];
@@ -48,6 +48,24 @@ fn facts_of(file: &Bytes) -> BatchFacts {
 }
 
 /// What a verdict is made of, comparable.
+/// `check_extension` of `extended` as the extension of `earlier`, with their true checksum
+/// and facts.
+fn extension_check(
+    dataset: &Dataset,
+    extended: &Bytes,
+    earlier: &Bytes,
+    now: DateTime<Utc>,
+) -> Option<Report> {
+    check_extension(
+        dataset,
+        extended,
+        &codec::sha256_hex(extended),
+        earlier,
+        &facts_of(earlier),
+        now,
+    )
+}
+
 fn verdict(report: &Report) -> (Vec<(Rule, String)>, String, usize, Option<BatchFacts>) {
     (
         report
@@ -103,20 +121,12 @@ fn cases(dataset: &Dataset, earlier: &Bytes) -> Vec<(&'static str, RecordBatch)>
 fn an_extension_gets_the_report_the_whole_check_gives() {
     let dataset = spy_minute();
     let earlier = encode(&batch(&dataset, &EARLIER, &[]));
-    let earlier_facts = facts_of(&earlier);
     let now = Utc::now();
     let mut incremental = Vec::new();
     for (case, rows) in cases(&dataset, &earlier) {
         let extended = extend(&earlier, &rows);
         let whole = check_object(&dataset, &extended, None, now);
-        match check_extension(
-            &dataset,
-            &extended,
-            &codec::sha256_hex(&extended),
-            &earlier,
-            &earlier_facts,
-            now,
-        ) {
+        match extension_check(&dataset, &extended, &earlier, now) {
             Some(report) => {
                 assert_eq!(verdict(&report), verdict(&whole), "{case}");
                 incremental.push(case);
@@ -193,15 +203,7 @@ fn a_footer_outline_the_rows_do_not_have_is_refused_whole_and_extended() {
     for (claim, valid) in [(&whole_truth, true), (&truth, false)] {
         let extended = extend_with(&earlier, &later, &claiming(claim));
         let whole = check_object(&dataset, &extended, None, now);
-        let appended = check_extension(
-            &dataset,
-            &extended,
-            &codec::sha256_hex(&extended),
-            &earlier,
-            &facts_of(&earlier),
-            now,
-        )
-        .expect("an extension");
+        let appended = extension_check(&dataset, &extended, &earlier, now).expect("an extension");
         assert_eq!(verdict(&appended), verdict(&whole));
         assert_eq!(whole.is_valid(), valid, "{:?}", whole.violations);
         if !valid {
@@ -213,15 +215,7 @@ fn a_footer_outline_the_rows_do_not_have_is_refused_whole_and_extended() {
     foreign.remove(FACT_SCHEMA_VERSION);
     let extended = extend_with(&earlier, &later, &foreign);
     let whole = check_object(&dataset, &extended, None, now);
-    let appended = check_extension(
-        &dataset,
-        &extended,
-        &codec::sha256_hex(&extended),
-        &earlier,
-        &facts_of(&earlier),
-        now,
-    )
-    .expect("an extension");
+    let appended = extension_check(&dataset, &extended, &earlier, now).expect("an extension");
     assert!(whole.is_valid(), "{:?}", whole.violations);
     assert_eq!(verdict(&appended), verdict(&whole));
 }
@@ -235,15 +229,7 @@ fn an_extension_with_a_repeated_boundary_is_named_as_the_whole_check_names_it() 
         if i == 0 { Some(last) } else { t }
     });
     let extended = extend(&earlier, &rows);
-    let report = check_extension(
-        &dataset,
-        &extended,
-        &codec::sha256_hex(&extended),
-        &earlier,
-        &facts_of(&earlier),
-        Utc::now(),
-    )
-    .expect("an extension");
+    let report = extension_check(&dataset, &extended, &earlier, Utc::now()).expect("an extension");
     let rules: Vec<Rule> = report.violations.iter().map(|v| v.rule).collect();
     assert_eq!(rules, [Rule::DuplicateTimestamp]);
     let earlier_rows = facts_of(&earlier).rows;
